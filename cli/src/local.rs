@@ -1,0 +1,108 @@
+//! Where this machine keeps Chorus's files, and loading the model and study from them.
+
+use crate::progress::Progress;
+use crate::StudyArgs;
+use chorus_shared::embed::pins::pins;
+use chorus_shared::embed::Embedder;
+use chorus_shared::study::{CompiledStudy, Study, TrainOptions, COMPILED_FORMAT};
+use chorus_shared::Analyzer;
+use std::path::{Path, PathBuf};
+
+const DEFAULT_STUDY: &str = include_str!("../../studies/default/study.toml");
+const DEFAULT_EXAMPLES: &str = include_str!("../../studies/default/examples.jsonl");
+
+/// `$CHORUS_CACHE_DIR`, else `$XDG_CACHE_HOME/chorus`, else `~/.cache/chorus`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CHORUS_CACHE_DIR") {
+        return dir.into();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("chorus")
+}
+
+pub fn load_embedder(args: &StudyArgs) -> Result<Embedder, String> {
+    let dir = args
+        .model_dir
+        .clone()
+        .unwrap_or_else(|| cache_dir().join("model"));
+    let read = |file: &str| {
+        let path = dir.join(file);
+        std::fs::read(&path).map_err(|e| {
+            format!("cannot read the model file {}: {e}. Run `cargo xtask fetch` to download the pinned model.", path.display())
+        })
+    };
+    let model = read(&pins().model.file)?;
+    let tokenizer = read(&pins().tokenizer.file)?;
+    Embedder::new(&model, &tokenizer).map_err(|e| e.to_string())
+}
+
+/// Reads the study file named by `args` (or the default study) and its labelled examples.
+pub fn load_study(args: &StudyArgs) -> Result<Study, String> {
+    let Some(path) = &args.study else {
+        return Study::parse(DEFAULT_STUDY, Some(DEFAULT_EXAMPLES))
+            .map_err(|e| format!("default study: {e}"));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let named =
+        Study::labelled_examples_path(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let examples = match named {
+        Some(relative) => {
+            let examples_path = path.parent().unwrap_or(Path::new(".")).join(&relative);
+            Some(std::fs::read_to_string(&examples_path).map_err(|e| {
+                format!(
+                    "cannot read the labelled examples {}: {e}",
+                    examples_path.display()
+                )
+            })?)
+        }
+        None => None,
+    };
+    Study::parse(&text, examples.as_deref()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The study compiled against the embedder, from the cache when it was compiled before
+/// (compiling embeds every labelled example, which takes a while).
+pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStudy, String> {
+    let model = &pins().model.sha256[..16];
+    let path = cache_dir().join("studies").join(format!(
+        "{}-{}-{model}-f{COMPILED_FORMAT}.json",
+        study.id, study.version
+    ));
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(compiled) = serde_json::from_slice::<CompiledStudy>(&bytes) {
+            return Ok(compiled);
+        }
+    }
+    let mut progress = Progress::new("compiling the study", None);
+    let compiled =
+        CompiledStudy::compile(study, embedder, TrainOptions::default(), |done, total| {
+            progress.update(done as u64, total as u64)
+        })
+        .map_err(|e| format!("cannot compile study `{}`: {e}", study.id))?;
+    progress.finish();
+    // Write then rename, so that a crash never leaves a half-written cache entry.
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(
+            &tmp,
+            serde_json::to_vec(&compiled).expect("compiled study serialises"),
+        )
+        .is_ok()
+        {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    Ok(compiled)
+}
+
+pub fn load_analyzer(args: &StudyArgs) -> Result<Analyzer, String> {
+    let study = load_study(args)?;
+    let embedder = load_embedder(args)?;
+    let compiled = compiled_study(&study, &embedder)?;
+    Analyzer::new(embedder, compiled).map_err(|e| e.to_string())
+}

@@ -1,0 +1,57 @@
+//! `chorus`: the Chorus command line. `analyze` runs the contributor's on-device pipeline
+//! natively on export files; `study` compiles and evaluates a study's classifiers.
+
+mod analyze;
+mod local;
+mod progress;
+mod study_cmd;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "chorus",
+    version,
+    about = "Privacy-preserving insight into how people use AI assistants"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct StudyArgs {
+    /// Study file (TOML); the default study when omitted.
+    #[arg(long, value_name = "FILE")]
+    pub study: Option<PathBuf>,
+    /// Directory holding the pinned model.onnx and tokenizer.json
+    /// [default: $CHORUS_CACHE_DIR/model, or ~/.cache/chorus/model].
+    #[arg(long, value_name = "DIR", env = "CHORUS_MODEL_DIR")]
+    pub model_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse chat exports on this machine: one JSON object per conversation on stdout.
+    Analyze(analyze::Args),
+    /// Work with a study's classifiers.
+    #[command(subcommand)]
+    Study(study_cmd::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Analyze(args) => analyze::run(args),
+        Command::Study(command) => study_cmd::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("chorus: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! `chorus study`: compile a study for clients, and measure its classifier.
+
+use crate::local::{compiled_study, load_embedder, load_study};
+use crate::progress::Progress;
+use crate::StudyArgs;
+use chorus_shared::study::{cross_validate, TrainOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Compile the study (train its classifiers) into the JSON a client loads.
+    Compile {
+        #[command(flatten)]
+        study: StudyArgs,
+        /// Write the compiled study here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Held-out accuracy of the category classifier, by k-fold cross-validation over the
+    /// labelled examples that are a uniform sample of their corpus.
+    Evaluate {
+        #[command(flatten)]
+        study: StudyArgs,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// L2 penalty of the logistic regression.
+        #[arg(long)]
+        l2: Option<f64>,
+        /// Gradient steps of the logistic regression.
+        #[arg(long)]
+        iterations: Option<usize>,
+    },
+}
+
+pub fn run(command: Command) -> Result<ExitCode, String> {
+    match command {
+        Command::Compile { study, out } => {
+            let parsed = load_study(&study)?;
+            let embedder = load_embedder(&study)?;
+            let compiled = compiled_study(&parsed, &embedder)?;
+            let json = serde_json::to_string(&compiled).expect("compiled study serialises");
+            match out {
+                Some(path) => std::fs::write(&path, json)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                None => println!("{json}"),
+            }
+        }
+        Command::Evaluate {
+            study,
+            folds,
+            l2,
+            iterations,
+        } => {
+            if folds < 2 {
+                return Err("--folds must be at least 2".into());
+            }
+            let parsed = load_study(&study)?;
+            let embedder = load_embedder(&study)?;
+            let defaults = TrainOptions::default();
+            let options = TrainOptions {
+                l2: l2.unwrap_or(defaults.l2),
+                iterations: iterations.unwrap_or(defaults.iterations),
+            };
+            let total = parsed.examples.len()
+                + parsed
+                    .categories
+                    .iter()
+                    .map(|c| c.examples.len())
+                    .sum::<usize>();
+            let mut progress = Progress::new("embedding the examples", None);
+            let mut done = 0;
+            let evaluation = cross_validate(&parsed, &embedder, folds, options, |n| {
+                done += n;
+                progress.update(done as u64, total as u64)
+            })
+            .map_err(|e| e.to_string())?;
+            progress.finish();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&evaluation).expect("evaluation serialises")
+            );
+            eprintln!(
+                "chorus: {}-fold held-out accuracy {:.3} on {} examples (prototype fallback {:.3})",
+                folds, evaluation.accuracy, evaluation.held_out, evaluation.prototype_accuracy
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,207 @@
+//! Embed: the all-MiniLM-L6-v2 sentence embedding (384 floats, mean-pooled, L2-normalised),
+//! run with tract from the pinned int8 ONNX file. The same code runs natively and in wasm.
+
+pub mod pins;
+mod surgery;
+
+use std::sync::Arc;
+use tokenizers::{Tokenizer, TruncationParams};
+use tract_onnx::prelude::*;
+
+/// Dimensions of an embedding.
+pub const DIM: usize = 384;
+/// Longest input, in tokens, as the sentence-transformers configuration of the model says.
+pub const MAX_TOKENS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("{file} has SHA-256 {found}, but the pinned file has {expected}; the file is damaged or not the pinned model. Fetch it again with `cargo xtask fetch`.")]
+    WrongFile {
+        file: String,
+        expected: String,
+        found: String,
+    },
+    #[error("cannot load the model: {0}")]
+    Load(String),
+    #[error("cannot tokenize: {0}")]
+    Tokenize(String),
+    #[error("the model failed to run: {0}")]
+    Run(String),
+}
+
+pub struct Embedder {
+    tokenizer: Tokenizer,
+    plan: Arc<TypedRunnableModel>,
+    /// For each model input in order: 0 = token ids, 1 = attention mask, 2 = token type ids.
+    input_roles: Vec<usize>,
+}
+
+impl Embedder {
+    /// Loads the model and tokenizer from their bytes, refusing any file that is not the pinned one.
+    pub fn new(model_onnx: &[u8], tokenizer_json: &[u8]) -> Result<Self, EmbedError> {
+        let pins = pins::pins();
+        for (pin, bytes) in [(&pins.model, model_onnx), (&pins.tokenizer, tokenizer_json)] {
+            let found = pins::sha256_hex(bytes);
+            if found != pin.sha256 {
+                return Err(EmbedError::WrongFile {
+                    file: pin.file.clone(),
+                    expected: pin.sha256.clone(),
+                    found,
+                });
+            }
+        }
+        let mut tokenizer =
+            Tokenizer::from_bytes(tokenizer_json).map_err(|e| EmbedError::Load(e.to_string()))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: MAX_TOKENS,
+                ..Default::default()
+            }))
+            .map_err(|e| EmbedError::Load(e.to_string()))?;
+        tokenizer.with_padding(None);
+        let (plan, input_roles) =
+            load_plan(model_onnx).map_err(|e| EmbedError::Load(format!("{e:#}")))?;
+        Ok(Embedder {
+            tokenizer,
+            plan,
+            input_roles,
+        })
+    }
+
+    /// Embeds a batch of texts, padded to the longest of them. Each result has [`DIM`] floats
+    /// and unit length.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let batch = encodings.len();
+        let seq = encodings
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut inputs = [
+            vec![0i64; batch * seq],
+            vec![0i64; batch * seq],
+            vec![0i64; batch * seq],
+        ];
+        for (b, e) in encodings.iter().enumerate() {
+            for (t, ((&id, &mask), &kind)) in e
+                .get_ids()
+                .iter()
+                .zip(e.get_attention_mask())
+                .zip(e.get_type_ids())
+                .enumerate()
+            {
+                inputs[0][b * seq + t] = id as i64;
+                inputs[1][b * seq + t] = mask as i64;
+                inputs[2][b * seq + t] = kind as i64;
+            }
+        }
+        let tensors = self
+            .input_roles
+            .iter()
+            .map(|&role| {
+                tract_ndarray::Array2::from_shape_vec((batch, seq), inputs[role].clone())
+                    .map(|a| a.into_tensor().into_tvalue())
+                    .map_err(|e| EmbedError::Run(e.to_string()))
+            })
+            .collect::<Result<TVec<_>, _>>()?;
+        let outputs = self
+            .plan
+            .run(tensors)
+            .map_err(|e| EmbedError::Run(format!("{e:#}")))?;
+        let hidden = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| EmbedError::Run(e.to_string()))?;
+        let mask = &inputs[1];
+        Ok((0..batch)
+            .map(|b| {
+                let mut pooled = vec![0f32; DIM];
+                let mut count = 0f32;
+                for t in 0..seq {
+                    if mask[b * seq + t] == 1 {
+                        count += 1.0;
+                        for (d, p) in pooled.iter_mut().enumerate() {
+                            *p += hidden[[b, t, d]];
+                        }
+                    }
+                }
+                pooled.iter_mut().for_each(|p| *p /= count.max(1.0));
+                normalize(&mut pooled);
+                pooled
+            })
+            .collect())
+    }
+}
+
+impl Embedder {
+    /// Embeds many texts, in batches of similar length so that little padding is computed.
+    /// Results come back in the order of `texts`.
+    pub fn embed_many(
+        &self,
+        texts: &[&str],
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+        const BATCH: usize = 16;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for chunk in order.chunks(BATCH) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            for (&i, v) in chunk.iter().zip(self.embed(&batch)?) {
+                out[i] = v;
+            }
+            progress(chunk.len());
+        }
+        Ok(out)
+    }
+}
+
+/// Scales `v` to unit L2 length (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(f32::MIN_POSITIVE)
+}
+
+fn load_plan(model_onnx: &[u8]) -> TractResult<(Arc<TypedRunnableModel>, Vec<usize>)> {
+    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+    let mut proto = onnx.proto_model_for_read(&mut &*model_onnx)?;
+    let graph = proto
+        .graph
+        .as_mut()
+        .ok_or_else(|| TractError::msg("the ONNX file has no graph"))?;
+    surgery::gather_before_dequantize(graph);
+    let mut model = onnx.model_for_proto_model(&proto)?;
+
+    let batch = model.symbols.sym("B");
+    let seq = model.symbols.sym("S");
+    let mut roles = Vec::new();
+    for (i, outlet) in model.input_outlets()?.to_vec().into_iter().enumerate() {
+        let role = match model.node(outlet.node).name.as_str() {
+            "input_ids" => 0,
+            "attention_mask" => 1,
+            "token_type_ids" => 2,
+            other => return Err(TractError::msg(format!("unexpected model input `{other}`"))),
+        };
+        roles.push(role);
+        model.set_input_fact(i, i64::fact([batch.to_dim(), seq.to_dim()]).into())?;
+    }
+    let plan = model.into_optimized()?.into_runnable()?;
+    Ok((plan, roles))
+}

@@ -1,0 +1,132 @@
+//! Facets: what is computed about one conversation on the contributor's device, without a
+//! language model. The facets that need the embedding (category, concern) are computed by the
+//! study's classifier in [`crate::study`]; the rest are here.
+
+mod code;
+mod language;
+pub mod pii;
+
+use crate::conversation::Conversation;
+
+/// Longest request text kept, in characters. The embedder reads at most 256 tokens, which
+/// is about 1,000 characters of English; the margin covers denser scripts.
+pub const MAX_REQUEST_CHARS: usize = 1500;
+
+/// Facets that come from the text alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextFacets {
+    /// ISO 639-1 code of the user's turns, or `und`.
+    pub language: &'static str,
+    /// Visible user and assistant messages.
+    pub turns: u32,
+    /// Characters in all visible messages.
+    pub chars: u64,
+    pub has_code: bool,
+}
+
+pub fn text_facets(conversation: &Conversation) -> TextFacets {
+    let user_prose: String = conversation
+        .user_texts()
+        .map(code::without_code_blocks)
+        .collect::<Vec<_>>()
+        .join("\n");
+    TextFacets {
+        language: language::detect(&user_prose),
+        turns: conversation.turns.len() as u32,
+        chars: conversation
+            .turns
+            .iter()
+            .map(|t| t.text.chars().count() as u64)
+            .sum(),
+        has_code: code::has_code(conversation),
+    }
+}
+
+/// The text that stands for the conversation's request: its title when the export has a
+/// meaningful one (ChatGPT and Claude titles are short model-written summaries), then the first
+/// user message; PII-scrubbed and truncated. It is embedded on the device and never sent.
+pub fn request_text(conversation: &Conversation) -> String {
+    let first = conversation.first_user_text().unwrap_or_default();
+    let text = match conversation.title.as_deref().map(str::trim) {
+        Some(title) if is_meaningful_title(title) && !first.starts_with(title) => {
+            format!("{title}\n{first}")
+        }
+        _ => first.to_owned(),
+    };
+    let truncated: String = text.chars().take(MAX_REQUEST_CHARS).collect();
+    pii::scrub(&truncated)
+}
+
+fn is_meaningful_title(title: &str) -> bool {
+    const PLACEHOLDERS: [&str; 5] = [
+        "new chat",
+        "untitled",
+        "new conversation",
+        "chat",
+        "conversation",
+    ];
+    !title.is_empty() && !PLACEHOLDERS.contains(&title.to_lowercase().as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::{Role, Turn};
+
+    fn conv(title: Option<&str>, turns: &[(Role, &str)]) -> Conversation {
+        Conversation {
+            id: "c1".into(),
+            title: title.map(Into::into),
+            turns: turns
+                .iter()
+                .map(|(role, text)| Turn {
+                    role: *role,
+                    text: (*text).into(),
+                    is_code: false,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn request_text_is_title_and_first_request_scrubbed() {
+        let c = conv(
+            Some("Email to landlord"),
+            &[
+                (Role::User, "Write to bob@example.com about the leak"),
+                (Role::Assistant, "Sure"),
+                (Role::User, "shorter"),
+            ],
+        );
+        assert_eq!(
+            request_text(&c),
+            "Email to landlord\nWrite to [email] about the leak"
+        );
+        let untitled = conv(Some("New chat"), &[(Role::User, "hello there")]);
+        assert_eq!(request_text(&untitled), "hello there");
+    }
+
+    #[test]
+    fn request_text_is_truncated() {
+        let long = "word ".repeat(1000);
+        let c = conv(None, &[(Role::User, &long)]);
+        assert_eq!(request_text(&c).chars().count(), MAX_REQUEST_CHARS);
+    }
+
+    #[test]
+    fn text_facets_count_turns_and_chars() {
+        let c = conv(
+            None,
+            &[
+                (
+                    Role::User,
+                    "Bonjour, pouvez-vous m'aider à écrire une lettre ?",
+                ),
+                (Role::Assistant, "Oui"),
+            ],
+        );
+        let f = text_facets(&c);
+        assert_eq!((f.language, f.turns, f.has_code), ("fr", 2, false));
+        assert_eq!(f.chars, 50 + 3);
+    }
+}

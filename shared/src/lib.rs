@@ -1,0 +1,17 @@
+//! Everything the Chorus client and server share. This crate does no I/O of its own: callers
+//! hand it bytes and readers, and it hands back values.
+//!
+//! The data flow on the contributor's device, one module a stage:
+//! [`import`] (export file → conversations) → [`facets`] (text facets, request text) →
+//! [`embed`] (sentence embedding) → [`study`] (category and concern classifiers) —
+//! tied together for one conversation in [`pipeline`].
+
+pub mod conversation;
+pub mod embed;
+pub mod facets;
+pub mod import;
+pub mod pipeline;
+pub mod study;
+
+pub use conversation::{Conversation, Role, Turn};
+pub use pipeline::{Analysis, Analyzer};

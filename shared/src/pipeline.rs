@@ -1,0 +1,90 @@
+//! The on-device pipeline for one conversation: facets from the text, the embedding of its
+//! request text, and the study's classifiers on that embedding. The browser, the `chorus`
+//! command and the tests all analyse conversations through this one function.
+
+use crate::conversation::Conversation;
+use crate::embed::{EmbedError, Embedder};
+use crate::facets;
+use crate::study::{CompiledStudy, COMPILED_FORMAT};
+use serde::{Deserialize, Serialize};
+
+/// What the device knows about one of its own conversations. It stays on the device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Analysis {
+    /// The conversation's id in the export.
+    pub id: String,
+    /// ISO 639-1 code of the user's turns, or `und`.
+    pub language: String,
+    /// Category id from the study's taxonomy.
+    pub category: String,
+    /// Concern level 1 (none) to 5 (extreme).
+    pub concern: u8,
+    pub turns: u32,
+    pub chars: u64,
+    pub has_code: bool,
+    /// The request text's embedding (unit length), when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzerError {
+    #[error("the compiled study was trained with model {study}, not the pinned model {pinned}; compile it again")]
+    ModelMismatch { study: String, pinned: String },
+    #[error("the compiled study has format {found}, this code reads format {COMPILED_FORMAT}; compile it again")]
+    FormatMismatch { found: u32 },
+}
+
+pub struct Analyzer {
+    embedder: Embedder,
+    study: CompiledStudy,
+}
+
+impl Analyzer {
+    pub fn new(embedder: Embedder, study: CompiledStudy) -> Result<Analyzer, AnalyzerError> {
+        let pinned = &crate::embed::pins::pins().model.sha256;
+        if &study.model_sha256 != pinned {
+            return Err(AnalyzerError::ModelMismatch {
+                study: study.model_sha256,
+                pinned: pinned.clone(),
+            });
+        }
+        if study.format != COMPILED_FORMAT {
+            return Err(AnalyzerError::FormatMismatch {
+                found: study.format,
+            });
+        }
+        Ok(Analyzer { embedder, study })
+    }
+
+    pub fn study(&self) -> &CompiledStudy {
+        &self.study
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Analyses one conversation.
+    pub fn analyze(
+        &self,
+        conversation: &Conversation,
+        keep_embedding: bool,
+    ) -> Result<Analysis, EmbedError> {
+        let text = facets::text_facets(conversation);
+        let request = facets::request_text(conversation);
+        let embedding = self.embedder.embed(&[&request])?.remove(0);
+        Ok(Analysis {
+            id: conversation.id.clone(),
+            language: text.language.to_owned(),
+            category: self.study.categories[self.study.category(&embedding)]
+                .id
+                .clone(),
+            concern: self.study.concern(&embedding),
+            turns: text.turns,
+            chars: text.chars,
+            has_code: text.has_code,
+            embedding: keep_embedding.then_some(embedding),
+        })
+    }
+}

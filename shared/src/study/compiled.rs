@@ -1,0 +1,160 @@
+//! A study compiled against the embedder: the classifiers a client runs, as plain data that
+//! serialises to JSON (the browser receives this, not the labelled examples).
+
+use super::classifier::{argmax, Classifier, TrainOptions};
+use super::{Category, Study};
+use crate::embed::{self, EmbedError, Embedder};
+use crate::facets::pii;
+use serde::{Deserialize, Serialize};
+
+/// Changes whenever compiled studies from older code must not be reused.
+pub const COMPILED_FORMAT: u32 = 1;
+/// With labelled examples, each category needs at least this many to train on.
+pub const CATEGORY_MIN_EXAMPLES: usize = 3;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompiledStudy {
+    pub format: u32,
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    /// Hash of the study file and its labelled examples.
+    pub version: String,
+    /// SHA-256 of the model file the classifiers were trained with.
+    pub model_sha256: String,
+    pub categories: Vec<Category>,
+    pub classifier: Classifier,
+    pub concern_threshold: f32,
+    pub concern_prototypes: Vec<ConcernPrototype>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConcernPrototype {
+    pub level: u8,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error("category `{category}` has {found} labelled examples; at least {CATEGORY_MIN_EXAMPLES} are needed to train on (or drop `labelled_examples` to classify by prototypes)")]
+    TooFewExamples { category: String, found: usize },
+}
+
+/// The text of a labelled example as the classifier sees it: prepared exactly like a
+/// conversation's request text.
+pub fn example_text(text: &str) -> String {
+    let truncated: String = text
+        .chars()
+        .take(crate::facets::MAX_REQUEST_CHARS)
+        .collect();
+    pii::scrub(&truncated)
+}
+
+impl CompiledStudy {
+    /// Embeds the study's examples and trains its classifiers. `progress` receives the number
+    /// of texts embedded so far and the total.
+    pub fn compile(
+        study: &Study,
+        embedder: &Embedder,
+        options: TrainOptions,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<CompiledStudy, CompileError> {
+        let (texts, labels) = training_set(study);
+        let concern_texts: Vec<(u8, String)> = study
+            .concerns
+            .iter()
+            .flat_map(|c| c.examples.iter().map(move |e| (c.level, e.clone())))
+            .collect();
+        let total = texts.len() + concern_texts.len();
+        let mut done = 0;
+        let all: Vec<&str> = texts
+            .iter()
+            .map(String::as_str)
+            .chain(concern_texts.iter().map(|(_, t)| t.as_str()))
+            .collect();
+        let vectors = embedder.embed_many(&all, |n| {
+            done += n;
+            progress(done, total)
+        })?;
+        let (train, concern) = vectors.split_at(texts.len());
+
+        let classes = study.categories.len();
+        let classifier = if study.examples.is_empty() {
+            Classifier::prototypes(train, &labels, classes)
+        } else {
+            for (c, category) in study.categories.iter().enumerate() {
+                let found = labels.iter().filter(|&&l| l == c).count();
+                if found < CATEGORY_MIN_EXAMPLES {
+                    return Err(CompileError::TooFewExamples {
+                        category: category.id.clone(),
+                        found,
+                    });
+                }
+            }
+            Classifier::train_linear(train, &labels, classes, options)
+        };
+        Ok(CompiledStudy {
+            format: COMPILED_FORMAT,
+            id: study.id.clone(),
+            title: study.title.clone(),
+            description: study.description.clone(),
+            version: study.version.clone(),
+            model_sha256: embed::pins::pins().model.sha256.clone(),
+            categories: study.categories.clone(),
+            classifier,
+            concern_threshold: study.concern_threshold,
+            concern_prototypes: concern_texts
+                .iter()
+                .zip(concern)
+                .map(|((level, _), v)| ConcernPrototype {
+                    level: *level,
+                    embedding: v.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Index of the category of a conversation with this request embedding.
+    pub fn category(&self, embedding: &[f32]) -> usize {
+        argmax(&self.classifier.probabilities(embedding))
+    }
+
+    /// Concern level 1–5: the highest level with an example at least `concern_threshold`
+    /// similar to the request; 1 ("no concern") when none is.
+    pub fn concern(&self, embedding: &[f32]) -> u8 {
+        self.concern_prototypes
+            .iter()
+            .filter(|p| embed::cosine(&p.embedding, embedding) >= self.concern_threshold)
+            .map(|p| p.level)
+            .max()
+            .unwrap_or(1)
+    }
+}
+
+/// Texts and category indices to train on: with labelled examples, those plus the taxonomy's
+/// own examples; without, each category's name and description and its examples (prototypes).
+pub fn training_set(study: &Study) -> (Vec<String>, Vec<usize>) {
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
+    for (c, category) in study.categories.iter().enumerate() {
+        if study.examples.is_empty() {
+            texts.push(format!("{}: {}", category.name, category.description));
+            labels.push(c);
+        }
+        for e in &category.examples {
+            texts.push(example_text(e));
+            labels.push(c);
+        }
+    }
+    for e in &study.examples {
+        texts.push(example_text(&e.text));
+        labels.push(
+            study
+                .category_index(&e.category)
+                .expect("examples were validated"),
+        );
+    }
+    (texts, labels)
+}

@@ -1,0 +1,271 @@
+//! Studies: what a study publishes (its taxonomy of categories, its concern scale, its labelled
+//! examples), parsed from TOML, and compiled against the embedder into the classifiers that run
+//! on the contributor's device.
+//!
+//! ```toml
+//! id = "..."
+//! title = "..."
+//! labelled_examples = "examples.jsonl"   # optional, relative to the study file
+//! [[category]]
+//! id = "software_development"
+//! name = "Software development"
+//! description = "..."
+//! examples = ["...", "..."]
+//! [[concern]]                             # optional; levels 2–5 of Clio's concern scale
+//! level = 3
+//! description = "..."
+//! examples = ["..."]
+//! ```
+
+mod classifier;
+mod compiled;
+mod evaluate;
+
+pub use classifier::{Classifier, TrainOptions};
+pub use compiled::{
+    example_text, CompileError, CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES,
+    COMPILED_FORMAT,
+};
+pub use evaluate::{cross_validate, CategoryScore, Evaluation};
+
+use crate::embed::pins::sha256_hex;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Study {
+    pub id: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Path of a JSON Lines file of `{"text": ..., "category": ...}`, relative to the study file.
+    #[serde(default)]
+    pub labelled_examples: Option<String>,
+    #[serde(rename = "category")]
+    pub categories: Vec<Category>,
+    #[serde(rename = "concern", default)]
+    pub concerns: Vec<ConcernLevel>,
+    /// Cosine similarity to a concern example above which a request takes that example's level.
+    #[serde(default = "default_concern_threshold")]
+    pub concern_threshold: f32,
+    /// Filled by [`Study::parse`]: the labelled examples read from `labelled_examples`.
+    #[serde(skip)]
+    pub examples: Vec<LabelledExample>,
+    /// Filled by [`Study::parse`]: a hash of the study file and its examples.
+    #[serde(skip)]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Category {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConcernLevel {
+    pub level: u8,
+    pub description: String,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct LabelledExample {
+    pub text: String,
+    pub category: String,
+    /// Where the example came from (e.g. `sample` for a uniform sample of a public corpus);
+    /// only `sample` examples are used to measure accuracy, so that the figure is unbiased.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+fn default_concern_threshold() -> f32 {
+    0.6
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    #[error("the study file is not valid: {0}")]
+    Toml(String),
+    #[error("the study is not valid: {0}")]
+    Invalid(String),
+    #[error("labelled example on line {line}: {message}")]
+    Example { line: usize, message: String },
+}
+
+impl Study {
+    /// Parses a study file. `examples_jsonl` is the content of its `labelled_examples` file,
+    /// which the caller reads (this crate does no I/O).
+    pub fn parse(study_toml: &str, examples_jsonl: Option<&str>) -> Result<Study, StudyError> {
+        let mut study: Study =
+            toml::from_str(study_toml).map_err(|e| StudyError::Toml(e.to_string()))?;
+        study.validate()?;
+        if study.labelled_examples.is_some() != examples_jsonl.is_some() {
+            return Err(StudyError::Invalid(
+                "`labelled_examples` names a file, but its content was not given".into(),
+            ));
+        }
+        if let Some(jsonl) = examples_jsonl {
+            study.examples = parse_examples(jsonl, &study.categories)?;
+        }
+        let mut hashed = study_toml.as_bytes().to_vec();
+        hashed.extend_from_slice(examples_jsonl.unwrap_or_default().as_bytes());
+        study.version = sha256_hex(&hashed)[..16].to_owned();
+        Ok(study)
+    }
+
+    /// The `labelled_examples` path a study file names, read before the whole study is parsed
+    /// (the caller needs it to read the examples).
+    pub fn labelled_examples_path(study_toml: &str) -> Result<Option<String>, StudyError> {
+        #[derive(Deserialize)]
+        struct Header {
+            labelled_examples: Option<String>,
+        }
+        let header: Header =
+            toml::from_str(study_toml).map_err(|e| StudyError::Toml(e.to_string()))?;
+        Ok(header.labelled_examples)
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        let invalid = |m: String| Err(StudyError::Invalid(m));
+        if !is_identifier(&self.id) {
+            return invalid(format!(
+                "study id `{}` must be lowercase letters, digits, `_` or `-`",
+                self.id
+            ));
+        }
+        if self.categories.len() < 2 {
+            return invalid("a study needs at least two categories".into());
+        }
+        for (i, c) in self.categories.iter().enumerate() {
+            if !is_identifier(&c.id) {
+                return invalid(format!(
+                    "category id `{}` must be lowercase letters, digits, `_` or `-`",
+                    c.id
+                ));
+            }
+            if self.categories[..i].iter().any(|o| o.id == c.id) {
+                return invalid(format!("category id `{}` appears twice", c.id));
+            }
+            if c.name.trim().is_empty() || c.description.trim().is_empty() {
+                return invalid(format!(
+                    "category `{}` needs a name and a description",
+                    c.id
+                ));
+            }
+        }
+        for (i, c) in self.concerns.iter().enumerate() {
+            if !(2..=5).contains(&c.level) {
+                return invalid(format!(
+                    "concern level {} is outside 2–5 (level 1 is \"no concern\")",
+                    c.level
+                ));
+            }
+            if self.concerns[..i].iter().any(|o| o.level == c.level) || c.examples.is_empty() {
+                return invalid(format!(
+                    "concern level {} must appear once, with examples",
+                    c.level
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.concern_threshold) {
+            return invalid("concern_threshold must lie between 0 and 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn category_index(&self, id: &str) -> Option<usize> {
+        self.categories.iter().position(|c| c.id == id)
+    }
+}
+
+fn parse_examples(
+    jsonl: &str,
+    categories: &[Category],
+) -> Result<Vec<LabelledExample>, StudyError> {
+    let mut examples = Vec::new();
+    for (i, line) in jsonl.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| StudyError::Example {
+            line: i + 1,
+            message,
+        };
+        let example: LabelledExample =
+            serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
+        if !categories.iter().any(|c| c.id == example.category) {
+            return Err(err(format!(
+                "category `{}` is not in the study's taxonomy",
+                example.category
+            )));
+        }
+        if example.text.trim().is_empty() {
+            return Err(err("the text is empty".into()));
+        }
+        examples.push(example);
+    }
+    Ok(examples)
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STUDY: &str = r#"
+id = "s1"
+title = "T"
+labelled_examples = "ex.jsonl"
+[[category]]
+id = "code"
+name = "Code"
+description = "Programming"
+[[category]]
+id = "poems"
+name = "Poems"
+description = "Poetry"
+"#;
+
+    #[test]
+    fn parses_and_versions_a_study() {
+        let s = Study::parse(
+            STUDY,
+            Some("{\"text\":\"fix my loop\",\"category\":\"code\"}\n"),
+        )
+        .unwrap();
+        assert_eq!(s.examples.len(), 1);
+        assert_eq!(s.version.len(), 16);
+        let other = Study::parse(
+            STUDY,
+            Some("{\"text\":\"a sonnet\",\"category\":\"poems\"}\n"),
+        )
+        .unwrap();
+        assert_ne!(s.version, other.version);
+    }
+
+    #[test]
+    fn rejects_bad_studies_with_a_reason() {
+        let err = Study::parse(STUDY, Some("{\"text\":\"x\",\"category\":\"nope\"}")).unwrap_err();
+        assert!(
+            err.to_string().contains("line 1") && err.to_string().contains("nope"),
+            "{err}"
+        );
+        let err =
+            Study::parse(&STUDY.replace("id = \"poems\"", "id = \"code\""), Some("")).unwrap_err();
+        assert!(err.to_string().contains("appears twice"), "{err}");
+        let err = Study::parse(&format!("{STUDY}\ncolour = 1"), Some("")).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        assert!(Study::parse(STUDY, None).is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! Build chores for Chorus, run as `cargo xtask <task>`:
+//!
+//! - `fetch`: download the pinned model (and, with `--corpus`, the public ShareGPT corpus)
+//!   into the cache, checking every SHA-256;
+//! - `wasm`: build the browser bundle into `www/pkg` (installs the wasm target and a matching
+//!   wasm-bindgen-cli when missing);
+//! - `test`: everything CI checks, from a fresh machine;
+//! - `run`: the product, as far as it goes.
+//!
+//! Each task is idempotent: what is already in place is checked, not redone.
+
+mod fetch;
+mod tasks;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("fetch") => fetch::fetch(args.iter().any(|a| a == "--corpus")),
+        Some("wasm") => tasks::wasm(),
+        Some("test") => tasks::test(),
+        Some("run") => tasks::run(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <fetch [--corpus] | wasm | test | run>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The composite tasks: build the wasm bundle, test everything, run the product.
+
+use crate::fetch;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Runs a command in the workspace root, failing with its command line when it fails.
+fn sh(program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("xtask: {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The wasm-bindgen version in Cargo.lock: the CLI must match it exactly.
+fn locked_wasm_bindgen_version() -> Result<String, String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = \"")) {
+                return Ok(version.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    Err("wasm-bindgen is not in Cargo.lock".into())
+}
+
+/// Builds the browser bundle (`www/pkg/chorus_client.js` and `_bg.wasm`).
+pub fn wasm() -> Result<(), String> {
+    let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
+    if !installed
+        .lines()
+        .any(|t| t.trim() == "wasm32-unknown-unknown")
+    {
+        sh("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
+    }
+    let version = locked_wasm_bindgen_version()?;
+    let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
+    if have.split_whitespace().nth(1) != Some(version.as_str()) {
+        sh(
+            "cargo",
+            &["install", "wasm-bindgen-cli", "--version", &version],
+        )?;
+    }
+    sh(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--package",
+            "chorus-client",
+            "--target",
+            "wasm32-unknown-unknown",
+        ],
+    )?;
+    let wasm = target_dir().join("wasm32-unknown-unknown/release/chorus_client.wasm");
+    let out_dir = root().join("www/pkg");
+    sh(
+        "wasm-bindgen",
+        &[
+            "--target",
+            "web",
+            "--no-typescript",
+            "--out-dir",
+            &out_dir.to_string_lossy(),
+            &wasm.to_string_lossy(),
+        ],
+    )
+}
+
+/// Everything CI checks. Installs what it needs; safe to run again.
+pub fn test() -> Result<(), String> {
+    fetch::fetch(true)?;
+    wasm()?;
+    sh("cargo", &["fmt", "--all", "--", "--check"])?;
+    sh("cargo", &["build", "--release", "--workspace"])?;
+    sh(
+        "cargo",
+        &[
+            "clippy",
+            "--release",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    sh("cargo", &["test", "--release", "--workspace"])
+}
+
+/// Runs the product. So far: the on-device analysis, natively, on the demo export.
+pub fn run(args: &[String]) -> Result<(), String> {
+    fetch::fetch(false)?;
+    sh("cargo", &["build", "--release", "--package", "chorus-cli"])?;
+    let chorus = target_dir().join("release/chorus");
+    let demo = root().join("tests/fixtures/chatgpt-export.zip");
+    let exports: Vec<String> = if args.is_empty() {
+        vec![demo.to_string_lossy().into_owned()]
+    } else {
+        args.to_vec()
+    };
+    let mut command_line = vec!["analyze".to_owned()];
+    command_line.extend(exports);
+    let refs: Vec<&str> = command_line.iter().map(String::as_str).collect();
+    sh(&chorus.to_string_lossy(), &refs)?;
+    eprintln!(
+        "\nxtask: that was the on-device analysis of {}. Analyse your own export with\n  {} analyze path/to/export.zip",
+        if args.is_empty() { "the demo ChatGPT export" } else { "your exports" },
+        chorus.display()
+    );
+    Ok(())
+}
