@@ -56,3 +56,37 @@ pub fn cached(relative: &str) -> PathBuf {
     );
     path
 }
+
+/// The first `n` conversations of an export, read with Chorus's own import.
+pub fn first_conversations(export: &Path, n: usize) -> Vec<chorus_shared::Conversation> {
+    let mut out = Vec::new();
+    let file = std::fs::File::open(export).unwrap_or_else(|e| panic!("{}: {e}", export.display()));
+    chorus_shared::import::read_export(file, &export.display().to_string(), &mut |c| {
+        if out.len() < n {
+            out.push(c)
+        }
+    })
+    .expect("the export reads");
+    out
+}
+
+/// Writes the first `n` conversations of `export` as a ShareGPT-style JSON file: the
+/// realistic length mix the benchmarks and the wasm test use.
+pub fn write_sharegpt_sample(export: &Path, n: usize, out: &Path) {
+    use chorus_shared::Role;
+    let records: Vec<serde_json::Value> = first_conversations(export, n)
+        .iter()
+        .map(|c| {
+            let turns: Vec<serde_json::Value> = c
+                .turns
+                .iter()
+                .map(|t| {
+                    let from = if t.role == Role::User { "human" } else { "gpt" };
+                    serde_json::json!({ "from": from, "value": t.text })
+                })
+                .collect();
+            serde_json::json!({ "id": c.id, "conversations": turns })
+        })
+        .collect();
+    std::fs::write(out, serde_json::to_vec(&records).unwrap()).unwrap();
+}

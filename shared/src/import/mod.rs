@@ -72,7 +72,7 @@ pub fn read_export<R: Read + Seek>(
         read_zip(input, name, &mut tally, emit)?;
     } else {
         let mut reader = BufReader::with_capacity(1 << 16, input);
-        match read_json(&mut reader, name, &mut tally, emit).map_err(io_err)? {
+        match read_json(&mut reader, "", &mut tally, emit).map_err(io_err)? {
             JsonOutcome::Read => {}
             JsonOutcome::NotJson(found) | JsonOutcome::NotConversations(found) => {
                 return Err(ImportError::Unsupported {
@@ -146,12 +146,13 @@ fn read_zip<R: Read + Seek>(
     for (entry_name, index) in entries {
         let entry = archive.by_index(index).map_err(corrupt)?;
         let mut reader = BufReader::with_capacity(1 << 16, entry);
-        let label = format!("{name}:{entry_name}");
-        let outcome =
-            read_json(&mut reader, &label, tally, emit).map_err(|e| ImportError::CorruptZip {
+        let id_prefix = format!("{entry_name}:");
+        let outcome = read_json(&mut reader, &id_prefix, tally, emit).map_err(|e| {
+            ImportError::CorruptZip {
                 name: name.to_owned(),
                 detail: format!("{entry_name}: {e}"),
-            })?;
+            }
+        })?;
         // Other files of an export (chat.html, user.json, images, …) are not conversations.
         if let JsonOutcome::NotConversations(found) = outcome {
             tally
@@ -169,7 +170,7 @@ fn read_zip<R: Read + Seek>(
 /// conversation are not counted as skipped: the document is simply not an export.
 fn read_json<R: BufRead>(
     reader: &mut R,
-    label: &str,
+    id_prefix: &str,
     tally: &mut Tally,
     emit: &mut dyn FnMut(Conversation),
 ) -> io::Result<JsonOutcome> {
@@ -196,7 +197,8 @@ fn read_json<R: BufRead>(
                 continue;
             }
         };
-        let fallback_id = format!("{label}#{index}");
+        // For records without an id of their own; never derived from the local file name.
+        let fallback_id = format!("{id_prefix}record-{index}");
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(value) => match parse_conversation(&value, &fallback_id) {
                 Record::Conversation(conversation) => {

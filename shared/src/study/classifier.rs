@@ -33,7 +33,7 @@ pub struct TrainOptions {
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
-            l2: 1e-2,
+            l2: 0.1,
             iterations: 300,
         }
     }

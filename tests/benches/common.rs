@@ -1,0 +1,28 @@
+//! What both benchmarks need: the analyzer with the default study, and the realistic mix.
+
+use chorus_shared::embed::{pins::pins, Embedder};
+use chorus_shared::study::{CompiledStudy, Study, TrainOptions};
+use chorus_shared::{Analyzer, Conversation};
+use chorus_tests::{cached, first_conversations, workspace_root};
+
+/// Conversations in the realistic mix: the first 300 of the public ShareGPT corpus.
+pub const MIX: usize = 300;
+
+pub fn analyzer() -> Analyzer {
+    let model = std::fs::read(cached(&format!("model/{}", pins().model.file))).unwrap();
+    let tokenizer = std::fs::read(cached(&format!("model/{}", pins().tokenizer.file))).unwrap();
+    let embedder = Embedder::new(&model, &tokenizer).unwrap();
+    let dir = workspace_root().join("studies/default");
+    let study = Study::parse(
+        &std::fs::read_to_string(dir.join("study.toml")).unwrap(),
+        Some(&std::fs::read_to_string(dir.join("examples.jsonl")).unwrap()),
+    )
+    .unwrap();
+    let compiled =
+        CompiledStudy::compile(&study, &embedder, TrainOptions::default(), |_, _| {}).unwrap();
+    Analyzer::new(embedder, compiled).unwrap()
+}
+
+pub fn mix() -> Vec<Conversation> {
+    first_conversations(&cached("corpus/sharegpt.json"), MIX)
+}

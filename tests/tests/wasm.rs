@@ -1,0 +1,106 @@
+//! The wasm build of the client pipeline, run under Node, against the native build on the same
+//! exports: categories, languages and concern levels must agree exactly, embeddings to cosine
+//! ≥ 0.9999. Needs `cargo xtask wasm` first (the test command runs it).
+
+use chorus_shared::embed::{cosine, pins::pins};
+use chorus_tests::{cached, chorus_bin, fixture, workspace_root};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+fn run(command: &mut Command) -> String {
+    let out = command.output().expect("command runs");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn compare(export: &Path, study_json: &Path) -> usize {
+    let native = lines(&run(Command::new(chorus_bin())
+        .args(["analyze", "--embeddings"])
+        .arg(export)));
+    let script = workspace_root().join("tests/wasm/analyze.mjs");
+    let bundle = workspace_root().join("www/pkg/chorus_client_bg.wasm");
+    assert!(
+        bundle.exists(),
+        "{} is missing: run `cargo xtask wasm`",
+        bundle.display()
+    );
+    let wasm = lines(&run(Command::new("node")
+        .arg(script)
+        .arg(cached(&format!("model/{}", pins().model.file)))
+        .arg(cached(&format!("model/{}", pins().tokenizer.file)))
+        .arg(study_json)
+        .arg(export)));
+    assert_eq!(
+        native.len(),
+        wasm.len(),
+        "{}: different numbers of conversations",
+        export.display()
+    );
+    let mut worst = 1f32;
+    for (n, w) in native.iter().zip(&wasm) {
+        for field in [
+            "id", "category", "language", "concern", "turns", "chars", "has_code",
+        ] {
+            assert_eq!(
+                n[field],
+                w[field],
+                "{}: {field} differs for {}",
+                export.display(),
+                n["id"]
+            );
+        }
+        let vector = |v: &Value| -> Vec<f32> {
+            v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        };
+        let c = cosine(&vector(n), &vector(w));
+        worst = worst.min(c);
+        assert!(
+            c >= 0.9999,
+            "{}: embedding of {} differs (cosine {c})",
+            export.display(),
+            n["id"]
+        );
+    }
+    eprintln!(
+        "{}: {} conversations agree; lowest cosine {worst}",
+        export.display(),
+        native.len()
+    );
+    native.len()
+}
+
+#[test]
+fn wasm_and_native_agree() {
+    let dir = std::env::temp_dir().join(format!("chorus-wasm-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let study = dir.join("study.json");
+    run(Command::new(chorus_bin())
+        .args(["study", "compile", "--out"])
+        .arg(&study));
+
+    assert_eq!(compare(&fixture("chatgpt-export.zip"), &study), 7);
+    compare(&fixture("claude/conversations.json"), &study);
+    compare(&fixture("openai.jsonl"), &study);
+
+    // A realistic mix: the first 300 conversations of the public ShareGPT corpus.
+    let sample = dir.join("sharegpt-300.json");
+    chorus_tests::write_sharegpt_sample(&cached("corpus/sharegpt.json"), 300, &sample);
+    assert_eq!(compare(&sample, &study), 300);
+    std::fs::remove_dir_all(&dir).ok();
+}
