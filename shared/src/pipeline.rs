@@ -74,13 +74,14 @@ impl Analyzer {
         let text = facets::text_facets(conversation);
         let request = facets::request_text(conversation);
         let embedding = self.embedder.embed(&[&request])?.remove(0);
+        let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
         Ok(Analysis {
             id: conversation.id.clone(),
             language: text.language.to_owned(),
             category: self.study.categories[self.study.category(&embedding)]
                 .id
                 .clone(),
-            concern: self.study.concern(&embedding),
+            concern: self.study.concern(&embedding, &user_text),
             turns: text.turns,
             chars: text.chars,
             has_code: text.has_code,

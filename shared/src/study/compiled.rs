@@ -8,7 +8,7 @@ use crate::facets::pii;
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused.
-pub const COMPILED_FORMAT: u32 = 1;
+pub const COMPILED_FORMAT: u32 = 2;
 /// With labelled examples, each category needs at least this many to train on.
 pub const CATEGORY_MIN_EXAMPLES: usize = 3;
 
@@ -26,6 +26,8 @@ pub struct CompiledStudy {
     pub classifier: Classifier,
     pub concern_threshold: f32,
     pub concern_prototypes: Vec<ConcernPrototype>,
+    /// Lowercase terms and the level each marks.
+    pub concern_terms: Vec<(u8, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -105,6 +107,11 @@ impl CompiledStudy {
             categories: study.categories.clone(),
             classifier,
             concern_threshold: study.concern_threshold,
+            concern_terms: study
+                .concerns
+                .iter()
+                .flat_map(|c| c.terms.iter().map(move |t| (c.level, t.to_lowercase())))
+                .collect(),
             concern_prototypes: concern_texts
                 .iter()
                 .zip(concern)
@@ -121,16 +128,35 @@ impl CompiledStudy {
         argmax(&self.classifier.probabilities(embedding))
     }
 
-    /// Concern level 1–5: the highest level with an example at least `concern_threshold`
-    /// similar to the request; 1 ("no concern") when none is.
-    pub fn concern(&self, embedding: &[f32]) -> u8 {
-        self.concern_prototypes
+    /// Concern level 1–5 of a conversation: the highest level whose terms appear in what the
+    /// user wrote (`user_text`), or with an example at least `concern_threshold` similar to the
+    /// request embedding; 1 ("no concern") when neither does.
+    ///
+    /// Embedding similarity alone reflects the form of a request as much as its content ("tell me
+    /// a joke" is close to "tell me a dirty joke"), so the threshold is high and the terms catch
+    /// what it misses.
+    pub fn concern(&self, embedding: &[f32], user_text: &str) -> u8 {
+        let by_example = self
+            .concern_prototypes
             .iter()
             .filter(|p| embed::cosine(&p.embedding, embedding) >= self.concern_threshold)
-            .map(|p| p.level)
-            .max()
-            .unwrap_or(1)
+            .map(|p| p.level);
+        let lower = user_text.to_lowercase();
+        let by_term = self
+            .concern_terms
+            .iter()
+            .filter(|(_, t)| contains_word(&lower, t))
+            .map(|(level, _)| *level);
+        by_example.chain(by_term).max().unwrap_or(1)
     }
+}
+
+/// Whether `phrase` occurs in `text` with no letter or digit right before or after it.
+fn contains_word(text: &str, phrase: &str) -> bool {
+    let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+    text.match_indices(phrase).any(|(i, _)| {
+        boundary(text[..i].chars().next_back()) && boundary(text[i + phrase.len()..].chars().next())
+    })
 }
 
 /// Texts and category indices to train on: with labelled examples, those plus the taxonomy's
@@ -157,4 +183,17 @@ pub fn training_set(study: &Study) -> (Vec<String>, Vec<usize>) {
         );
     }
     (texts, labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_word;
+
+    #[test]
+    fn terms_match_whole_words_only() {
+        assert!(contains_word("how to make a bomb?", "bomb"));
+        assert!(contains_word("nerve agent at home", "nerve agent"));
+        assert!(!contains_word("a photobomb picture", "bomb"));
+        assert!(!contains_word("bombastic prose", "bomb"));
+    }
 }

@@ -15,6 +15,7 @@
 //! level = 3
 //! description = "..."
 //! examples = ["..."]
+//! terms = ["..."]
 //! ```
 
 mod classifier;
@@ -71,7 +72,12 @@ pub struct Category {
 pub struct ConcernLevel {
     pub level: u8,
     pub description: String,
+    /// Requests of this level, matched by embedding similarity.
     pub examples: Vec<String>,
+    /// Words or phrases that mark a conversation as at least this level, matched as whole
+    /// words, ignoring case, in what the user wrote.
+    #[serde(default)]
+    pub terms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
