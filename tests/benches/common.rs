@@ -1,4 +1,6 @@
 //! What both benchmarks need: the analyzer with the default study, and the realistic mix.
+// Each benchmark uses part of this module.
+#![allow(dead_code)]
 
 use chorus_shared::embed::{pins::pins, Embedder};
 use chorus_shared::study::{CompiledStudy, Study, TrainOptions};

@@ -126,7 +126,7 @@ fn luhn_ok(number: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn iban_checksum_ok(iban: &str) -> bool {

@@ -139,8 +139,8 @@ impl Classifier {
             }
         }
         Classifier::Linear {
-            mean: mean.iter().map(|&v| v as f32).collect(),
-            scale: scale.iter().map(|&v| v as f32).collect(),
+            mean,
+            scale,
             weights: w.iter().map(|&v| v as f32).collect(),
             classes,
         }
