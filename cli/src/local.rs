@@ -106,3 +106,19 @@ pub fn load_analyzer(args: &StudyArgs) -> Result<Analyzer, String> {
     let compiled = compiled_study(&study, &embedder)?;
     Analyzer::new(embedder, compiled).map_err(|e| e.to_string())
 }
+
+/// What taking part costs, in words, for the stderr of the commands that analyse exports.
+pub fn privacy_statement(study: &chorus_shared::study::CompiledStudy) -> String {
+    let a = &study.privacy.accounting;
+    format!(
+        "study {}@{}: each report costs ε = {:.3} (δ = {:e}); a contributor sends at most {} report{} and spends at most ε = {:.3}, δ = {:e} in all",
+        study.id,
+        study.version,
+        a.per_report.epsilon,
+        a.per_report.delta,
+        study.privacy.reports_per_contributor,
+        if study.privacy.reports_per_contributor == 1 { "" } else { "s" },
+        a.contributor.epsilon,
+        a.contributor.delta,
+    )
+}

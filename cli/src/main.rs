@@ -2,8 +2,10 @@
 //! natively on export files; `study` compiles and evaluates a study's classifiers.
 
 mod analyze;
+mod exports;
 mod local;
 mod progress;
+mod simulate;
 mod study_cmd;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,9 @@ pub struct StudyArgs {
 enum Command {
     /// Analyse chat exports on this machine: one JSON object per conversation on stdout.
     Analyze(analyze::Args),
+    /// What the server would learn at a privacy budget, treating each conversation as one
+    /// contributor: one JSON document per --epsilon value.
+    Simulate(simulate::Args),
     /// Work with a study's classifiers.
     #[command(subcommand)]
     Study(study_cmd::Command),
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Analyze(args) => analyze::run(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Study(command) => study_cmd::run(command),
     };
     match result {

@@ -4,13 +4,16 @@
 //! The data flow on the contributor's device, one module a stage:
 //! [`import`] (export file → conversations) → [`facets`] (text facets, request text) →
 //! [`embed`] (sentence embedding) → [`study`] (category and concern classifiers) —
-//! tied together for one conversation in [`pipeline`].
+//! tied together for one conversation in [`pipeline`] → [`privacy`] (privatize, account,
+//! memoise; and the server's estimators) → [`protocol`] (the one type that leaves the device).
 
 pub mod conversation;
 pub mod embed;
 pub mod facets;
 pub mod import;
 pub mod pipeline;
+pub mod privacy;
+pub mod protocol;
 pub mod study;
 
 pub use conversation::{Conversation, Role, Turn};

@@ -5,7 +5,7 @@
 use crate::conversation::Conversation;
 use crate::embed::{EmbedError, Embedder};
 use crate::facets;
-use crate::study::{CompiledStudy, COMPILED_FORMAT};
+use crate::study::{argmax, CompiledStudy, COMPILED_FORMAT};
 use serde::{Deserialize, Serialize};
 
 /// What the device knows about one of its own conversations. It stays on the device.
@@ -25,6 +25,10 @@ pub struct Analysis {
     /// The request text's embedding (unit length), when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<Vec<f32>>,
+    /// The classifier's probability for each category (in the study's order), with the
+    /// embedding: the category a report carries is drawn from these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_probabilities: Option<Vec<f32>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,16 +79,16 @@ impl Analyzer {
         let request = facets::request_text(conversation);
         let embedding = self.embedder.embed(&[&request])?.remove(0);
         let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
+        let probabilities = self.study.classifier.probabilities(&embedding);
         Ok(Analysis {
             id: conversation.id.clone(),
             language: text.language.to_owned(),
-            category: self.study.categories[self.study.category(&embedding)]
-                .id
-                .clone(),
+            category: self.study.categories[argmax(&probabilities)].id.clone(),
             concern: self.study.concern(&embedding, &user_text),
             turns: text.turns,
             chars: text.chars,
             has_code: text.has_code,
+            category_probabilities: keep_embedding.then_some(probabilities),
             embedding: keep_embedding.then_some(embedding),
         })
     }

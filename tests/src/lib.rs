@@ -90,3 +90,39 @@ pub fn write_sharegpt_sample(export: &Path, n: usize, out: &Path) {
         .collect();
     std::fs::write(out, serde_json::to_vec(&records).unwrap()).unwrap();
 }
+
+/// A study compiled by the `chorus` binary (which caches it), loaded for use in a test.
+pub fn compile_study(study_toml: Option<&Path>) -> chorus_shared::study::CompiledStudy {
+    let out = std::env::temp_dir().join(format!(
+        "chorus-compiled-{}-{:x}.json",
+        std::process::id(),
+        fnv(study_toml)
+    ));
+    let mut command = std::process::Command::new(chorus_bin());
+    command.args(["study", "compile", "--out"]).arg(&out);
+    if let Some(path) = study_toml {
+        command.arg("--study").arg(path);
+    }
+    let status = command.status().expect("chorus runs");
+    assert!(status.success(), "chorus study compile failed");
+    let compiled = serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("a compiled study");
+    std::fs::remove_file(&out).ok();
+    compiled
+}
+
+fn fnv(path: Option<&Path>) -> u64 {
+    path.map(|p| p.display().to_string())
+        .unwrap_or_default()
+        .bytes()
+        .fold(0xcbf29ce484222325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        })
+}
+
+/// The embedder over the cached pinned model.
+pub fn embedder() -> chorus_shared::embed::Embedder {
+    use chorus_shared::embed::pins::pins;
+    let model = std::fs::read(cached(&format!("model/{}", pins().model.file))).unwrap();
+    let tokenizer = std::fs::read(cached(&format!("model/{}", pins().tokenizer.file))).unwrap();
+    chorus_shared::embed::Embedder::new(&model, &tokenizer).unwrap()
+}

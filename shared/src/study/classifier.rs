@@ -256,7 +256,8 @@ fn softmax(scores: &[f64]) -> Vec<f64> {
     exp.iter().map(|e| e / total).collect()
 }
 
-pub(crate) fn argmax(values: &[f32]) -> usize {
+/// Index of the largest value (the lowest index on a tie).
+pub fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()

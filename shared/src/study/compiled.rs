@@ -2,13 +2,17 @@
 //! serialises to JSON (the browser receives this, not the labelled examples).
 
 use super::classifier::{argmax, Classifier, TrainOptions};
+use super::evaluate::{cross_validate_vectors, fold_assignment};
 use super::{Category, Study};
 use crate::embed::{self, EmbedError, Embedder};
 use crate::facets::pii;
+use crate::privacy::{PrivacyError, PrivacyPlan};
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused.
-pub const COMPILED_FORMAT: u32 = 2;
+pub const COMPILED_FORMAT: u32 = 4;
+/// Folds of the cross-validation that measures the classifier's errors.
+pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
 pub const CATEGORY_MIN_EXAMPLES: usize = 3;
 
@@ -28,6 +32,12 @@ pub struct CompiledStudy {
     pub concern_prototypes: Vec<ConcernPrototype>,
     /// Lowercase terms and the level each marks.
     pub concern_terms: Vec<(u8, String)>,
+    /// The classifier's errors: `[true][c]` sums of the probability given to category c, from
+    /// cross-validation on the labelled examples (none for a study classified by prototypes).
+    /// What the server needs to estimate the true category mix from the reported one.
+    pub category_confusion: Option<Vec<Vec<f64>>>,
+    /// What leaves the device and what it costs.
+    pub privacy: PrivacyPlan,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -42,6 +52,8 @@ pub enum CompileError {
     Embed(#[from] EmbedError),
     #[error("category `{category}` has {found} labelled examples; at least {CATEGORY_MIN_EXAMPLES} are needed to train on (or drop `labelled_examples` to classify by prototypes)")]
     TooFewExamples { category: String, found: usize },
+    #[error(transparent)]
+    Privacy(#[from] PrivacyError),
 }
 
 /// The text of a labelled example as the classifier sees it: prepared exactly like a
@@ -83,8 +95,8 @@ impl CompiledStudy {
         let (train, concern) = vectors.split_at(texts.len());
 
         let classes = study.categories.len();
-        let classifier = if study.examples.is_empty() {
-            Classifier::prototypes(train, &labels, classes)
+        let (classifier, category_confusion) = if study.examples.is_empty() {
+            (Classifier::prototypes(train, &labels, classes), None)
         } else {
             for (c, category) in study.categories.iter().enumerate() {
                 let found = labels.iter().filter(|&&l| l == c).count();
@@ -95,8 +107,17 @@ impl CompiledStudy {
                     });
                 }
             }
-            Classifier::train_linear(train, &labels, classes, options)
+            let folds = fold_assignment(study, CONFUSION_FOLDS);
+            let confusion =
+                cross_validate_vectors(train, &labels, &folds, classes, CONFUSION_FOLDS, options)
+                    .soft;
+            (
+                Classifier::train_linear(train, &labels, classes, options),
+                Some(confusion),
+            )
         };
+        let category_ids: Vec<String> = study.categories.iter().map(|c| c.id.clone()).collect();
+        let privacy = PrivacyPlan::build(&study.privacy, &category_ids, train)?;
         Ok(CompiledStudy {
             format: COMPILED_FORMAT,
             id: study.id.clone(),
@@ -107,6 +128,8 @@ impl CompiledStudy {
             categories: study.categories.clone(),
             classifier,
             concern_threshold: study.concern_threshold,
+            category_confusion,
+            privacy,
             concern_terms: study
                 .concerns
                 .iter()
@@ -121,6 +144,10 @@ impl CompiledStudy {
                 })
                 .collect(),
         })
+    }
+
+    pub fn category_ids(&self) -> Vec<String> {
+        self.categories.iter().map(|c| c.id.clone()).collect()
     }
 
     /// Index of the category of a conversation with this request embedding.

@@ -4,7 +4,7 @@
 //! taxonomy's own examples are only ever trained on.
 
 use super::classifier::{Classifier, TrainOptions};
-use super::compiled::{example_text, CompileError};
+use super::compiled::{training_set, CompileError};
 use super::Study;
 use crate::embed::Embedder;
 use serde::Serialize;
@@ -39,61 +39,35 @@ pub fn cross_validate(
     progress: impl FnMut(usize),
 ) -> Result<Evaluation, CompileError> {
     let classes = study.categories.len();
-    // Everything that can be trained on, in one list: taxonomy examples, then labelled examples.
-    let mut texts = Vec::new();
-    let mut labels = Vec::new();
-    let mut fold_of = Vec::new();
-    for (c, category) in study.categories.iter().enumerate() {
-        for e in &category.examples {
-            texts.push(example_text(e));
-            labels.push(c);
-            fold_of.push(None);
-        }
-    }
-    let taxonomy_examples = texts.len();
-    for e in &study.examples {
-        texts.push(example_text(&e.text));
-        labels.push(
-            study
-                .category_index(&e.category)
-                .expect("examples were validated"),
-        );
-        fold_of.push(
-            (e.source.as_deref() == Some("sample"))
-                .then(|| (fnv1a(&e.text) % folds as u64) as usize),
-        );
-    }
+    let (texts, labels) = training_set(study);
+    let fold_of = fold_assignment(study, folds);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = embedder.embed_many(&refs, progress)?;
+    let confusion =
+        cross_validate_vectors(&vectors, &labels, &fold_of, classes, folds, options).hard;
 
+    // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
+    let taxonomy_examples = study
+        .categories
+        .iter()
+        .map(|c| c.examples.len())
+        .sum::<usize>();
     let prototype_texts: Vec<String> = study
         .categories
         .iter()
         .map(|c| format!("{}: {}", c.name, c.description))
         .collect();
     let prototype_refs: Vec<&str> = prototype_texts.iter().map(String::as_str).collect();
-    // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
     let mut prototype_xs = embedder.embed(&prototype_refs)?;
     prototype_xs.extend_from_slice(&vectors[..taxonomy_examples]);
     let prototype_ys: Vec<usize> = (0..classes)
         .chain(labels[..taxonomy_examples].iter().copied())
         .collect();
     let prototypes = Classifier::prototypes(&prototype_xs, &prototype_ys, classes);
+    let prototype_correct = (0..texts.len())
+        .filter(|&i| fold_of[i].is_some() && prototypes.predict(&vectors[i]) == labels[i])
+        .count() as u32;
 
-    let mut confusion = vec![vec![0u32; classes]; classes];
-    let mut prototype_correct = 0u32;
-    for fold in 0..folds {
-        let train: Vec<usize> = (0..texts.len())
-            .filter(|&i| fold_of[i] != Some(fold))
-            .collect();
-        let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
-        let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
-        let model = Classifier::train_linear(&xs, &ys, classes, options);
-        for i in (0..texts.len()).filter(|&i| fold_of[i] == Some(fold)) {
-            confusion[labels[i]][model.predict(&vectors[i])] += 1;
-            prototype_correct += u32::from(prototypes.predict(&vectors[i]) == labels[i]);
-        }
-    }
     let held_out: u32 = confusion.iter().flatten().sum();
     let correct: u32 = (0..classes).map(|c| confusion[c][c]).sum();
     let per_category = study
@@ -119,6 +93,62 @@ pub fn cross_validate(
         per_category,
         confusion,
     })
+}
+
+/// The fold of each item of [`training_set`]: labelled examples drawn as a uniform sample of
+/// their corpus (`"source": "sample"`) take turns being held out; everything else is always
+/// trained on.
+pub fn fold_assignment(study: &Study, folds: usize) -> Vec<Option<usize>> {
+    let taxonomy = study
+        .categories
+        .iter()
+        .map(|c| c.examples.len())
+        .sum::<usize>();
+    std::iter::repeat_n(None, taxonomy)
+        .chain(study.examples.iter().map(|e| {
+            (e.source.as_deref() == Some("sample"))
+                .then(|| (fnv1a(&e.text) % folds as u64) as usize)
+        }))
+        .collect()
+}
+
+/// The classifier's errors measured by cross-validation: each held-out item is classified by a
+/// model trained on the other folds.
+pub struct CrossValidation {
+    /// `[true][predicted]` counts of the most probable category.
+    pub hard: Vec<Vec<u32>>,
+    /// `[true][c]` sums of the predicted probability of category c: the "soft" confusion that
+    /// probabilistic classify-and-count corrects with.
+    pub soft: Vec<Vec<f64>>,
+}
+
+pub fn cross_validate_vectors(
+    vectors: &[Vec<f32>],
+    labels: &[usize],
+    fold_of: &[Option<usize>],
+    classes: usize,
+    folds: usize,
+    options: TrainOptions,
+) -> CrossValidation {
+    let mut hard = vec![vec![0u32; classes]; classes];
+    let mut soft = vec![vec![0f64; classes]; classes];
+    for fold in 0..folds {
+        let train: Vec<usize> = (0..vectors.len())
+            .filter(|&i| fold_of[i] != Some(fold))
+            .collect();
+        let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
+        let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
+        let model = Classifier::train_linear(&xs, &ys, classes, options);
+        for i in (0..vectors.len()).filter(|&i| fold_of[i] == Some(fold)) {
+            let p = model.probabilities(&vectors[i]);
+            hard[labels[i]][super::classifier::argmax(&p)] += 1;
+            soft[labels[i]]
+                .iter_mut()
+                .zip(&p)
+                .for_each(|(s, x)| *s += *x as f64);
+        }
+    }
+    CrossValidation { hard, soft }
 }
 
 fn ratio(a: u32, b: u32) -> f64 {

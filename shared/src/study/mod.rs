@@ -22,7 +22,7 @@ mod classifier;
 mod compiled;
 mod evaluate;
 
-pub use classifier::{Classifier, TrainOptions};
+pub use classifier::{argmax, Classifier, TrainOptions};
 pub use compiled::{
     example_text, CompileError, CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES,
     COMPILED_FORMAT,
@@ -49,6 +49,9 @@ pub struct Study {
     /// Cosine similarity to a concern example above which a request takes that example's level.
     #[serde(default = "default_concern_threshold")]
     pub concern_threshold: f32,
+    /// What leaves the device and what it costs (the default study's settings when absent).
+    #[serde(default)]
+    pub privacy: crate::privacy::PrivacyConfig,
     /// Filled by [`Study::parse`]: the labelled examples read from `labelled_examples`.
     #[serde(skip)]
     pub examples: Vec<LabelledExample>,

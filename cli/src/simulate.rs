@@ -1,0 +1,219 @@
+//! `chorus simulate`: what the server would learn, at a given privacy budget, if each
+//! conversation of the exports were one contributor. Runs the client pipeline, privatizes one
+//! report per conversation, runs the server's estimators, and compares their estimates with the
+//! non-private distributions of the same on-device facets.
+
+use crate::exports::analyze_exports;
+use crate::local::load_analyzer;
+use crate::StudyArgs;
+use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
+use chorus_shared::privacy::embedding::estimate_mean;
+use chorus_shared::privacy::noise::Noise;
+use chorus_shared::privacy::oracle::{Oracle, Privatized};
+use chorus_shared::privacy::{Channel, PrivacyPlan};
+use chorus_shared::protocol::Report;
+use chorus_shared::study::CompiledStudy;
+use chorus_shared::Analysis;
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    study: StudyArgs,
+    /// The contributor-level ε, spread over the channels in the study's proportions; `inf`
+    /// adds no noise. Several values, comma-separated, print one document each.
+    #[arg(long, value_delimiter = ',', required = true)]
+    epsilon: Vec<f64>,
+    /// Reports per contributor assumed by the accounting [default: the study's].
+    #[arg(long)]
+    m: Option<u32>,
+    /// Seed the noise (reproducible, simulation-only noise); without it, OpenDP's secure noise.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Worker threads for the analysis [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    #[arg(required = true, value_name = "EXPORT")]
+    exports: Vec<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, String> {
+    if let Some(bad) = args.epsilon.iter().find(|e| e.is_nan() || **e <= 0.0) {
+        return Err(format!("--epsilon must be positive (or inf), not {bad}"));
+    }
+    let analyzer = Arc::new(load_analyzer(&args.study)?);
+    let mut analyses = Vec::new();
+    let summary = analyze_exports(
+        &analyzer,
+        &args.exports,
+        args.threads,
+        true,
+        &mut |_, analysis| {
+            analyses.push(analysis);
+            Ok(())
+        },
+    )?;
+    if analyses.is_empty() {
+        return Err("no conversations to simulate".into());
+    }
+    let study = analyzer.study();
+    for (i, &epsilon) in args.epsilon.iter().enumerate() {
+        let mut base = study.privacy.clone();
+        if let Some(m) = args.m {
+            base.reports_per_contributor = m.max(1);
+        }
+        let plan = base.with_contributor_epsilon(epsilon);
+        let mut noise = match args.seed {
+            Some(seed) => Noise::seeded(seed.wrapping_add(i as u64)),
+            None => Noise::Secure,
+        };
+        let document = simulate(study, &plan, &analyses, &mut noise)?;
+        println!(
+            "{}",
+            serde_json::to_string(&document).expect("simulation serialises")
+        );
+    }
+    Ok(if summary.failed_files > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn simulate(
+    study: &CompiledStudy,
+    plan: &PrivacyPlan,
+    analyses: &[Analysis],
+    noise: &mut Noise,
+) -> Result<Value, String> {
+    let categories = study.category_ids();
+    let reports: Vec<Report> = analyses
+        .iter()
+        .map(|a| plan.privatize(a, &categories, noise))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut facets = Map::new();
+    for channel in &plan.channels {
+        let labels = &channel.labels;
+        // The non-private distribution of what the channel privatizes: for the category, a draw
+        // from the classifier's probabilities, whose distribution is their mean.
+        let mut truth = vec![0f64; labels.len()];
+        for a in analyses {
+            match (channel.channel, &a.category_probabilities) {
+                (Channel::Category, Some(p)) => truth
+                    .iter_mut()
+                    .zip(p)
+                    .for_each(|(t, x)| *t += *x as f64 / analyses.len() as f64),
+                _ => {
+                    truth[plan.channel_value(channel.channel, a, &categories)] +=
+                        1.0 / analyses.len() as f64
+                }
+            }
+        }
+        let estimate = channel.oracle.estimate(
+            reports
+                .iter()
+                .filter_map(|r| r.channels.get(&channel.channel)),
+        );
+        let tvd = 0.5
+            * estimate
+                .projected
+                .iter()
+                .zip(&truth)
+                .map(|(e, t)| (e - t).abs())
+                .sum::<f64>();
+        let by_label = |values: &[f64]| -> Value {
+            labels
+                .iter()
+                .zip(values)
+                .map(|(l, v)| (l.clone(), json!(round(*v))))
+                .collect::<Map<_, _>>()
+                .into()
+        };
+        let mut facet = json!({
+            "oracle": channel.oracle,
+            "reports": estimate.n,
+            "true": by_label(&truth),
+            "estimate": by_label(&estimate.projected),
+            "ci95": labels.iter().zip(estimate.ci95()).map(|(l, (lo, hi))| (l.clone(), json!([round(lo), round(hi)]))).collect::<Map<_, _>>(),
+            "tvd": round(tvd),
+        });
+        if let (Channel::Category, Some(confusion)) = (channel.channel, &study.category_confusion) {
+            // Through both the noise and the classifier's errors, from the reports themselves when
+            // the category was sent by randomized response.
+            let debiased = match channel.oracle {
+                Oracle::Krr { .. } => {
+                    let mut shares = vec![0f64; labels.len()];
+                    for r in reports
+                        .iter()
+                        .filter_map(|r| r.channels.get(&Channel::Category))
+                    {
+                        if let Privatized::Value(v) = r {
+                            shares[*v as usize] += 1.0 / estimate.n as f64;
+                        }
+                    }
+                    let (keep, lie) = channel.oracle.support_probabilities();
+                    debias_randomized_response(&shares, keep, lie, confusion, ITERATIONS)
+                }
+                _ => debias(&estimate.projected, confusion, ITERATIONS),
+            };
+            facet["debiased"] = by_label(&debiased);
+        }
+        facets.insert(channel.channel.name().to_owned(), facet);
+    }
+    let mut document = json!({
+        "contributor_epsilon": number(plan.accounting.contributor.epsilon),
+        "contributor_delta": plan.accounting.contributor.delta,
+        "per_report_epsilon": number(plan.accounting.per_report.epsilon),
+        "composition": plan.accounting.composition,
+        "reports_per_contributor": plan.reports_per_contributor,
+        "contributors": analyses.len(),
+        "noise": if noise.is_secure() { "opendp" } else { "seeded" },
+        "facets": facets,
+    });
+    if let Some(embedding) = &plan.embedding {
+        let truth: Vec<Vec<f64>> = analyses
+            .iter()
+            .map(|a| embedding.project(a.embedding.as_deref().unwrap_or_default()))
+            .collect();
+        let d = embedding.dimensions();
+        let true_mean: Vec<f64> = (0..d)
+            .map(|j| truth.iter().map(|v| v[j]).sum::<f64>() / truth.len() as f64)
+            .collect();
+        let estimate = estimate_mean(reports.iter().filter_map(|r| r.embedding.as_deref()));
+        let error = estimate
+            .mean
+            .iter()
+            .zip(&true_mean)
+            .map(|(e, t)| (e - t).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm = true_mean.iter().map(|t| t * t).sum::<f64>().sqrt();
+        let se = (estimate.standard_errors.iter().map(|s| s * s).sum::<f64>()).sqrt();
+        document["embedding"] = json!({
+            "dimensions": d,
+            "sigma": embedding.sigma,
+            "reports": estimate.n,
+            "true_mean_norm": round(norm),
+            "mean_error_norm": round(error),
+            "mean_standard_error_norm": round(se),
+        });
+    }
+    Ok(document)
+}
+
+/// A number, or the string "inf" (JSON has no infinity).
+fn number(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        json!("inf")
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e5).round() / 1e5
+}

@@ -1,0 +1,199 @@
+//! The privacy accountant: what one report costs, and what a contributor who sends up to `m`
+//! reports spends in all, as a contributor-level (ε, δ).
+//!
+//! A report carries pure-ε channels (the frequency oracles) and, optionally, a ρ-zCDP channel
+//! (the Gaussian embedding). Two sound compositions are computed and the smaller ε is used:
+//!
+//! - **basic**: the pure parts add up (m·Σε), and the Gaussian part, m·ρ-zCDP, is converted to
+//!   (ε_G, δ) with OpenDP's conversion; total (m·Σε + ε_G, δ);
+//! - **zCDP**: every pure ε-DP channel is also ε²/2-zCDP (Bun & Steinke 2016, Prop. 1.4), so the
+//!   whole contribution is m·(Σε²/2 + ρ)-zCDP, converted to (ε, δ) by OpenDP.
+//!
+//! Channels in the study's sampled pool are not all sent: each report carries one of them,
+//! chosen uniformly at random, so a report pays for the most expensive one only.
+
+use opendp::combinators::make_zCDP_to_approxDP;
+use opendp::domains::AtomDomain;
+use opendp::measurements::make_gaussian;
+use opendp::measures::ZeroConcentratedDivergence;
+use opendp::metrics::{AbsoluteDistance, L2Distance};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Guarantee {
+    pub epsilon: f64,
+    pub delta: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accounting {
+    /// What one report costs.
+    pub per_report: Guarantee,
+    /// What a contributor sending up to `reports_per_contributor` reports spends.
+    pub contributor: Guarantee,
+    /// Which composition gave the contributor-level figure: "pure", "basic" or "zcdp".
+    pub composition: String,
+}
+
+/// The costs of one report's channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportCost {
+    /// ε of each pure-DP channel every report carries.
+    pub pure: Vec<f64>,
+    /// ε of each pure-DP channel of the sampled pool (a report carries one of them).
+    pub pool: Vec<f64>,
+    /// ρ of the Gaussian channel (0 when there is none).
+    pub rho: f64,
+}
+
+/// ρ of OpenDP's Gaussian mechanism with noise `sigma` on inputs at L2 distance `sensitivity`.
+pub fn gaussian_rho(sensitivity: f64, sigma: f64) -> f64 {
+    if sigma == 0.0 {
+        return f64::INFINITY;
+    }
+    use opendp::domains::VectorDomain;
+    let measurement = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+        VectorDomain::new(AtomDomain::<f64>::new_non_nan()),
+        L2Distance::<f64>::default(),
+        sigma,
+        None,
+    )
+    .expect("a Gaussian measurement with a positive scale");
+    measurement
+        .map(&sensitivity)
+        .expect("the Gaussian privacy map")
+}
+
+/// The smallest ε such that ρ-zCDP implies (ε, δ)-DP (OpenDP's conversion).
+pub fn zcdp_epsilon(rho: f64, delta: f64) -> f64 {
+    if rho == 0.0 {
+        return 0.0;
+    }
+    if rho.is_infinite() || delta <= 0.0 {
+        return f64::INFINITY;
+    }
+    // A unit-sensitivity Gaussian measurement whose privacy map gives exactly ρ.
+    let scale = 1.0 / (2.0 * rho).sqrt();
+    let measurement = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+        AtomDomain::<f64>::new_non_nan(),
+        AbsoluteDistance::<f64>::default(),
+        scale,
+        None,
+    )
+    .and_then(make_zCDP_to_approxDP)
+    .expect("a Gaussian measurement with a positive scale");
+    measurement
+        .map(&1.0)
+        .and_then(|profile| profile.epsilon(delta))
+        .unwrap_or(f64::INFINITY)
+}
+
+/// Accounts for `reports` reports per contributor, at the study's δ.
+pub fn account(cost: &ReportCost, reports: u32, delta: f64) -> Accounting {
+    let (per_report, _) = compose(cost, 1, delta);
+    let (contributor, composition) = compose(cost, reports, delta);
+    Accounting {
+        per_report,
+        contributor,
+        composition: composition.to_owned(),
+    }
+}
+
+fn compose(cost: &ReportCost, m: u32, delta: f64) -> (Guarantee, &'static str) {
+    let m = m as f64;
+    let pool = cost.pool.iter().cloned().fold(0.0, f64::max);
+    let pure = cost.pure.iter().sum::<f64>() + pool;
+    let pure_rho = cost.pure.iter().map(|e| e * e / 2.0).sum::<f64>() + pool * pool / 2.0;
+    let (basic, basic_name) = if cost.rho == 0.0 {
+        // Pure only: basic composition is exact, and δ = 0.
+        (
+            Guarantee {
+                epsilon: m * pure,
+                delta: 0.0,
+            },
+            "pure",
+        )
+    } else {
+        (
+            Guarantee {
+                epsilon: m * pure + zcdp_epsilon(m * cost.rho, delta),
+                delta,
+            },
+            "basic",
+        )
+    };
+    let zcdp = Guarantee {
+        epsilon: zcdp_epsilon(m * (pure_rho + cost.rho), delta),
+        delta,
+    };
+    if basic.epsilon <= zcdp.epsilon {
+        (basic, basic_name)
+    } else {
+        (zcdp, "zcdp")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gaussian_rho_matches_the_closed_form() {
+        for (sensitivity, sigma) in [(2.0, 10.0), (2.0, 70.0), (1.0, 1.0)] {
+            let rho = gaussian_rho(sensitivity, sigma);
+            let closed = (sensitivity / sigma).powi(2) / 2.0;
+            assert!(
+                (rho - closed).abs() <= 1e-6 * closed + 1e-12,
+                "{rho} vs {closed}"
+            );
+            assert!(
+                rho >= closed,
+                "OpenDP rounds towards more privacy loss, never less"
+            );
+        }
+    }
+
+    #[test]
+    fn zcdp_conversion_is_at_least_as_tight_as_the_classic_bound() {
+        for rho in [1e-4, 0.01, 0.5, 2.0] {
+            let delta: f64 = 1e-6;
+            let classic = rho + 2.0 * (rho * (1.0 / delta).ln()).sqrt();
+            let eps = zcdp_epsilon(rho, delta);
+            assert!(
+                eps <= classic + 1e-9 && eps > rho,
+                "rho {rho}: {eps} vs classic {classic}"
+            );
+        }
+    }
+
+    #[test]
+    fn pure_channels_add_and_m_reports_multiply() {
+        let cost = ReportCost {
+            pure: vec![1.5, 0.3, 0.2],
+            pool: vec![],
+            rho: 0.0,
+        };
+        let a = account(&cost, 3, 1e-6);
+        assert!((a.per_report.epsilon - 2.0).abs() < 1e-12 && a.per_report.delta == 0.0);
+        assert!((a.contributor.epsilon - 6.0).abs() < 1e-12, "{a:?}");
+        // A pool of channels of which each report carries one costs its dearest channel.
+        let pooled = ReportCost {
+            pure: vec![1.5],
+            pool: vec![0.3, 0.2],
+            rho: 0.0,
+        };
+        assert!((account(&pooled, 3, 1e-6).contributor.epsilon - 5.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn many_small_channels_compose_better_in_zcdp() {
+        let cost = ReportCost {
+            pure: vec![0.1; 10],
+            pool: vec![],
+            rho: 0.001,
+        };
+        let a = account(&cost, 50, 1e-6);
+        assert_eq!(a.composition, "zcdp");
+        assert!(a.contributor.epsilon < 50.0 * 1.0, "{a:?}");
+    }
+}

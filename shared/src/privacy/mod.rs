@@ -1,0 +1,442 @@
+//! Privatize: what leaves the contributor's device, and what it costs them.
+//!
+//! A report is built from one conversation's [`Analysis`] by privatizing each of the study's
+//! channels: every categorical facet through a frequency oracle ([`oracle`]), the embedding
+//! through the Gaussian mechanism ([`embedding`]). Noise comes from OpenDP ([`noise`]). The
+//! [`accountant`] states what a report and a contributor cost; [`memo`] makes sure a
+//! conversation's report is drawn once and re-sent unchanged. The server's estimators sit next
+//! to each mechanism, and [`debias`] undoes the classifier's errors.
+
+pub mod accountant;
+pub mod debias;
+pub mod embedding;
+pub mod memo;
+pub mod noise;
+pub mod oracle;
+
+use crate::pipeline::Analysis;
+use crate::protocol::Report;
+use accountant::{Accounting, ReportCost};
+use embedding::EmbeddingPlan;
+use noise::{Noise, NoiseError};
+use oracle::{Oracle, OracleChoice};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The facets a report can carry, each as an index into a public domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Category,
+    Language,
+    Concern,
+    Turns,
+    HasCode,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 5] = [
+        Channel::Category,
+        Channel::Language,
+        Channel::Concern,
+        Channel::Turns,
+        Channel::HasCode,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Channel::Category => "category",
+            Channel::Language => "language",
+            Channel::Concern => "concern",
+            Channel::Turns => "turns",
+            Channel::HasCode => "has_code",
+        }
+    }
+}
+
+/// The `[privacy]` table of a study file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// δ of the contributor-level (ε, δ) guarantee.
+    pub delta: f64,
+    /// At most this many reports per contributor per study round (`m`).
+    pub reports_per_contributor: u32,
+    /// A study whose contributor-level ε exceeds this is refused.
+    pub contributor_epsilon_cap: f64,
+    /// Pure ε per report for each categorical channel; a channel left out is not reported.
+    pub channels: BTreeMap<Channel, ChannelConfig>,
+    /// The Gaussian embedding channel; absent means no embedding is reported.
+    pub embedding: Option<EmbeddingConfig>,
+    /// Languages reported as themselves; every other language (and `und`) is reported as `other`.
+    pub languages: Vec<String>,
+    /// Upper bounds of the turn-count buckets; a last bucket holds everything above.
+    pub turn_buckets: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub epsilon: f64,
+    #[serde(default)]
+    pub oracle: OracleChoice,
+    /// In the sampled pool: each report carries exactly one channel of the pool, chosen
+    /// uniformly at random, and pays for one. For channels with small budgets this beats
+    /// splitting: an estimate's variance grows like 1/(n·ε²), so 1/c of the reports at c times
+    /// the ε each is about c times better.
+    #[serde(default)]
+    pub sampled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// d′: principal components of the public examples kept.
+    pub dimensions: usize,
+    /// L2 bound C of the projected vector.
+    pub clip: f64,
+    /// ρ (zCDP) per report.
+    pub rho: f64,
+}
+
+impl Default for PrivacyConfig {
+    /// The default study's budget: ε = 2 per contributor (one report). Most of it goes to the
+    /// category, on every report; the four small facets share a pool (each report carries one
+    /// of them); the embedding gets a small Gaussian budget.
+    fn default() -> Self {
+        let always = |epsilon| ChannelConfig {
+            epsilon,
+            oracle: OracleChoice::Auto,
+            sampled: false,
+        };
+        let pooled = |epsilon| ChannelConfig {
+            epsilon,
+            oracle: OracleChoice::Auto,
+            sampled: true,
+        };
+        PrivacyConfig {
+            delta: 1e-6,
+            reports_per_contributor: 1,
+            contributor_epsilon_cap: 2.0,
+            channels: BTreeMap::from([
+                (Channel::Category, always(1.5)),
+                (Channel::Language, pooled(0.35)),
+                (Channel::Concern, pooled(0.35)),
+                (Channel::Turns, pooled(0.35)),
+                (Channel::HasCode, pooled(0.35)),
+            ]),
+            embedding: Some(EmbeddingConfig {
+                dimensions: 32,
+                clip: 1.0,
+                rho: 0.0004,
+            }),
+            languages: ["en", "zh", "es", "fr", "de", "pt", "ja", "ko", "ru", "it"]
+                .map(String::from)
+                .to_vec(),
+            turn_buckets: vec![1, 2, 4, 8, 16],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    #[error("the privacy settings are not valid: {0}")]
+    Invalid(String),
+    #[error("a contributor would spend ε = {epsilon:.3} (δ = {delta:e}), more than the study's cap of ε = {cap}; lower the channels' budgets or the reports per contributor")]
+    OverCap { epsilon: f64, delta: f64, cap: f64 },
+    #[error(transparent)]
+    Noise(#[from] NoiseError),
+}
+
+/// One channel as compiled: its public domain and its oracle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelPlan {
+    pub channel: Channel,
+    /// In the sampled pool (each report carries one channel of the pool).
+    pub sampled: bool,
+    /// The public names of the domain's values, in index order.
+    pub labels: Vec<String>,
+    pub oracle: Oracle,
+}
+
+/// A study's privacy settings, compiled: what the client runs and the server estimates with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyPlan {
+    pub delta: f64,
+    pub reports_per_contributor: u32,
+    pub contributor_epsilon_cap: f64,
+    pub channels: Vec<ChannelPlan>,
+    pub embedding: Option<EmbeddingPlan>,
+    pub accounting: Accounting,
+    /// Buckets of the language channel (without the final `other`).
+    pub languages: Vec<String>,
+    pub turn_buckets: Vec<u32>,
+}
+
+impl PrivacyPlan {
+    /// Compiles the settings for a study with these category ids; `public_embeddings` (of the
+    /// study's public examples) give the embedding channel's projection.
+    pub fn build(
+        config: &PrivacyConfig,
+        categories: &[String],
+        public_embeddings: &[Vec<f32>],
+    ) -> Result<PrivacyPlan, PrivacyError> {
+        let invalid = |m: &str| Err(PrivacyError::Invalid(m.to_owned()));
+        if !(config.delta > 0.0 && config.delta < 1e-3) {
+            return invalid("delta must lie in (0, 0.001)");
+        }
+        if config.reports_per_contributor == 0 {
+            return invalid("reports_per_contributor must be at least 1");
+        }
+        if config.turn_buckets.is_empty() || !config.turn_buckets.windows(2).all(|w| w[0] < w[1]) {
+            return invalid("turn_buckets must be increasing and not empty");
+        }
+        let mut channels = Vec::new();
+        for (&channel, settings) in &config.channels {
+            if settings.epsilon.is_nan() || settings.epsilon <= 0.0 {
+                return invalid(&format!(
+                    "channel {} needs a positive epsilon",
+                    channel.name()
+                ));
+            }
+            let labels =
+                domain_labels(channel, categories, &config.languages, &config.turn_buckets);
+            let oracle = Oracle::new(settings.oracle, labels.len(), settings.epsilon);
+            channels.push(ChannelPlan {
+                oracle,
+                channel,
+                labels,
+                sampled: settings.sampled,
+            });
+        }
+        let embedding = match &config.embedding {
+            None => None,
+            Some(e)
+                if e.dimensions == 0 || e.dimensions > 384 || !(e.clip > 0.0) || !(e.rho > 0.0) =>
+            {
+                return invalid(
+                    "embedding needs 1–384 dimensions, a positive clip and a positive rho",
+                );
+            }
+            Some(e) => {
+                let (mean, components) =
+                    embedding::principal_components(public_embeddings, e.dimensions);
+                Some(EmbeddingPlan {
+                    mean,
+                    components,
+                    clip: e.clip,
+                    sigma: EmbeddingPlan::sigma_for(e.rho, e.clip),
+                })
+            }
+        };
+        if channels.is_empty() && embedding.is_none() {
+            return invalid("a study must report at least one channel");
+        }
+        let mut plan = PrivacyPlan {
+            delta: config.delta,
+            reports_per_contributor: config.reports_per_contributor,
+            contributor_epsilon_cap: config.contributor_epsilon_cap,
+            channels,
+            embedding,
+            accounting: accountant::account(
+                &ReportCost {
+                    pure: vec![],
+                    pool: vec![],
+                    rho: 0.0,
+                },
+                1,
+                config.delta,
+            ),
+            languages: config.languages.clone(),
+            turn_buckets: config.turn_buckets.clone(),
+        };
+        plan.accounting =
+            accountant::account(&plan.cost(), plan.reports_per_contributor, plan.delta);
+        let total = plan.accounting.contributor;
+        if total.epsilon > plan.contributor_epsilon_cap {
+            return Err(PrivacyError::OverCap {
+                epsilon: total.epsilon,
+                delta: total.delta,
+                cap: plan.contributor_epsilon_cap,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// What one report costs, channel by channel.
+    pub fn cost(&self) -> ReportCost {
+        let rho = self
+            .embedding
+            .as_ref()
+            .map_or(0.0, |e| accountant::gaussian_rho(2.0 * e.clip, e.sigma));
+        let budgets = |sampled: bool| {
+            self.channels
+                .iter()
+                .filter(|c| c.sampled == sampled)
+                .map(|c| c.oracle.epsilon())
+                .collect()
+        };
+        ReportCost {
+            pure: budgets(false),
+            pool: budgets(true),
+            rho,
+        }
+    }
+
+    pub fn channel(&self, channel: Channel) -> Option<&ChannelPlan> {
+        self.channels.iter().find(|c| c.channel == channel)
+    }
+
+    /// The index of an analysed conversation's value in a channel's domain.
+    pub fn channel_value(
+        &self,
+        channel: Channel,
+        analysis: &Analysis,
+        categories: &[String],
+    ) -> usize {
+        match channel {
+            Channel::Category => categories
+                .iter()
+                .position(|c| *c == analysis.category)
+                .expect("category from the study"),
+            Channel::Language => self
+                .languages
+                .iter()
+                .position(|l| *l == analysis.language)
+                .unwrap_or(self.languages.len()),
+            Channel::Concern => (analysis.concern.clamp(1, 5) - 1) as usize,
+            Channel::Turns => self
+                .turn_buckets
+                .iter()
+                .position(|&b| analysis.turns <= b)
+                .unwrap_or(self.turn_buckets.len()),
+            Channel::HasCode => usize::from(analysis.has_code),
+        }
+    }
+
+    /// The report for one analysed conversation (its embedding is required when the study
+    /// reports the embedding channel).
+    pub fn privatize(
+        &self,
+        analysis: &Analysis,
+        categories: &[String],
+        noise: &mut Noise,
+    ) -> Result<Report, PrivacyError> {
+        // The one channel of the sampled pool this report carries, chosen independently of the data.
+        let pool: Vec<Channel> = self
+            .channels
+            .iter()
+            .filter(|c| c.sampled)
+            .map(|c| c.channel)
+            .collect();
+        let drawn = if pool.is_empty() {
+            None
+        } else {
+            Some(pool[noise.uniform_below(pool.len())?])
+        };
+        let mut channels = BTreeMap::new();
+        for plan in self
+            .channels
+            .iter()
+            .filter(|c| !c.sampled || Some(c.channel) == drawn)
+        {
+            let value = match (plan.channel, &analysis.category_probabilities) {
+                // The category is drawn from the classifier's probabilities, which lets the server
+                // correct for the classifier's errors (see `debias`).
+                (Channel::Category, Some(probabilities)) => noise.categorical(probabilities)?,
+                _ => self.channel_value(plan.channel, analysis, categories),
+            };
+            channels.insert(plan.channel, plan.oracle.privatize(value, noise)?);
+        }
+        let embedding = match &self.embedding {
+            Some(plan) => {
+                let vector = analysis
+                    .embedding
+                    .as_deref()
+                    .ok_or_else(|| PrivacyError::Invalid("the analysis has no embedding".into()))?;
+                Some(plan.privatize(vector, noise)?)
+            }
+            _ => None,
+        };
+        Ok(Report {
+            channels,
+            embedding,
+        })
+    }
+
+    /// The same plan with every channel's budget scaled so that a contributor spends `epsilon`
+    /// (for simulations at a given budget; `f64::INFINITY` removes all noise).
+    pub fn with_contributor_epsilon(&self, epsilon: f64) -> PrivacyPlan {
+        let scale = |plan: &PrivacyPlan, s: f64| -> PrivacyPlan {
+            let mut p = plan.clone();
+            for c in &mut p.channels {
+                let (kind_choice, domain) = (oracle_choice(&c.oracle), c.oracle.domain());
+                c.oracle = Oracle::new(kind_choice, domain, c.oracle.epsilon() * s);
+            }
+            if let Some(e) = &mut p.embedding {
+                e.sigma = if s.is_infinite() { 0.0 } else { e.sigma / s };
+            }
+            p.contributor_epsilon_cap = f64::INFINITY;
+            p.accounting = accountant::account(&p.cost(), p.reports_per_contributor, p.delta);
+            p
+        };
+        if epsilon.is_infinite() {
+            return scale(self, f64::INFINITY);
+        }
+        // The contributor's ε grows with the scale: bisect for the one that spends `epsilon`.
+        let (mut lo, mut hi) = (0.0, 1.0);
+        while scale(self, hi).accounting.contributor.epsilon < epsilon {
+            hi *= 2.0;
+        }
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            if scale(self, mid).accounting.contributor.epsilon < epsilon {
+                lo = mid
+            } else {
+                hi = mid
+            }
+        }
+        scale(self, lo)
+    }
+}
+
+fn oracle_choice(oracle: &Oracle) -> OracleChoice {
+    match oracle {
+        Oracle::Krr { .. } => OracleChoice::Krr,
+        Oracle::Olh { .. } => OracleChoice::Olh,
+        Oracle::Oue { .. } => OracleChoice::Oue,
+    }
+}
+
+/// The public names of a channel's values.
+pub fn domain_labels(
+    channel: Channel,
+    categories: &[String],
+    languages: &[String],
+    turn_buckets: &[u32],
+) -> Vec<String> {
+    match channel {
+        Channel::Category => categories.to_vec(),
+        Channel::Language => languages
+            .iter()
+            .cloned()
+            .chain(["other".to_owned()])
+            .collect(),
+        Channel::Concern => (1..=5).map(|c| c.to_string()).collect(),
+        Channel::Turns => {
+            let mut labels = Vec::new();
+            let mut low = 1;
+            for &b in turn_buckets {
+                labels.push(if low == b {
+                    b.to_string()
+                } else {
+                    format!("{low}-{b}")
+                });
+                low = b + 1;
+            }
+            labels.push(format!("{low}+"));
+            labels
+        }
+        Channel::HasCode => vec!["false".into(), "true".into()],
+    }
+}

@@ -1,0 +1,306 @@
+//! Frequency oracles: local differential privacy for one categorical value, and the server's
+//! unbiased estimate of the distribution of those values from many privatized reports.
+//!
+//! Each oracle is ε-differentially private for one report: for any two inputs `a`, `b` and any
+//! output `y`, P[y | a] ≤ e^ε · P[y | b] (pure ε-LDP, "replace one value").
+//!
+//! - **k-RR** (k-ary randomized response): reports the true value with probability
+//!   p = e^ε / (e^ε + k − 1), any other value with probability q = 1 / (e^ε + k − 1). p/q = e^ε.
+//! - **OLH** (optimized local hashing, Wang et al. 2017): picks a public random hash seed, hashes
+//!   the value into g = ⌈e^ε⌉ + 1 buckets, and applies k-RR on the g buckets. For fixed seed the
+//!   output is k-RR over g buckets, so the ratio is at most e^ε. Better than k-RR for large domains.
+//! - **OUE** (optimized unary encoding): one bit per value; the true value's bit is 1 with
+//!   probability 1/2, every other bit is 1 with probability q = 1 / (e^ε + 1). Two inputs differ
+//!   in two bits, and the ratio over both is (1/2)/q · (1 − q)/(1/2) = (1 − q)/q = e^ε.
+//!
+//! The estimator counts, for each value v, the reports that "support" v (k-RR: reported v; OLH:
+//! the report's bucket is v's hash; OUE: v's bit is set). A report supports its true value with
+//! probability p* and any other value with probability q*, so with S_v supports among n reports
+//!     ĉ_v = (S_v − n q*) / (p* − q*)                                  (unbiased for n_v)
+//!     Var ĉ_v = (n_v p*(1 − p*) + (n − n_v) q*(1 − q*)) / (p* − q*)²  (exact; n_v plugged in)
+
+use super::noise::{Noise, NoiseError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Oracle {
+    Krr {
+        domain: usize,
+        epsilon: f64,
+    },
+    Olh {
+        domain: usize,
+        epsilon: f64,
+        buckets: usize,
+    },
+    Oue {
+        domain: usize,
+        epsilon: f64,
+    },
+}
+
+/// Which oracle a channel uses: `auto` picks the one with the smaller estimator variance for
+/// the domain size (k-RR while k < 3e^ε + 2, else OLH, which has OUE's variance in fewer bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OracleChoice {
+    #[default]
+    Auto,
+    Krr,
+    Olh,
+    Oue,
+}
+
+/// A privatized categorical value as it appears in a report: k-RR sends a value, OLH a seed and
+/// a bucket, OUE the indices of its set bits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Privatized {
+    Value(u32),
+    Hashed { seed: u64, bucket: u32 },
+    Bits(Vec<u32>),
+}
+
+/// The server's estimate of a distribution over a channel's domain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrequencyEstimate {
+    /// Reports the estimate is made from.
+    pub n: usize,
+    /// Unbiased estimates of each value's share (may be negative or above 1).
+    pub shares: Vec<f64>,
+    /// Standard error of each share.
+    pub standard_errors: Vec<f64>,
+    /// The shares projected onto the probability simplex (non-negative, summing to 1).
+    pub projected: Vec<f64>,
+}
+
+impl FrequencyEstimate {
+    /// 95% confidence interval of each share (normal approximation), clipped to [0, 1].
+    pub fn ci95(&self) -> Vec<(f64, f64)> {
+        self.shares
+            .iter()
+            .zip(&self.standard_errors)
+            .map(|(s, se)| {
+                (
+                    (s - 1.96 * se).clamp(0.0, 1.0),
+                    (s + 1.96 * se).clamp(0.0, 1.0),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Oracle {
+    pub fn new(choice: OracleChoice, domain: usize, epsilon: f64) -> Oracle {
+        assert!(domain >= 2, "a channel needs at least two values");
+        let olh = Oracle::Olh {
+            domain,
+            epsilon,
+            buckets: olh_buckets(epsilon),
+        };
+        match choice {
+            OracleChoice::Krr => Oracle::Krr { domain, epsilon },
+            OracleChoice::Oue if epsilon.is_finite() => Oracle::Oue { domain, epsilon },
+            OracleChoice::Olh if epsilon.is_finite() => olh,
+            OracleChoice::Auto
+                if epsilon.is_finite() && domain as f64 >= 3.0 * epsilon.exp() + 2.0 =>
+            {
+                olh
+            }
+            // ε = ∞ (no noise, for simulations) is exact k-RR.
+            _ => Oracle::Krr { domain, epsilon },
+        }
+    }
+
+    pub fn domain(&self) -> usize {
+        match *self {
+            Oracle::Krr { domain, .. }
+            | Oracle::Olh { domain, .. }
+            | Oracle::Oue { domain, .. } => domain,
+        }
+    }
+
+    pub fn epsilon(&self) -> f64 {
+        match *self {
+            Oracle::Krr { epsilon, .. }
+            | Oracle::Olh { epsilon, .. }
+            | Oracle::Oue { epsilon, .. } => epsilon,
+        }
+    }
+
+    /// Probabilities (p*, q*) that a report supports its true value, and any other value.
+    pub fn support_probabilities(&self) -> (f64, f64) {
+        let e = self.epsilon().exp();
+        match *self {
+            // ε = ∞ (no noise, for simulations): the truth always, nothing else.
+            Oracle::Krr { .. } if e.is_infinite() => (1.0, 0.0),
+            Oracle::Krr { domain, .. } => (
+                e / (e + domain as f64 - 1.0),
+                1.0 / (e + domain as f64 - 1.0),
+            ),
+            Oracle::Olh { buckets, .. } => (e / (e + buckets as f64 - 1.0), 1.0 / buckets as f64),
+            Oracle::Oue { .. } => (0.5, 1.0 / (e + 1.0)),
+        }
+    }
+
+    /// Privatizes `value` (an index into the domain).
+    pub fn privatize(&self, value: usize, noise: &mut Noise) -> Result<Privatized, NoiseError> {
+        assert!(
+            value < self.domain(),
+            "value {value} outside a domain of {}",
+            self.domain()
+        );
+        match *self {
+            Oracle::Krr { domain, .. } => {
+                let (keep, _) = self.support_probabilities();
+                Ok(Privatized::Value(
+                    noise.randomized_response(value, domain, keep)? as u32,
+                ))
+            }
+            Oracle::Olh {
+                epsilon, buckets, ..
+            } => {
+                let seed = noise.uniform_u64()?;
+                let inner = Oracle::Krr {
+                    domain: buckets,
+                    epsilon,
+                };
+                let (keep, _) = inner.support_probabilities();
+                let bucket =
+                    noise.randomized_response(local_hash(seed, value, buckets), buckets, keep)?;
+                Ok(Privatized::Hashed {
+                    seed,
+                    bucket: bucket as u32,
+                })
+            }
+            Oracle::Oue { domain, .. } => {
+                let (p, q) = self.support_probabilities();
+                let mut bits = Vec::new();
+                for v in 0..domain {
+                    if noise.bernoulli(if v == value { p } else { q })? {
+                        bits.push(v as u32);
+                    }
+                }
+                Ok(Privatized::Bits(bits))
+            }
+        }
+    }
+
+    /// Whether a report is well formed for this oracle (the server checks before storing).
+    pub fn accepts(&self, report: &Privatized) -> bool {
+        match (*self, report) {
+            (Oracle::Krr { domain, .. }, Privatized::Value(v)) => (*v as usize) < domain,
+            (Oracle::Olh { buckets, .. }, Privatized::Hashed { bucket, .. }) => {
+                (*bucket as usize) < buckets
+            }
+            (Oracle::Oue { domain, .. }, Privatized::Bits(bits)) => {
+                bits.windows(2).all(|w| w[0] < w[1])
+                    && bits.last().is_none_or(|&b| (b as usize) < domain)
+            }
+            _ => false,
+        }
+    }
+
+    /// Does `report` support `value`?
+    fn supports(&self, report: &Privatized, value: usize) -> bool {
+        match (*self, report) {
+            (Oracle::Krr { .. }, Privatized::Value(v)) => *v as usize == value,
+            (Oracle::Olh { buckets, .. }, Privatized::Hashed { seed, bucket }) => {
+                local_hash(*seed, value, buckets) == *bucket as usize
+            }
+            (Oracle::Oue { .. }, Privatized::Bits(bits)) => {
+                bits.binary_search(&(value as u32)).is_ok()
+            }
+            _ => false,
+        }
+    }
+
+    /// Unbiased estimate of the distribution of the true values behind `reports`.
+    pub fn estimate<'a>(
+        &self,
+        reports: impl IntoIterator<Item = &'a Privatized>,
+    ) -> FrequencyEstimate {
+        let domain = self.domain();
+        let mut supports = vec![0f64; domain];
+        let mut n = 0usize;
+        for report in reports {
+            n += 1;
+            match (*self, report) {
+                // One pass per report for k-RR and OUE; OLH must hash every value.
+                (Oracle::Krr { .. }, Privatized::Value(v)) => supports[*v as usize] += 1.0,
+                (Oracle::Oue { .. }, Privatized::Bits(bits)) => {
+                    bits.iter().for_each(|&b| supports[b as usize] += 1.0)
+                }
+                _ => (0..domain)
+                    .filter(|&v| self.supports(report, v))
+                    .for_each(|v| supports[v] += 1.0),
+            }
+        }
+        let (p, q) = self.support_probabilities();
+        let nf = n as f64;
+        let counts: Vec<f64> = supports.iter().map(|s| (s - nf * q) / (p - q)).collect();
+        let variances: Vec<f64> = counts
+            .iter()
+            .map(|&c| count_variance(c.clamp(0.0, nf), nf, p, q))
+            .collect();
+        let shares: Vec<f64> = counts
+            .iter()
+            .map(|c| if n == 0 { 0.0 } else { c / nf })
+            .collect();
+        let standard_errors = variances
+            .iter()
+            .map(|v| if n == 0 { 0.0 } else { v.sqrt() / nf })
+            .collect();
+        let projected = project_to_simplex(&shares);
+        FrequencyEstimate {
+            n,
+            shares,
+            standard_errors,
+            projected,
+        }
+    }
+
+    /// Exact variance of the estimated count of a value held by `count` of `n` reports.
+    pub fn count_variance(&self, count: f64, n: f64) -> f64 {
+        let (p, q) = self.support_probabilities();
+        count_variance(count, n, p, q)
+    }
+}
+
+fn count_variance(count: f64, n: f64, p: f64, q: f64) -> f64 {
+    (count * p * (1.0 - p) + (n - count) * q * (1.0 - q)) / (p - q).powi(2)
+}
+
+/// OLH's number of buckets, g = ⌈e^ε⌉ + 1 (the optimum e^ε + 1, rounded up).
+fn olh_buckets(epsilon: f64) -> usize {
+    (epsilon.exp().ceil() as usize + 1).max(2)
+}
+
+/// The public hash family of OLH: a 64-bit mix of seed and value, reduced to `buckets`.
+pub fn local_hash(seed: u64, value: usize, buckets: usize) -> usize {
+    let mut x = seed ^ (value as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x % buckets as u64) as usize
+}
+
+/// Euclidean projection onto the probability simplex (Duchi et al. 2008).
+pub fn project_to_simplex(v: &[f64]) -> Vec<f64> {
+    if v.is_empty() {
+        return Vec::new();
+    }
+    let mut sorted = v.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let mut cumulative = 0.0;
+    let mut theta = 0.0;
+    for (i, u) in sorted.iter().enumerate() {
+        cumulative += u;
+        let t = (cumulative - 1.0) / (i + 1) as f64;
+        if u - t > 0.0 {
+            theta = t;
+        }
+    }
+    v.iter().map(|x| (x - theta).max(0.0)).collect()
+}
