@@ -27,10 +27,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, String> {
     let analyzer = Arc::new(load_analyzer(&args.study)?);
-    eprintln!(
-        "chorus: {}",
-        crate::local::privacy_statement(analyzer.study())
-    );
+    eprintln!("chorus: {}", crate::local::privacy_statement(analyzer.study()));
     let mut stdout = BufWriter::new(std::io::stdout().lock());
     let summary = analyze_exports(
         &analyzer,
@@ -38,16 +35,13 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         args.threads,
         args.embeddings,
         &mut |_, analysis| {
-            serde_json::to_writer(&mut stdout, &analysis)
-                .map_err(|e| format!("cannot write the output: {e}"))?;
+            serde_json::to_writer(&mut stdout, &analysis).map_err(|e| format!("cannot write the output: {e}"))?;
             stdout
                 .write_all(b"\n")
                 .map_err(|e| format!("cannot write the output: {e}"))
         },
     )?;
-    stdout
-        .flush()
-        .map_err(|e| format!("cannot write the output: {e}"))?;
+    stdout.flush().map_err(|e| format!("cannot write the output: {e}"))?;
     Ok(if summary.failed_files > 0 {
         ExitCode::FAILURE
     } else {

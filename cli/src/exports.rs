@@ -44,9 +44,7 @@ pub fn analyze_exports(
                 totals.truncated |= summary.truncated;
                 failed_conversations += failed;
                 if summary.truncated {
-                    eprintln!(
-                        "chorus: warning: {name} ends in the middle of a conversation (cut short?)"
-                    );
+                    eprintln!("chorus: warning: {name} ends in the middle of a conversation (cut short?)");
                 }
             }
             Err(message) => {
@@ -130,10 +128,7 @@ fn analyze_file(
                     }
                     Ok(_) => {}
                     Err(message) => {
-                        eprintln!(
-                            "chorus: cannot analyse conversation {}: {message}",
-                            conversation.id
-                        );
+                        eprintln!("chorus: cannot analyse conversation {}: {message}", conversation.id);
                         failed += 1;
                     }
                 }
@@ -141,10 +136,7 @@ fn analyze_file(
             progress.update_with_count(position.load(Ordering::Relaxed), size, Some(next));
         }
         progress.finish();
-        let summary = importer
-            .join()
-            .expect("import thread")
-            .map_err(|e| e.to_string())?;
+        let summary = importer.join().expect("import thread").map_err(|e| e.to_string())?;
         match sink_error {
             Some(e) => Err(e),
             None => Ok((summary, failed)),

@@ -24,14 +24,14 @@ pub fn cache_dir() -> PathBuf {
 }
 
 pub fn load_embedder(args: &StudyArgs) -> Result<Embedder, String> {
-    let dir = args
-        .model_dir
-        .clone()
-        .unwrap_or_else(|| cache_dir().join("model"));
+    let dir = args.model_dir.clone().unwrap_or_else(|| cache_dir().join("model"));
     let read = |file: &str| {
         let path = dir.join(file);
         std::fs::read(&path).map_err(|e| {
-            format!("cannot read the model file {}: {e}. Run `cargo xtask fetch` to download the pinned model.", path.display())
+            format!(
+                "cannot read the model file {}: {e}. Run `cargo xtask fetch` to download the pinned model.",
+                path.display()
+            )
         })
     };
     let model = read(&pins().model.file)?;
@@ -42,22 +42,17 @@ pub fn load_embedder(args: &StudyArgs) -> Result<Embedder, String> {
 /// Reads the study file named by `args` (or the default study) and its labelled examples.
 pub fn load_study(args: &StudyArgs) -> Result<Study, String> {
     let Some(path) = &args.study else {
-        return Study::parse(DEFAULT_STUDY, Some(DEFAULT_EXAMPLES))
-            .map_err(|e| format!("default study: {e}"));
+        return Study::parse(DEFAULT_STUDY, Some(DEFAULT_EXAMPLES)).map_err(|e| format!("default study: {e}"));
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let named =
-        Study::labelled_examples_path(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let named = Study::labelled_examples_path(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let examples = match named {
         Some(relative) => {
             let examples_path = path.parent().unwrap_or(Path::new(".")).join(&relative);
-            Some(std::fs::read_to_string(&examples_path).map_err(|e| {
-                format!(
-                    "cannot read the labelled examples {}: {e}",
-                    examples_path.display()
-                )
-            })?)
+            Some(
+                std::fs::read_to_string(&examples_path)
+                    .map_err(|e| format!("cannot read the labelled examples {}: {e}", examples_path.display()))?,
+            )
         }
         None => None,
     };
@@ -78,22 +73,16 @@ pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStud
         }
     }
     let mut progress = Progress::new("compiling the study", None);
-    let compiled =
-        CompiledStudy::compile(study, embedder, TrainOptions::default(), |done, total| {
-            progress.update(done as u64, total as u64)
-        })
-        .map_err(|e| format!("cannot compile study `{}`: {e}", study.id))?;
+    let compiled = CompiledStudy::compile(study, embedder, TrainOptions::default(), |done, total| {
+        progress.update(done as u64, total as u64)
+    })
+    .map_err(|e| format!("cannot compile study `{}`: {e}", study.id))?;
     progress.finish();
     // Write then rename, so that a crash never leaves a half-written cache entry.
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
         let tmp = path.with_extension("tmp");
-        if std::fs::write(
-            &tmp,
-            serde_json::to_vec(&compiled).expect("compiled study serialises"),
-        )
-        .is_ok()
-        {
+        if std::fs::write(&tmp, serde_json::to_vec(&compiled).expect("compiled study serialises")).is_ok() {
             let _ = std::fs::rename(&tmp, &path);
         }
     }

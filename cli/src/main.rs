@@ -5,6 +5,7 @@ mod analyze;
 mod exports;
 mod local;
 mod progress;
+mod report;
 mod simulate;
 mod study_cmd;
 
@@ -38,6 +39,8 @@ pub struct StudyArgs {
 enum Command {
     /// Analyse chat exports on this machine: one JSON object per conversation on stdout.
     Analyze(analyze::Args),
+    /// The exact batch of privatized reports this device would send (memoised; nothing is sent).
+    Report(report::Args),
     /// What the server would learn at a privacy budget, treating each conversation as one
     /// contributor: one JSON document per --epsilon value.
     Simulate(simulate::Args),
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Analyze(args) => analyze::run(args),
+        Command::Report(args) => report::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Study(command) => study_cmd::run(command),
     };

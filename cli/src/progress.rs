@@ -29,11 +29,7 @@ impl Progress {
     }
 
     pub fn update_with_count(&mut self, done: u64, total: u64, count: Option<u64>) {
-        if !self.enabled
-            || self
-                .last_draw
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-        {
+        if !self.enabled || self.last_draw.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
             return;
         }
         self.last_draw = Some(Instant::now());

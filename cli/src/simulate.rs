@@ -46,16 +46,10 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     }
     let analyzer = Arc::new(load_analyzer(&args.study)?);
     let mut analyses = Vec::new();
-    let summary = analyze_exports(
-        &analyzer,
-        &args.exports,
-        args.threads,
-        true,
-        &mut |_, analysis| {
-            analyses.push(analysis);
-            Ok(())
-        },
-    )?;
+    let summary = analyze_exports(&analyzer, &args.exports, args.threads, true, &mut |_, analysis| {
+        analyses.push(analysis);
+        Ok(())
+    })?;
     if analyses.is_empty() {
         return Err("no conversations to simulate".into());
     }
@@ -71,10 +65,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
             None => Noise::Secure,
         };
         let document = simulate(study, &plan, &analyses, &mut noise)?;
-        println!(
-            "{}",
-            serde_json::to_string(&document).expect("simulation serialises")
-        );
+        println!("{}", serde_json::to_string(&document).expect("simulation serialises"));
     }
     Ok(if summary.failed_files > 0 {
         ExitCode::FAILURE
@@ -107,17 +98,12 @@ fn simulate(
                     .iter_mut()
                     .zip(p)
                     .for_each(|(t, x)| *t += *x as f64 / analyses.len() as f64),
-                _ => {
-                    truth[plan.channel_value(channel.channel, a, &categories)] +=
-                        1.0 / analyses.len() as f64
-                }
+                _ => truth[plan.channel_value(channel.channel, a, &categories)] += 1.0 / analyses.len() as f64,
             }
         }
-        let estimate = channel.oracle.estimate(
-            reports
-                .iter()
-                .filter_map(|r| r.channels.get(&channel.channel)),
-        );
+        let estimate = channel
+            .oracle
+            .estimate(reports.iter().filter_map(|r| r.channels.get(&channel.channel)));
         let tvd = 0.5
             * estimate
                 .projected
@@ -147,10 +133,7 @@ fn simulate(
             let debiased = match channel.oracle {
                 Oracle::Krr { .. } => {
                     let mut shares = vec![0f64; labels.len()];
-                    for r in reports
-                        .iter()
-                        .filter_map(|r| r.channels.get(&Channel::Category))
-                    {
+                    for r in reports.iter().filter_map(|r| r.channels.get(&Channel::Category)) {
                         if let Privatized::Value(v) = r {
                             shares[*v as usize] += 1.0 / estimate.n as f64;
                         }

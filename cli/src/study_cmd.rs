@@ -41,8 +41,9 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
             let compiled = compiled_study(&parsed, &embedder)?;
             let json = serde_json::to_string(&compiled).expect("compiled study serialises");
             match out {
-                Some(path) => std::fs::write(&path, json)
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+                Some(path) => {
+                    std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?
+                }
                 None => println!("{json}"),
             }
         }
@@ -62,12 +63,7 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
                 l2: l2.unwrap_or(defaults.l2),
                 iterations: iterations.unwrap_or(defaults.iterations),
             };
-            let total = parsed.examples.len()
-                + parsed
-                    .categories
-                    .iter()
-                    .map(|c| c.examples.len())
-                    .sum::<usize>();
+            let total = parsed.examples.len() + parsed.categories.iter().map(|c| c.examples.len()).sum::<usize>();
             let mut progress = Progress::new("embedding the examples", None);
             let mut done = 0;
             let evaluation = cross_validate(&parsed, &embedder, folds, options, |n| {

@@ -1,17 +1,24 @@
 //! The contributor's on-device pipeline, compiled to WebAssembly: the same `chorus-shared`
-//! code that `chorus analyze` runs natively, behind a small JavaScript API.
+//! code that the `chorus` command runs natively, behind a small JavaScript API.
 //!
 //! ```js
 //! const client = new Client(modelBytes, tokenizerBytes, compiledStudyJson);
-//! const result = JSON.parse(client.analyze(exportBytes, false, (readBytes, totalBytes, conversations) => {}));
-//! // result.conversations: [{id, language, category, concern, turns, chars, has_code}], result.summary
+//! const analysed = JSON.parse(client.analyze(exportBytes, false, (readBytes, totalBytes, done) => {}));
+//! // analysed.conversations: [{id, language, category, concern, turns, chars, has_code}], analysed.summary
+//! const privacy = JSON.parse(client.privacy());          // what a report and a contributor cost
+//! const { batch, memo } = JSON.parse(client.report(memoJson, JSON.stringify(excludedIds)));
+//! // batch: the ReportBatch to send; memo: to store on the device and hand back next time
 //! ```
 
 use chorus_shared::embed::Embedder;
 use chorus_shared::import::{read_export, ImportSummary};
+use chorus_shared::privacy::memo::{digest, Memo};
+use chorus_shared::privacy::noise::Noise;
+use chorus_shared::protocol::ReportBatch;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::{Analysis, Analyzer};
 use serde::Serialize;
+use serde_json::json;
 use std::cell::Cell;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::rc::Rc;
@@ -20,6 +27,8 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen]
 pub struct Client {
     analyzer: Analyzer,
+    /// The last export's conversations: their digest (never leaves the tab) and analysis.
+    analysed: Vec<(String, Analysis)>,
 }
 
 #[derive(Serialize)]
@@ -39,23 +48,21 @@ struct Summary {
 impl Client {
     /// Loads the pinned model (its SHA-256 is checked) and a compiled study (JSON).
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        model_onnx: &[u8],
-        tokenizer_json: &[u8],
-        compiled_study_json: &str,
-    ) -> Result<Client, JsError> {
+    pub fn new(model_onnx: &[u8], tokenizer_json: &[u8], compiled_study_json: &str) -> Result<Client, JsError> {
         let embedder = Embedder::new(model_onnx, tokenizer_json)?;
         let study: CompiledStudy = serde_json::from_str(compiled_study_json)
             .map_err(|e| JsError::new(&format!("the compiled study is not valid: {e}")))?;
         Ok(Client {
             analyzer: Analyzer::new(embedder, study)?,
+            analysed: Vec::new(),
         })
     }
 
     /// Analyses an export's bytes and returns a JSON string of `{conversations, summary}`.
     /// `progress(readBytes, totalBytes, conversationsDone)` is called after each conversation.
+    /// With `embeddings`, each conversation also carries its embedding and category probabilities.
     pub fn analyze(
-        &self,
+        &mut self,
         export: &[u8],
         embeddings: bool,
         progress: Option<js_sys::Function>,
@@ -66,24 +73,37 @@ impl Client {
             inner: Cursor::new(export),
             furthest: furthest.clone(),
         };
-        let mut conversations = Vec::new();
+        let mut analysed = Vec::new();
         let mut failure = None;
         let summary: ImportSummary = read_export(reader, "the export", &mut |conversation| {
             if failure.is_some() {
                 return;
             }
-            match self.analyzer.analyze(&conversation, embeddings) {
-                Ok(analysis) => conversations.push(analysis),
+            match self.analyzer.analyze(&conversation, true) {
+                Ok(analysis) => analysed.push((digest(&conversation), analysis)),
                 Err(e) => failure = Some(e),
             }
             if let Some(callback) = &progress {
-                let (read, done) = (furthest.get() as f64, conversations.len() as f64);
+                let (read, done) = (furthest.get() as f64, analysed.len() as f64);
                 let _ = callback.call3(&JsValue::NULL, &read.into(), &total.into(), &done.into());
             }
         })?;
         if let Some(e) = failure {
             return Err(e.into());
         }
+        self.analysed = analysed;
+        let conversations = self
+            .analysed
+            .iter()
+            .map(|(_, a)| {
+                let mut shown = a.clone();
+                if !embeddings {
+                    shown.embedding = None;
+                    shown.category_probabilities = None;
+                }
+                shown
+            })
+            .collect();
         let result = AnalyzeResult {
             conversations,
             summary: Summary {
@@ -95,14 +115,64 @@ impl Client {
         Ok(serde_json::to_string(&result).expect("analysis serialises"))
     }
 
+    /// What taking part costs: the per-report and contributor-level (ε, δ), the channels and
+    /// their mechanisms, as JSON.
+    pub fn privacy(&self) -> String {
+        let plan = &self.analyzer.study().privacy;
+        let channels: Vec<_> = plan
+            .channels
+            .iter()
+            .map(|c| json!({"channel": c.channel, "values": c.labels.len(), "oracle": c.oracle, "sampled": c.sampled}))
+            .collect();
+        json!({
+            "per_report": plan.accounting.per_report,
+            "contributor": plan.accounting.contributor,
+            "reports_per_contributor": plan.reports_per_contributor,
+            "channels": channels,
+            "embedding": plan.embedding.as_ref().map(|e| json!({"dimensions": e.dimensions(), "clip": e.clip, "sigma": e.sigma})),
+        })
+        .to_string()
+    }
+
+    /// The batch to send for the last analysed export, leaving out the conversations whose ids
+    /// are in `excluded_ids_json` (a JSON array). `memo_json` is the memo this device stored
+    /// last time (empty for a new device); the result is `{batch, memo}`, and the new memo must
+    /// be stored before the batch is sent, so that a retry re-sends the same batch.
+    pub fn report(&self, memo_json: &str, excluded_ids_json: &str) -> Result<String, JsError> {
+        let study = self.analyzer.study();
+        let excluded: Vec<String> = serde_json::from_str(excluded_ids_json)
+            .map_err(|e| JsError::new(&format!("excluded ids must be a JSON array of strings: {e}")))?;
+        let mut noise = Noise::Secure;
+        let mut memo = if memo_json.trim().is_empty() {
+            Memo::new(&mut noise)?
+        } else {
+            serde_json::from_str(memo_json).map_err(|e| JsError::new(&format!("the stored memo is damaged: {e}")))?
+        };
+        let version = format!("{}@{}", study.id, study.version);
+        let candidates: Vec<(String, &Analysis)> = self
+            .analysed
+            .iter()
+            .filter(|(_, a)| !excluded.contains(&a.id))
+            .map(|(d, a)| (memo.key(&version, d), a))
+            .collect();
+        let entry = memo
+            .reports(&version, &study.privacy, &study.category_ids(), &candidates, &mut noise)?
+            .clone();
+        let batch = ReportBatch::new(
+            &study.id,
+            &study.version,
+            &entry.contributor,
+            &entry.batch_key,
+            entry.selected_reports(),
+            &noise,
+        )?;
+        Ok(json!({ "batch": batch, "memo": memo }).to_string())
+    }
+
     /// The compiled study's id and version, e.g. `chorus-default@3f2a…`.
     #[wasm_bindgen(js_name = studyVersion)]
     pub fn study_version(&self) -> String {
-        format!(
-            "{}@{}",
-            self.analyzer.study().id,
-            self.analyzer.study().version
-        )
+        format!("{}@{}", self.analyzer.study().id, self.analyzer.study().version)
     }
 }
 
@@ -115,8 +185,7 @@ struct ProgressCursor<'a> {
 impl Read for ProgressCursor<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.furthest
-            .set(self.furthest.get().max(self.inner.position()));
+        self.furthest.set(self.furthest.get().max(self.inner.position()));
         Ok(n)
     }
 }

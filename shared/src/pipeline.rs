@@ -54,9 +54,7 @@ impl Analyzer {
             });
         }
         if study.format != COMPILED_FORMAT {
-            return Err(AnalyzerError::FormatMismatch {
-                found: study.format,
-            });
+            return Err(AnalyzerError::FormatMismatch { found: study.format });
         }
         Ok(Analyzer { embedder, study })
     }
@@ -70,11 +68,7 @@ impl Analyzer {
     }
 
     /// Analyses one conversation.
-    pub fn analyze(
-        &self,
-        conversation: &Conversation,
-        keep_embedding: bool,
-    ) -> Result<Analysis, EmbedError> {
+    pub fn analyze(&self, conversation: &Conversation, keep_embedding: bool) -> Result<Analysis, EmbedError> {
         let text = facets::text_facets(conversation);
         let request = facets::request_text(conversation);
         let embedding = self.embedder.embed(&[&request])?.remove(0);

@@ -55,8 +55,9 @@ impl ReportBatch {
         study_id: &str,
         study_version: &str,
         contributor: &str,
+        idempotency_key: &str,
         reports: Vec<Report>,
-        noise: &mut Noise,
+        noise: &Noise,
     ) -> Result<ReportBatch, BatchError> {
         if !noise.is_secure() {
             return Err(BatchError::InsecureNoise);
@@ -66,7 +67,7 @@ impl ReportBatch {
             study_id: study_id.to_owned(),
             study_version: study_version.to_owned(),
             contributor: contributor.to_owned(),
-            idempotency_key: random_id(noise)?,
+            idempotency_key: idempotency_key.to_owned(),
             reports,
         })
     }
@@ -74,11 +75,7 @@ impl ReportBatch {
 
 /// 128 random bits as 32 hex digits, from the secure source.
 pub fn random_id(noise: &mut Noise) -> Result<String, BatchError> {
-    let a = noise
-        .uniform_u64()
-        .map_err(|e| BatchError::Random(e.to_string()))?;
-    let b = noise
-        .uniform_u64()
-        .map_err(|e| BatchError::Random(e.to_string()))?;
+    let a = noise.uniform_u64().map_err(|e| BatchError::Random(e.to_string()))?;
+    let b = noise.uniform_u64().map_err(|e| BatchError::Random(e.to_string()))?;
     Ok(format!("{a:016x}{b:016x}"))
 }

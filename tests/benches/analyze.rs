@@ -9,9 +9,7 @@ fn analyze(c: &mut Criterion) {
     let analyzer = common::analyzer();
     let mix = common::mix();
     let mut group = c.benchmark_group("analyze");
-    group
-        .sample_size(10)
-        .throughput(Throughput::Elements(mix.len() as u64));
+    group.sample_size(10).throughput(Throughput::Elements(mix.len() as u64));
     group.bench_function("sharegpt_300_conversations", |b| {
         b.iter(|| {
             for conversation in &mix {

@@ -20,8 +20,7 @@ pub fn analyzer() -> Analyzer {
         Some(&std::fs::read_to_string(dir.join("examples.jsonl")).unwrap()),
     )
     .unwrap();
-    let compiled =
-        CompiledStudy::compile(&study, &embedder, TrainOptions::default(), |_, _| {}).unwrap();
+    let compiled = CompiledStudy::compile(&study, &embedder, TrainOptions::default(), |_, _| {}).unwrap();
     Analyzer::new(embedder, compiled).unwrap()
 }
 

@@ -36,14 +36,10 @@ fn main() {
         // Like the wasm client: import from the export's bytes, then analyse each conversation.
         let started = Instant::now();
         let mut count = 0;
-        chorus_shared::import::read_export(
-            std::io::Cursor::new(&bytes),
-            "mix",
-            &mut |conversation| {
-                std::hint::black_box(analyzer.analyze(&conversation, false).unwrap());
-                count += 1;
-            },
-        )
+        chorus_shared::import::read_export(std::io::Cursor::new(&bytes), "mix", &mut |conversation| {
+            std::hint::black_box(analyzer.analyze(&conversation, false).unwrap());
+            count += 1;
+        })
         .unwrap();
         native.push(started.elapsed().as_secs_f64() * 1000.0 / count as f64);
 
@@ -56,11 +52,7 @@ fn main() {
             .arg("--time")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let timing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let n = timing["conversations"].as_f64().unwrap();
         wasm.push(timing["ms"].as_f64().unwrap() / n);
@@ -70,12 +62,12 @@ fn main() {
         );
     }
     let (n, w) = (median(native), median(wasm));
-    println!("import + analysis of {} ShareGPT conversations, one thread each, median of {ROUNDS} interleaved rounds:", common::MIX);
-    println!("  native (tract, x86-64)    {n:7.1} ms/conversation");
     println!(
-        "  wasm (Node {}, simd128)  {w:7.1} ms/conversation",
-        node_version()
+        "import + analysis of {} ShareGPT conversations, one thread each, median of {ROUNDS} interleaved rounds:",
+        common::MIX
     );
+    println!("  native (tract, x86-64)    {n:7.1} ms/conversation");
+    println!("  wasm (Node {}, simd128)  {w:7.1} ms/conversation", node_version());
     println!("  wasm / native             {:7.2}", w / n);
     std::fs::remove_dir_all(&dir).ok();
 }

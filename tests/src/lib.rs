@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -114,9 +112,7 @@ fn fnv(path: Option<&Path>) -> u64 {
     path.map(|p| p.display().to_string())
         .unwrap_or_default()
         .bytes()
-        .fold(0xcbf29ce484222325, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100000001b3)
-        })
+        .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 /// The embedder over the cached pinned model.
@@ -125,4 +121,28 @@ pub fn embedder() -> chorus_shared::embed::Embedder {
     let model = std::fs::read(cached(&format!("model/{}", pins().model.file))).unwrap();
     let tokenizer = std::fs::read(cached(&format!("model/{}", pins().tokenizer.file))).unwrap();
     chorus_shared::embed::Embedder::new(&model, &tokenizer).unwrap()
+}
+
+/// Fails if `sent` contains any 20 consecutive characters of any title or turn of `export`.
+pub fn assert_no_text_of(export: &Path, sent: &str) {
+    let mut checked = 0usize;
+    for conversation in first_conversations(export, usize::MAX) {
+        let texts = conversation
+            .turns
+            .iter()
+            .map(|t| t.text.as_str())
+            .chain(conversation.title.as_deref());
+        for text in texts {
+            let chars: Vec<char> = text.chars().collect();
+            for window in chars.windows(20) {
+                let needle: String = window.iter().collect();
+                assert!(
+                    !sent.contains(&needle),
+                    "the payload contains conversation text: {needle:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "too little text to check ({checked} windows)");
 }

@@ -6,10 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn chorus(args: &[&str]) -> Output {
-    Command::new(chorus_bin())
-        .args(args)
-        .output()
-        .expect("chorus runs")
+    Command::new(chorus_bin()).args(args).output().expect("chorus runs")
 }
 
 fn analyze(paths: &[&Path], extra: &[&str]) -> Output {
@@ -37,18 +34,10 @@ fn analyzes_an_export_zip() {
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = lines(&out);
     let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
-    assert_eq!(
-        ids,
-        ["c-001", "c-002", "c-003", "c-004", "c-101", "c-102", "c-103"]
-    );
+    assert_eq!(ids, ["c-001", "c-002", "c-003", "c-004", "c-101", "c-102", "c-103"]);
     let by_id = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap();
     for row in &rows {
-        let keys: Vec<&str> = row
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
             ["category", "chars", "concern", "has_code", "id", "language", "turns"],
@@ -79,10 +68,7 @@ fn analyzes_an_export_zip() {
         summary.contains("analysed 7 conversations from 1 of 1 files"),
         "{summary}"
     );
-    assert!(
-        summary.contains("skipped 2 unreadable records"),
-        "{summary}"
-    );
+    assert!(summary.contains("skipped 2 unreadable records"), "{summary}");
 }
 
 #[test]
@@ -107,10 +93,7 @@ fn bad_inputs_fail_cleanly_with_a_message() {
         ("bad/empty.json", "is empty"),
         ("bad/zero-conversations.json", "holds no conversations"),
         ("bad/wrong-shape.json", "not a supported export"),
-        (
-            "bad/records-not-conversations.json",
-            "not a supported export",
-        ),
+        ("bad/records-not-conversations.json", "not a supported export"),
         ("bad/binary.bin", "a binary file"),
         ("bad/notes.txt", "not JSON"),
         ("bad/corrupt.zip", "damaged zip archive"),
@@ -129,11 +112,7 @@ fn bad_inputs_fail_cleanly_with_a_message() {
     }
     let missing = analyze(&[&fixture("no-such-file.json")], &[]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        stderr(&missing).contains("cannot open"),
-        "{}",
-        stderr(&missing)
-    );
+    assert!(stderr(&missing).contains("cannot open"), "{}", stderr(&missing));
 }
 
 #[test]
@@ -141,11 +120,7 @@ fn one_bad_file_does_not_stop_the_others() {
     let out = analyze(&[&fixture("bad/binary.bin"), &fixture("openai.jsonl")], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(lines(&out).len(), 2);
-    assert!(
-        stderr(&out).contains("from 1 of 2 files"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("from 1 of 2 files"), "{}", stderr(&out));
 }
 
 #[test]
@@ -182,10 +157,9 @@ examples = ["How long do I bake a chocolate cake?", "A recipe with rice and bean
 
     std::fs::write(
         &study,
-        std::fs::read_to_string(&study).unwrap().replace(
-            "id = \"tiny\"",
-            "id = \"tiny\"\nlabelled_examples = \"missing.jsonl\"",
-        ),
+        std::fs::read_to_string(&study)
+            .unwrap()
+            .replace("id = \"tiny\"", "id = \"tiny\"\nlabelled_examples = \"missing.jsonl\""),
     )
     .unwrap();
     let out = analyze(
@@ -201,15 +175,8 @@ examples = ["How long do I bake a chocolate cake?", "A recipe with rice and bean
 fn a_missing_model_is_an_error_not_a_fallback() {
     let empty = std::env::temp_dir().join(format!("chorus-no-model-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
-    let out = analyze(
-        &[&fixture("sharegpt.json")],
-        &["--model-dir", empty.to_str().unwrap()],
-    );
+    let out = analyze(&[&fixture("sharegpt.json")], &["--model-dir", empty.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("cargo xtask fetch"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("cargo xtask fetch"), "{}", stderr(&out));
     std::fs::remove_dir_all(&empty).ok();
 }

@@ -13,9 +13,8 @@ use chorus_shared::study::{example_text, LabelledExample};
 use chorus_tests::{compile_study, embedder, workspace_root};
 
 fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    })
+    text.bytes()
+        .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
 fn tvd(a: &[f64], b: &[f64]) -> f64 {
@@ -48,8 +47,7 @@ fn debiased_estimates_follow_shifted_mixes() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let held_out =
-        |e: &LabelledExample| e.source.as_deref() == Some("sample") && fnv(&e.text) % 5 == 0;
+    let held_out = |e: &LabelledExample| e.source.as_deref() == Some("sample") && fnv(&e.text).is_multiple_of(5);
     let temp = std::env::temp_dir().join(format!("chorus-debias-{}", std::process::id()));
     std::fs::create_dir_all(&temp).unwrap();
     std::fs::copy(dir.join("study.toml"), temp.join("study.toml")).unwrap();
@@ -73,18 +71,9 @@ fn debiased_estimates_follow_shifted_mixes() {
     let k = study.categories.len();
     let truth: Vec<usize> = test
         .iter()
-        .map(|e| {
-            study
-                .categories
-                .iter()
-                .position(|c| c.id == e.category)
-                .unwrap()
-        })
+        .map(|e| study.categories.iter().position(|c| c.id == e.category).unwrap())
         .collect();
-    let probabilities: Vec<Vec<f32>> = vectors
-        .iter()
-        .map(|v| study.classifier.probabilities(v))
-        .collect();
+    let probabilities: Vec<Vec<f32>> = vectors.iter().map(|v| study.classifier.probabilities(v)).collect();
     let predicted: Vec<usize> = vectors.iter().map(|v| study.category(v)).collect();
     let by_category: Vec<Vec<usize>> = (0..k)
         .map(|c| (0..test.len()).filter(|&i| truth[i] == c).collect())
@@ -94,10 +83,7 @@ fn debiased_estimates_follow_shifted_mixes() {
     let natural: Vec<f64> = by_category.iter().map(|items| items.len() as f64).collect();
     let heavy = |boosted: &[&str], share: f64| -> Vec<f64> {
         let ids: Vec<usize> = boosted.iter().map(|b| id(b)).collect();
-        let rest: f64 = (0..k)
-            .filter(|c| !ids.contains(c))
-            .map(|c| natural[c])
-            .sum();
+        let rest: f64 = (0..k).filter(|c| !ids.contains(c)).map(|c| natural[c]).sum();
         let boosted_total: f64 = ids.iter().map(|&c| natural[c]).sum();
         (0..k)
             .map(|c| {
@@ -111,18 +97,11 @@ fn debiased_estimates_follow_shifted_mixes() {
     };
     let mixes = [
         ("natural", natural.clone()),
-        (
-            "coding-heavy",
-            heavy(&["software_development", "data_and_ai"], 0.7),
-        ),
+        ("coding-heavy", heavy(&["software_development", "data_and_ai"], 0.7)),
         (
             "writing-heavy",
             heavy(
-                &[
-                    "professional_writing",
-                    "creative_writing",
-                    "marketing_and_sales",
-                ],
+                &["professional_writing", "creative_writing", "marketing_and_sales"],
                 0.6,
             ),
         ),
@@ -178,7 +157,9 @@ fn debiased_estimates_follow_shifted_mixes() {
             1.0 - tvd(&counted_mix, &true_mix),
             1.0 - tvd(&private, &true_mix),
         );
-        eprintln!("{name:>14}: 1−TVD debiased {d:.3}, classify-and-count {c:.3}; at ε = 2 through k-RR: debiased {p:.3}");
+        eprintln!(
+            "{name:>14}: 1−TVD debiased {d:.3}, classify-and-count {c:.3}; at ε = 2 through k-RR: debiased {p:.3}"
+        );
         if ["writing-heavy", "flattened", "advice-heavy"].contains(name) {
             shifted_gains.push((name, d - c));
         }
@@ -188,7 +169,10 @@ fn debiased_estimates_follow_shifted_mixes() {
     }
     let n = mixes.len() as f64;
     let (debiased_mean, counted_mean) = (debiased_sum / n, counted_sum / n);
-    eprintln!("mean 1−TVD: debiased {debiased_mean:.3}, classify-and-count {counted_mean:.3}, debiased at ε = 2 {:.3}", private_sum / n);
+    eprintln!(
+        "mean 1−TVD: debiased {debiased_mean:.3}, classify-and-count {counted_mean:.3}, debiased at ε = 2 {:.3}",
+        private_sum / n
+    );
     assert!(
         debiased_mean >= 0.85,
         "debiased estimates do not follow the mix: mean 1−TVD {debiased_mean:.3}"

@@ -14,13 +14,9 @@ fn embedder() -> Embedder {
 #[test]
 fn matches_onnxruntime_one_by_one_and_batched() {
     let reference: Value =
-        serde_json::from_slice(&std::fs::read(fixture("reference-embeddings.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(fixture("reference-embeddings.json")).unwrap()).unwrap();
     let vectors = reference["vectors"].as_array().unwrap();
-    let texts: Vec<&str> = vectors
-        .iter()
-        .map(|v| v["text"].as_str().unwrap())
-        .collect();
+    let texts: Vec<&str> = vectors.iter().map(|v| v["text"].as_str().unwrap()).collect();
     let expected: Vec<Vec<f32>> = vectors
         .iter()
         .map(|v| {
@@ -48,10 +44,7 @@ fn matches_onnxruntime_one_by_one_and_batched() {
             .fold(0f32, f32::max);
         assert!(max_diff < 1e-4, "text {i}: max difference {max_diff}");
         // Padding a text to the batch's longest must not change its embedding.
-        assert!(
-            cosine(&single, &batched[i]) > 0.99999,
-            "text {i} changed when batched"
-        );
+        assert!(cosine(&single, &batched[i]) > 0.99999, "text {i} changed when batched");
     }
 }
 

@@ -83,10 +83,7 @@ fn chatgpt_split_files_and_zips_give_the_same_conversations() {
         }
     );
     let (zipped_split, _) = import("chatgpt-split-export.zip").unwrap();
-    assert_eq!(
-        zipped_split, split,
-        "split files inside a zip come in name order"
-    );
+    assert_eq!(zipped_split, split, "split files inside a zip come in name order");
 }
 
 #[test]
@@ -98,8 +95,14 @@ fn claude_export_reads_text_and_content_blocks() {
     assert_eq!(
         texts(&convs[0]),
         [
-            (Role::User, "Explain photosynthesis to a ten year old in three sentences."),
-            (Role::Assistant, "Plants catch sunlight with their leaves.\nThey turn water and air into sugar to grow."),
+            (
+                Role::User,
+                "Explain photosynthesis to a ten year old in three sentences."
+            ),
+            (
+                Role::Assistant,
+                "Plants catch sunlight with their leaves.\nThey turn water and air into sugar to grow."
+            ),
         ]
     );
     assert_eq!(
@@ -112,10 +115,7 @@ fn claude_export_reads_text_and_content_blocks() {
 fn sharegpt_and_openai_jsonl() {
     let (convs, summary) = import("sharegpt.json").unwrap();
     assert_eq!(ids(&convs), ["sg-1", "sg-2"]);
-    assert_eq!(
-        summary.skipped, 1,
-        "a conversation without a user turn is skipped"
-    );
+    assert_eq!(summary.skipped, 1, "a conversation without a user turn is skipped");
     assert_eq!(convs[1].turns.len(), 2, "the system turn is not a turn");
 
     let (convs, summary) = import("openai.jsonl").unwrap();
@@ -150,24 +150,16 @@ fn a_cut_short_export_keeps_what_came_before() {
 #[test]
 fn unsupported_inputs_get_a_clear_error() {
     let expect = |name: &str, needle: &str| {
-        let err = import(name)
-            .err()
-            .unwrap_or_else(|| panic!("{name} should fail"));
+        let err = import(name).err().unwrap_or_else(|| panic!("{name} should fail"));
         let message = err.to_string();
         assert!(message.contains(needle), "{name}: {message}");
         if !matches!(err, ImportError::CorruptZip { .. }) {
-            assert!(
-                message.contains("Expected a ChatGPT export"),
-                "{name}: {message}"
-            );
+            assert!(message.contains("Expected a ChatGPT export"), "{name}: {message}");
         }
     };
     expect("bad/empty.json", "is empty");
     expect("bad/zero-conversations.json", "holds no conversations");
-    expect(
-        "bad/wrong-shape.json",
-        "a JSON object with the fields items, version",
-    );
+    expect("bad/wrong-shape.json", "a JSON object with the fields items, version");
     expect(
         "bad/records-not-conversations.json",
         "JSON records with the fields email, name",

@@ -12,10 +12,7 @@ fn dataset(k: usize, n: usize) -> Vec<usize> {
     let total: f64 = weights.iter().sum();
     let mut data = Vec::new();
     for (v, w) in weights.iter().enumerate() {
-        data.extend(std::iter::repeat_n(
-            v,
-            (w / total * n as f64).round() as usize,
-        ));
+        data.extend(std::iter::repeat_n(v, (w / total * n as f64).round() as usize));
     }
     data
 }
@@ -33,10 +30,7 @@ fn check_oracle(oracle: Oracle, n: usize, runs: usize, seed: u64) {
     let mut stated = vec![0f64; k];
     let (mut covered, mut intervals) = (0usize, 0usize);
     for _ in 0..runs {
-        let reports: Vec<_> = data
-            .iter()
-            .map(|&v| oracle.privatize(v, &mut noise).unwrap())
-            .collect();
+        let reports: Vec<_> = data.iter().map(|&v| oracle.privatize(v, &mut noise).unwrap()).collect();
         let estimate = oracle.estimate(&reports);
         for (v, ((share, se), (lo, hi))) in estimate
             .shares
@@ -100,11 +94,7 @@ fn oue_estimates_are_unbiased_with_honest_errors() {
 fn noisy_embedding_means_are_unbiased_with_honest_errors() {
     let (n, d, sigma, runs) = (500, 8, 5.0, 2000);
     let truth: Vec<Vec<f64>> = (0..n)
-        .map(|i| {
-            (0..d)
-                .map(|j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.4)
-                .collect()
-        })
+        .map(|i| (0..d).map(|j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.4).collect())
         .collect();
     let true_mean: Vec<f64> = (0..d)
         .map(|j| truth.iter().map(|v| v[j]).sum::<f64>() / n as f64)

@@ -27,14 +27,7 @@ fn observed_llr(counts_a: &[f64], counts_b: &[f64]) -> (f64, f64) {
 
 /// Counts of the events that decide every oracle's likelihood: whether an output supports
 /// value `a`, value `b`, both or neither.
-fn support_events(
-    oracle: &Oracle,
-    input: usize,
-    a: usize,
-    b: usize,
-    draws: usize,
-    noise: &mut Noise,
-) -> Vec<f64> {
+fn support_events(oracle: &Oracle, input: usize, a: usize, b: usize, draws: usize, noise: &mut Noise) -> Vec<f64> {
     let mut counts = vec![0f64; 4];
     for _ in 0..draws {
         let report = oracle.privatize(input, noise).unwrap();
@@ -69,7 +62,10 @@ fn every_oracle_stays_within_its_epsilon() {
             lower <= eps,
             "{oracle:?}: observed LLR {point:.3} (lower bound {lower:.3}) exceeds ε = {eps}"
         );
-        assert!(point >= eps * 0.8, "{oracle:?}: observed LLR {point:.3} is far below ε = {eps}: is the mechanism random at all?");
+        assert!(
+            point >= eps * 0.8,
+            "{oracle:?}: observed LLR {point:.3} is far below ε = {eps}: is the mechanism random at all?"
+        );
         eprintln!("{oracle:?}: ε = {eps}, largest observed LLR {point:.4}, minus 3 SE {lower:.4}");
     }
 }
@@ -95,10 +91,7 @@ fn gaussian_noise_has_the_stated_sigma() {
     let within_one = samples.iter().filter(|x| x.abs() <= 1.0).count() as f64 / n;
     assert!(mean.abs() < 4.0 / n.sqrt(), "mean {mean}");
     assert!((var - 1.0).abs() < 0.05, "variance {var} (in units of σ²)");
-    assert!(
-        (within_one - 0.6827).abs() < 0.02,
-        "share within one σ: {within_one}"
-    );
+    assert!((within_one - 0.6827).abs() < 0.02, "share within one σ: {within_one}");
 }
 
 #[test]
@@ -126,11 +119,7 @@ fn seeded_and_secure_noise_draw_the_same_distributions() {
         assert!(
             chi2 < 37.7,
             "chi-square {chi2} for {}",
-            if noise.is_secure() {
-                "OpenDP"
-            } else {
-                "seeded"
-            }
+            if noise.is_secure() { "OpenDP" } else { "seeded" }
         );
     }
     let mut seeded = Noise::seeded(3);
@@ -138,8 +127,5 @@ fn seeded_and_secure_noise_draw_the_same_distributions() {
         .flat_map(|_| seeded.gaussian(&[0.0], 2.0).unwrap())
         .collect();
     let var = draws.iter().map(|x| x * x).sum::<f64>() / draws.len() as f64;
-    assert!(
-        (var / 4.0 - 1.0).abs() < 0.05,
-        "seeded Gaussian variance {var}"
-    );
+    assert!((var / 4.0 - 1.0).abs() < 0.05, "seeded Gaussian variance {var}");
 }

@@ -19,9 +19,7 @@ fn run(command: &mut Command) -> String {
 }
 
 fn lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn compare(export: &Path, study_json: &Path) -> usize {
@@ -49,9 +47,7 @@ fn compare(export: &Path, study_json: &Path) -> usize {
     );
     let mut worst = 1f32;
     for (n, w) in native.iter().zip(&wasm) {
-        for field in [
-            "id", "category", "language", "concern", "turns", "chars", "has_code",
-        ] {
+        for field in ["id", "category", "language", "concern", "turns", "chars", "has_code"] {
             assert_eq!(
                 n[field],
                 w[field],
@@ -68,6 +64,25 @@ fn compare(export: &Path, study_json: &Path) -> usize {
                 .map(|x| x.as_f64().unwrap() as f32)
                 .collect()
         };
+        let probabilities = |v: &Value| -> Vec<f32> {
+            v["category_probabilities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect()
+        };
+        let largest_gap = probabilities(n)
+            .iter()
+            .zip(probabilities(w))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            largest_gap < 1e-3,
+            "{}: category probabilities of {} differ by {largest_gap}",
+            export.display(),
+            n["id"]
+        );
         let c = cosine(&vector(n), &vector(w));
         worst = worst.min(c);
         assert!(
@@ -102,5 +117,48 @@ fn wasm_and_native_agree() {
     let sample = dir.join("sharegpt-300.json");
     chorus_tests::write_sharegpt_sample(&cached("corpus/sharegpt.json"), 300, &sample);
     assert_eq!(compare(&sample, &study), 300);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn wasm_builds_the_batch_the_browser_sends_and_memoises_it() {
+    let dir = std::env::temp_dir().join(format!("chorus-wasm-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let study = dir.join("study.json");
+    run(Command::new(chorus_bin())
+        .args(["study", "compile", "--out"])
+        .arg(&study));
+    let export = fixture("chatgpt-export.zip");
+    let out: Value = serde_json::from_str(&run(Command::new("node")
+        .arg(workspace_root().join("tests/wasm/analyze.mjs"))
+        .arg(cached(&format!("model/{}", pins().model.file)))
+        .arg(cached(&format!("model/{}", pins().tokenizer.file)))
+        .arg(&study)
+        .arg(&export)
+        .arg("--report")))
+    .unwrap();
+    let batch: chorus_shared::protocol::ReportBatch =
+        serde_json::from_value(out["batch"].clone()).expect("a ReportBatch");
+    assert_eq!(
+        out["batch"], out["again"],
+        "a second run must re-send the memoised batch unchanged"
+    );
+    assert_eq!(
+        batch.reports.len(),
+        1,
+        "the default study reports one conversation per contributor"
+    );
+    let report = &batch.reports[0];
+    assert!(report.channels.contains_key(&chorus_shared::privacy::Channel::Category));
+    assert_eq!(
+        report.channels.len(),
+        2,
+        "the category and one channel of the sampled pool"
+    );
+    assert_eq!(report.embedding.as_ref().map(Vec::len), Some(16));
+    assert_eq!((batch.contributor.len(), batch.idempotency_key.len()), (32, 32));
+    let eps = out["privacy"]["contributor"]["epsilon"].as_f64().unwrap();
+    assert!(eps > 1.9 && eps <= 2.0, "contributor ε {eps}");
+    chorus_tests::assert_no_text_of(&export, &out["batch"].to_string());
     std::fs::remove_dir_all(&dir).ok();
 }

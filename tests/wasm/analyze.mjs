@@ -1,21 +1,31 @@
-// Runs the wasm build of the client pipeline under Node on one export file and prints one JSON
-// object per conversation, like `chorus analyze --embeddings` does natively.
+// Runs the wasm build of the client pipeline under Node on one export file.
 //
-//   node tests/wasm/analyze.mjs MODEL_ONNX TOKENIZER_JSON COMPILED_STUDY_JSON EXPORT [--time]
+//   node tests/wasm/analyze.mjs MODEL_ONNX TOKENIZER_JSON COMPILED_STUDY_JSON EXPORT [MODE]
 //
-// With --time, prints instead {"conversations": N, "ms": total analysis time}.
+// MODE (default): one JSON object per conversation, like `chorus analyze --embeddings`.
+// --time: {"conversations": N, "ms": total analysis time} instead.
+// --report: the batch the browser would send, built twice from the memo the first call
+//   returned: {"batch": ..., "again": ..., "privacy": ...}.
 import { readFileSync } from 'node:fs';
 import { initSync, Client } from '../../www/pkg/chorus_client.js';
 
-const [model, tokenizer, study, exportPath, flag] = process.argv.slice(2);
+// Browsers and Web Workers define `self`, through which the client reaches crypto.getRandomValues
+// for its secure noise; Node has the same Web Crypto API but no `self`.
+globalThis.self ??= globalThis;
+
+const [model, tokenizer, study, exportPath, mode] = process.argv.slice(2);
 initSync({ module: readFileSync(new URL('../../www/pkg/chorus_client_bg.wasm', import.meta.url)) });
 const client = new Client(readFileSync(model), readFileSync(tokenizer), readFileSync(study, 'utf8'));
 const bytes = readFileSync(exportPath);
 const started = performance.now();
-const result = JSON.parse(client.analyze(bytes, flag !== '--time', null));
+const result = JSON.parse(client.analyze(bytes, mode === undefined, null));
 const ms = performance.now() - started;
-if (flag === '--time') {
+if (mode === '--time') {
   process.stdout.write(JSON.stringify({ conversations: result.conversations.length, ms }) + '\n');
+} else if (mode === '--report') {
+  const first = JSON.parse(client.report('', '[]'));
+  const again = JSON.parse(client.report(JSON.stringify(first.memo), '[]'));
+  process.stdout.write(JSON.stringify({ batch: first.batch, again: again.batch, privacy: JSON.parse(client.privacy()) }) + '\n');
 } else {
   for (const c of result.conversations) process.stdout.write(JSON.stringify(c) + '\n');
 }

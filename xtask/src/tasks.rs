@@ -41,8 +41,8 @@ fn output(program: &str, args: &[&str]) -> Option<String> {
 
 /// The wasm-bindgen version in Cargo.lock: the CLI must match it exactly.
 fn locked_wasm_bindgen_version() -> Result<String, String> {
-    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
-        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let lock =
+        std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line == "name = \"wasm-bindgen\"" {
@@ -57,19 +57,13 @@ fn locked_wasm_bindgen_version() -> Result<String, String> {
 /// Builds the browser bundle (`www/pkg/chorus_client.js` and `_bg.wasm`).
 pub fn wasm() -> Result<(), String> {
     let installed = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
-    if !installed
-        .lines()
-        .any(|t| t.trim() == "wasm32-unknown-unknown")
-    {
+    if !installed.lines().any(|t| t.trim() == "wasm32-unknown-unknown") {
         sh("rustup", &["target", "add", "wasm32-unknown-unknown"])?;
     }
     let version = locked_wasm_bindgen_version()?;
     let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
     if have.split_whitespace().nth(1) != Some(version.as_str()) {
-        sh(
-            "cargo",
-            &["install", "wasm-bindgen-cli", "--version", &version],
-        )?;
+        sh("cargo", &["install", "wasm-bindgen-cli", "--version", &version])?;
     }
     sh(
         "cargo",
@@ -135,7 +129,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     sh(&chorus.to_string_lossy(), &refs)?;
     eprintln!(
         "\nxtask: that was the on-device analysis of {}. Analyse your own export with\n  {} analyze path/to/export.zip",
-        if args.is_empty() { "the demo ChatGPT export" } else { "your exports" },
+        if args.is_empty() {
+            "the demo ChatGPT export"
+        } else {
+            "your exports"
+        },
         chorus.display()
     );
     Ok(())

@@ -50,8 +50,7 @@ impl Embedder {
                 });
             }
         }
-        let mut tokenizer =
-            Tokenizer::from_bytes(tokenizer_json).map_err(|e| EmbedError::Load(e.to_string()))?;
+        let mut tokenizer = Tokenizer::from_bytes(tokenizer_json).map_err(|e| EmbedError::Load(e.to_string()))?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: MAX_TOKENS,
@@ -59,8 +58,7 @@ impl Embedder {
             }))
             .map_err(|e| EmbedError::Load(e.to_string()))?;
         tokenizer.with_padding(None);
-        let (plan, input_roles) =
-            load_plan(model_onnx).map_err(|e| EmbedError::Load(format!("{e:#}")))?;
+        let (plan, input_roles) = load_plan(model_onnx).map_err(|e| EmbedError::Load(format!("{e:#}")))?;
         Ok(Embedder {
             tokenizer,
             plan,
@@ -79,12 +77,7 @@ impl Embedder {
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
         let batch = encodings.len();
-        let seq = encodings
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let seq = encodings.iter().map(|e| e.get_ids().len()).max().unwrap_or(0).max(1);
         let mut inputs = [
             vec![0i64; batch * seq],
             vec![0i64; batch * seq],
@@ -112,10 +105,7 @@ impl Embedder {
                     .map_err(|e| EmbedError::Run(e.to_string()))
             })
             .collect::<Result<TVec<_>, _>>()?;
-        let outputs = self
-            .plan
-            .run(tensors)
-            .map_err(|e| EmbedError::Run(format!("{e:#}")))?;
+        let outputs = self.plan.run(tensors).map_err(|e| EmbedError::Run(format!("{e:#}")))?;
         let hidden = outputs[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| EmbedError::Run(e.to_string()))?;
@@ -143,11 +133,7 @@ impl Embedder {
 impl Embedder {
     /// Embeds many texts, in batches of similar length so that little padding is computed.
     /// Results come back in the order of `texts`.
-    pub fn embed_many(
-        &self,
-        texts: &[&str],
-        mut progress: impl FnMut(usize),
-    ) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub fn embed_many(&self, texts: &[&str], mut progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>, EmbedError> {
         const BATCH: usize = 16;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());

@@ -20,9 +20,7 @@ pub struct Pins {
 
 pub fn pins() -> &'static Pins {
     static PINS: OnceLock<Pins> = OnceLock::new();
-    PINS.get_or_init(|| {
-        toml::from_str(include_str!("../../model.toml")).expect("shared/model.toml is valid")
-    })
+    PINS.get_or_init(|| toml::from_str(include_str!("../../model.toml")).expect("shared/model.toml is valid"))
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -11,14 +11,9 @@ use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataTyp
 /// Rewrites every `Gather(Mul(Cast(Q), S), idx)` whose `Q` and `S` are initializers into
 /// `Mul(Cast(Gather(Q, idx)), Gather(S, idx))`. Returns how many gathers were rewritten.
 pub fn gather_before_dequantize(graph: &mut pb::GraphProto) -> usize {
-    let is_initializer =
-        |graph: &pb::GraphProto, name: &str| graph.initializer.iter().any(|t| t.name == name);
-    let producer = |graph: &pb::GraphProto, output: &str| {
-        graph
-            .node
-            .iter()
-            .position(|n| n.output.iter().any(|o| o == output))
-    };
+    let is_initializer = |graph: &pb::GraphProto, name: &str| graph.initializer.iter().any(|t| t.name == name);
+    let producer =
+        |graph: &pb::GraphProto, output: &str| graph.node.iter().position(|n| n.output.iter().any(|o| o == output));
 
     let mut rewritten = 0;
     let mut i = 0;
@@ -31,8 +26,7 @@ pub fn gather_before_dequantize(graph: &mut pb::GraphProto) -> usize {
         let table = gather.input[0].clone();
         let found = producer(graph, &table).and_then(|m| {
             let mul = &graph.node[m];
-            if mul.op_type != "Mul" || mul.input.len() != 2 || !is_initializer(graph, &mul.input[1])
-            {
+            if mul.op_type != "Mul" || mul.input.len() != 2 || !is_initializer(graph, &mul.input[1]) {
                 return None;
             }
             let c = producer(graph, &mul.input[0])?;
@@ -48,17 +42,15 @@ pub fn gather_before_dequantize(graph: &mut pb::GraphProto) -> usize {
         let gather = graph.node[i].clone();
         let (indices, output) = (gather.input[1].clone(), gather.output[0].clone());
         let name = |suffix: &str| format!("{}_{suffix}", gather.name);
-        let node = |op: &str,
-                    name: String,
-                    inputs: Vec<String>,
-                    output: String,
-                    attribute: Vec<pb::AttributeProto>| NodeProto {
-            op_type: op.into(),
-            name,
-            input: inputs,
-            output: vec![output],
-            attribute,
-            ..Default::default()
+        let node = |op: &str, name: String, inputs: Vec<String>, output: String, attribute: Vec<pb::AttributeProto>| {
+            NodeProto {
+                op_type: op.into(),
+                name,
+                input: inputs,
+                output: vec![output],
+                attribute,
+                ..Default::default()
+            }
         };
         let to_f32 = pb::AttributeProto {
             name: "to".into(),
@@ -106,19 +98,12 @@ pub fn gather_before_dequantize(graph: &mut pb::GraphProto) -> usize {
 
 /// Removes the node producing `output` if nothing reads it any more, and then its own inputs.
 fn remove_unused(graph: &mut pb::GraphProto, output: &str) {
-    let used = graph
-        .node
-        .iter()
-        .any(|n| n.input.iter().any(|i| i == output))
-        || graph.output.iter().any(|o| o.name == output);
+    let used =
+        graph.node.iter().any(|n| n.input.iter().any(|i| i == output)) || graph.output.iter().any(|o| o.name == output);
     if used {
         return;
     }
-    if let Some(p) = graph
-        .node
-        .iter()
-        .position(|n| n.output.iter().any(|o| o == output))
-    {
+    if let Some(p) = graph.node.iter().position(|n| n.output.iter().any(|o| o == output)) {
         let node = graph.node.remove(p);
         for input in &node.input {
             remove_unused(graph, input);

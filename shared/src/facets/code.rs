@@ -77,12 +77,8 @@ mod tests {
     #[test]
     fn finds_fenced_and_unfenced_code() {
         assert!(has_code(&conv("fix this:\n```py\nprint(1)\n```")));
-        assert!(has_code(&conv(
-            "int main() {\n  int a = 1;\n  return a;\n}"
-        )));
-        assert!(!has_code(&conv(
-            "Write me a poem about the sea.\nMake it rhyme."
-        )));
+        assert!(has_code(&conv("int main() {\n  int a = 1;\n  return a;\n}")));
+        assert!(!has_code(&conv("Write me a poem about the sea.\nMake it rhyme.")));
     }
 
     #[test]

@@ -132,10 +132,7 @@ mod tests {
 
     #[test]
     fn detects_common_languages() {
-        assert_eq!(
-            detect("Can you help me write a cover letter for a software job?"),
-            "en"
-        );
+        assert_eq!(detect("Can you help me write a cover letter for a software job?"), "en");
         assert_eq!(
             detect("Je voudrais un carrousel automatique sur une liste d'images avec des flèches"),
             "fr"
@@ -144,15 +141,9 @@ mod tests {
             detect("Schreibe eine Geschichte über Alpakas, die in den Bergen leben"),
             "de"
         );
-        assert_eq!(
-            detect("진화론의 증거를 자세하게 설명해줘 부탁해요 감사합니다"),
-            "ko"
-        );
+        assert_eq!(detect("진화론의 증거를 자세하게 설명해줘 부탁해요 감사합니다"), "ko");
         assert_eq!(detect("请帮我写一封求职信，我想申请软件工程师的职位"), "zh");
-        assert_eq!(
-            detect("Γράψε μου ένα ποίημα για τη θάλασσα και τον ήλιο"),
-            "el"
-        );
+        assert_eq!(detect("Γράψε μου ένα ποίημα για τη θάλασσα και τον ήλιο"), "el");
         assert_eq!(detect("hi"), "und");
     }
 }

@@ -33,11 +33,7 @@ pub fn text_facets(conversation: &Conversation) -> TextFacets {
     TextFacets {
         language: language::detect(&user_prose),
         turns: conversation.turns.len() as u32,
-        chars: conversation
-            .turns
-            .iter()
-            .map(|t| t.text.chars().count() as u64)
-            .sum(),
+        chars: conversation.turns.iter().map(|t| t.text.chars().count() as u64).sum(),
         has_code: code::has_code(conversation),
     }
 }
@@ -58,13 +54,7 @@ pub fn request_text(conversation: &Conversation) -> String {
 }
 
 fn is_meaningful_title(title: &str) -> bool {
-    const PLACEHOLDERS: [&str; 5] = [
-        "new chat",
-        "untitled",
-        "new conversation",
-        "chat",
-        "conversation",
-    ];
+    const PLACEHOLDERS: [&str; 5] = ["new chat", "untitled", "new conversation", "chat", "conversation"];
     !title.is_empty() && !PLACEHOLDERS.contains(&title.to_lowercase().as_str())
 }
 
@@ -98,10 +88,7 @@ mod tests {
                 (Role::User, "shorter"),
             ],
         );
-        assert_eq!(
-            request_text(&c),
-            "Email to landlord\nWrite to [email] about the leak"
-        );
+        assert_eq!(request_text(&c), "Email to landlord\nWrite to [email] about the leak");
         let untitled = conv(Some("New chat"), &[(Role::User, "hello there")]);
         assert_eq!(request_text(&untitled), "hello there");
     }
@@ -118,10 +105,7 @@ mod tests {
         let c = conv(
             None,
             &[
-                (
-                    Role::User,
-                    "Bonjour, pouvez-vous m'aider à écrire une lettre ?",
-                ),
+                (Role::User, "Bonjour, pouvez-vous m'aider à écrire une lettre ?"),
                 (Role::Assistant, "Oui"),
             ],
         );

@@ -167,17 +167,11 @@ mod tests {
             ("call +1 (415) 555-0132 today", "call [phone] today"),
             ("server 192.168.10.254 down", "server [ip] down"),
             ("v6 2001:db8::8a2e:370:7334 here", "v6 [ip] here"),
-            (
-                "key sk-abcdefghijklmnopqrstuvwx123 used",
-                "key [secret] used",
-            ),
+            ("key sk-abcdefghijklmnopqrstuvwx123 used", "key [secret] used"),
             ("api_key = 'Zx81k2LmNq' set", "api_key = '[secret]' set"),
             ("ssn 123-45-6789 x", "ssn [id] x"),
             ("id 6e5b9682-e4c9-4a5d-a528-2c3c0c58eca7 x", "id [id] x"),
-            (
-                "token ghp_0123456789abcdefghijABCDEFGHIJ012345 x",
-                "token [secret] x",
-            ),
+            ("token ghp_0123456789abcdefghijABCDEFGHIJ012345 x", "token [secret] x"),
         ];
         for (input, expected) in cases {
             assert_eq!(scrub(input), expected, "input: {input}");

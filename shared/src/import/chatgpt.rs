@@ -35,10 +35,7 @@ pub fn parse(v: &Value) -> Result<Conversation, String> {
             .get(&node_id)
             .ok_or_else(|| format!("node `{node_id}` is referenced but missing"))?;
         path.push(node);
-        cursor = node
-            .get("parent")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        cursor = node.get("parent").and_then(Value::as_str).map(str::to_owned);
     }
     path.reverse();
 
@@ -93,10 +90,7 @@ fn visible_turn(message: &Value) -> Option<Turn> {
         return None;
     }
     let content = message.get("content")?;
-    let content_type = content
-        .get("content_type")
-        .and_then(Value::as_str)
-        .unwrap_or("text");
+    let content_type = content.get("content_type").and_then(Value::as_str).unwrap_or("text");
     let (text, is_code) = match content_type {
         "text" | "multimodal_text" => (text_of_parts(content.get("parts")?), false),
         "code" => (content.get("text")?.as_str()?.to_owned(), true),

@@ -9,11 +9,7 @@ pub fn matches(v: &Value) -> bool {
 }
 
 pub fn parse(v: &Value) -> Result<Conversation, String> {
-    let id = v
-        .get("uuid")
-        .and_then(Value::as_str)
-        .ok_or("no `uuid`")?
-        .to_owned();
+    let id = v.get("uuid").and_then(Value::as_str).ok_or("no `uuid`")?.to_owned();
     let title = v.get("name").and_then(Value::as_str).map(str::to_owned);
     let messages = v
         .get("chat_messages")
@@ -56,9 +52,6 @@ fn message_text(m: &Value) -> String {
     if blocks.iter().any(|b| !b.trim().is_empty()) {
         blocks.join("\n")
     } else {
-        m.get("text")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
+        m.get("text").and_then(Value::as_str).unwrap_or_default().to_owned()
     }
 }

@@ -115,11 +115,7 @@ impl<R: BufRead> Elements<R> {
             let skip = buf
                 .iter()
                 .take_while(|&&b| {
-                    b.is_ascii_whitespace()
-                        || (commas && b == b',')
-                        || b == 0xEF
-                        || b == 0xBB
-                        || b == 0xBF
+                    b.is_ascii_whitespace() || (commas && b == b',') || b == 0xEF || b == 0xBB || b == 0xBF
                 })
                 .count();
             if skip < buf.len() {
@@ -212,10 +208,7 @@ mod tests {
     use super::*;
 
     fn pieces(input: &str, framing: Framing) -> Vec<Piece> {
-        let mut e = Elements::new(
-            std::io::BufReader::with_capacity(7, input.as_bytes()),
-            framing,
-        );
+        let mut e = Elements::new(std::io::BufReader::with_capacity(7, input.as_bytes()), framing);
         let mut out = Vec::new();
         while let Some(p) = e.next_piece().unwrap() {
             out.push(p);
@@ -230,10 +223,7 @@ mod tests {
     #[test]
     fn splits_array_elements_with_brackets_inside_strings() {
         let got = pieces(r#" [ {"a":"x]}\"{"}, {"b":[1,2]} ,3 ]"#, Framing::Array);
-        assert_eq!(
-            got,
-            vec![el(r#"{"a":"x]}\"{"}"#), el(r#"{"b":[1,2]}"#), el("3")]
-        );
+        assert_eq!(got, vec![el(r#"{"a":"x]}\"{"}"#), el(r#"{"b":[1,2]}"#), el("3")]);
     }
 
     #[test]

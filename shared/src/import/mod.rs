@@ -44,8 +44,7 @@ pub enum ImportError {
     Io { name: String, source: io::Error },
 }
 
-const EXPECTED: &str =
-    "Expected a ChatGPT export (the .zip, or conversations.json), a Claude export \
+const EXPECTED: &str = "Expected a ChatGPT export (the .zip, or conversations.json), a Claude export \
 (conversations.json), ShareGPT-style JSON, or OpenAI-style JSON Lines.";
 
 /// Reads every conversation of the export `input` and hands each to `emit`.
@@ -63,9 +62,7 @@ pub fn read_export<R: Read + Seek>(
     let n = read_up_to(&mut input, &mut head).map_err(io_err)?;
     input.seek(SeekFrom::Start(0)).map_err(io_err)?;
     if n == 0 {
-        return Err(ImportError::Empty {
-            name: name.to_owned(),
-        });
+        return Err(ImportError::Empty { name: name.to_owned() });
     }
     let mut tally = Tally::default();
     if head.starts_with(b"PK") {
@@ -147,11 +144,9 @@ fn read_zip<R: Read + Seek>(
         let entry = archive.by_index(index).map_err(corrupt)?;
         let mut reader = BufReader::with_capacity(1 << 16, entry);
         let id_prefix = format!("{entry_name}:");
-        let outcome = read_json(&mut reader, &id_prefix, tally, emit).map_err(|e| {
-            ImportError::CorruptZip {
-                name: name.to_owned(),
-                detail: format!("{entry_name}: {e}"),
-            }
+        let outcome = read_json(&mut reader, &id_prefix, tally, emit).map_err(|e| ImportError::CorruptZip {
+            name: name.to_owned(),
+            detail: format!("{entry_name}: {e}"),
         })?;
         // Other files of an export (chat.html, user.json, images, …) are not conversations.
         if let JsonOutcome::NotConversations(found) = outcome {
@@ -341,10 +336,7 @@ fn text_of_parts(parts: &Value) -> String {
         .filter_map(|p| match p {
             Value::String(s) => Some(s.as_str()),
             Value::Object(o) => {
-                let kind = o
-                    .get("type")
-                    .or_else(|| o.get("content_type"))
-                    .and_then(Value::as_str);
+                let kind = o.get("type").or_else(|| o.get("content_type")).and_then(Value::as_str);
                 if kind == Some("text") {
                     o.get("text").and_then(Value::as_str)
                 } else {

@@ -12,11 +12,7 @@ pub fn matches(v: &Value) -> bool {
 }
 
 pub fn parse(v: &Value, fallback_id: &str) -> Result<Conversation, String> {
-    let id = v
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or(fallback_id)
-        .to_owned();
+    let id = v.get("id").and_then(Value::as_str).unwrap_or(fallback_id).to_owned();
     let title = v.get("title").and_then(Value::as_str).map(str::to_owned);
     let turns = v
         .get("messages")

@@ -6,18 +6,11 @@ use serde_json::Value;
 pub fn matches(v: &Value) -> bool {
     v.get("conversations")
         .and_then(Value::as_array)
-        .is_some_and(|c| {
-            c.iter()
-                .all(|t| t.get("from").is_some() || t.get("value").is_some())
-        })
+        .is_some_and(|c| c.iter().all(|t| t.get("from").is_some() || t.get("value").is_some()))
 }
 
 pub fn parse(v: &Value, fallback_id: &str) -> Result<Conversation, String> {
-    let id = v
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or(fallback_id)
-        .to_owned();
+    let id = v.get("id").and_then(Value::as_str).unwrap_or(fallback_id).to_owned();
     let turns = v
         .get("conversations")
         .and_then(Value::as_array)
@@ -37,9 +30,5 @@ pub fn parse(v: &Value, fallback_id: &str) -> Result<Conversation, String> {
             })
         })
         .collect();
-    Ok(Conversation {
-        id,
-        title: None,
-        turns,
-    })
+    Ok(Conversation { id, title: None, turns })
 }

@@ -26,20 +26,14 @@ pub fn confusion_probabilities(sums: &[Vec<f64>]) -> Vec<Vec<f64>> {
     sums.iter()
         .map(|row| {
             let total: f64 = row.iter().sum::<f64>() + ROW_PSEUDO_COUNT;
-            row.iter()
-                .map(|&c| (c + ROW_PSEUDO_COUNT / k) / total)
-                .collect()
+            row.iter().map(|&c| (c + ROW_PSEUDO_COUNT / k) / total).collect()
         })
         .collect()
 }
 
 /// The true-category mix behind `predicted` (a distribution over reported categories).
 pub fn debias(predicted: &[f64], confusion_counts: &[Vec<f64>], iterations: usize) -> Vec<f64> {
-    debias_observed(
-        predicted,
-        &confusion_probabilities(confusion_counts),
-        iterations,
-    )
+    debias_observed(predicted, &confusion_probabilities(confusion_counts), iterations)
 }
 
 /// The true-category mix behind privatized reports of the predicted category made with k-ary
@@ -61,11 +55,7 @@ pub fn debias_randomized_response(
         .iter()
         .map(|row| {
             (0..k)
-                .map(|y| {
-                    (0..k)
-                        .map(|j| row[j] * if j == y { keep } else { lie })
-                        .sum()
-                })
+                .map(|y| (0..k).map(|j| row[j] * if j == y { keep } else { lie }).sum())
                 .collect()
         })
         .collect();
@@ -83,14 +73,9 @@ pub fn debias_observed(observed: &[f64], likelihood: &[Vec<f64>], iterations: us
         .map(|p| p.max(0.0) / total.max(f64::MIN_POSITIVE))
         .collect();
     // Start from the observed mix, kept away from zero so that every source can grow back.
-    let mut pi: Vec<f64> = q
-        .iter()
-        .map(|x| (x + 1e-3) / (1.0 + 1e-3 * k as f64))
-        .collect();
+    let mut pi: Vec<f64> = q.iter().map(|x| (x + 1e-3) / (1.0 + 1e-3 * k as f64)).collect();
     for _ in 0..iterations {
-        let implied: Vec<f64> = (0..k)
-            .map(|y| (0..k).map(|i| pi[i] * likelihood[i][y]).sum())
-            .collect();
+        let implied: Vec<f64> = (0..k).map(|y| (0..k).map(|i| pi[i] * likelihood[i][y]).sum()).collect();
         let next: Vec<f64> = (0..k)
             .map(|i| {
                 pi[i]
@@ -106,10 +91,7 @@ pub fn debias_observed(observed: &[f64], likelihood: &[Vec<f64>], iterations: us
             })
             .collect();
         let norm: f64 = next.iter().sum();
-        pi = next
-            .iter()
-            .map(|x| x / norm.max(f64::MIN_POSITIVE))
-            .collect();
+        pi = next.iter().map(|x| x / norm.max(f64::MIN_POSITIVE)).collect();
     }
     pi
 }
@@ -121,27 +103,14 @@ mod tests {
     #[test]
     fn recovers_a_mix_through_a_known_confusion() {
         // A classifier that confuses class 0 with 1 a quarter of the time, 2 is perfect.
-        let counts = vec![
-            vec![750.0, 250.0, 0.0],
-            vec![100.0, 900.0, 0.0],
-            vec![0.0, 0.0, 1000.0],
-        ];
+        let counts = vec![vec![750.0, 250.0, 0.0], vec![100.0, 900.0, 0.0], vec![0.0, 0.0, 1000.0]];
         let m = confusion_probabilities(&counts);
         let truth = [0.6, 0.1, 0.3];
-        let predicted: Vec<f64> = (0..3)
-            .map(|j| (0..3).map(|i| truth[i] * m[i][j]).sum())
-            .collect();
-        let naive_error: f64 = predicted
-            .iter()
-            .zip(&truth)
-            .map(|(a, b)| (a - b).abs())
-            .sum();
+        let predicted: Vec<f64> = (0..3).map(|j| (0..3).map(|i| truth[i] * m[i][j]).sum()).collect();
+        let naive_error: f64 = predicted.iter().zip(&truth).map(|(a, b)| (a - b).abs()).sum();
         let pi = debias(&predicted, &counts, 500);
         let error: f64 = pi.iter().zip(&truth).map(|(a, b)| (a - b).abs()).sum();
-        assert!(
-            error < 0.01 && error < naive_error / 10.0,
-            "{pi:?} from {predicted:?}"
-        );
+        assert!(error < 0.01 && error < naive_error / 10.0, "{pi:?} from {predicted:?}");
         assert!((pi.iter().sum::<f64>() - 1.0).abs() < 1e-9);
     }
 }

@@ -121,9 +121,7 @@ pub fn principal_components(vectors: &[Vec<f32>], dimensions: usize) -> (Vec<f32
     let n = vectors.len().max(1) as f64;
     let mut mean = vec![0f64; d];
     for v in vectors {
-        mean.iter_mut()
-            .zip(v)
-            .for_each(|(m, x)| *m += *x as f64 / n);
+        mean.iter_mut().zip(v).for_each(|(m, x)| *m += *x as f64 / n);
     }
     let mut covariance = vec![0f64; d * d];
     for v in vectors {
@@ -144,13 +142,7 @@ pub fn principal_components(vectors: &[Vec<f32>], dimensions: usize) -> (Vec<f32
             .iter()
             .map(|col| {
                 (0..d)
-                    .map(|i| {
-                        covariance[i * d..(i + 1) * d]
-                            .iter()
-                            .zip(col)
-                            .map(|(a, b)| a * b)
-                            .sum()
-                    })
+                    .map(|i| covariance[i * d..(i + 1) * d].iter().zip(col).map(|(a, b)| a * b).sum())
                     .collect()
             })
             .collect();
@@ -159,9 +151,7 @@ pub fn principal_components(vectors: &[Vec<f32>], dimensions: usize) -> (Vec<f32
     }
     (
         mean.iter().map(|&m| m as f32).collect(),
-        q.iter()
-            .map(|c| c.iter().map(|&x| x as f32).collect())
-            .collect(),
+        q.iter().map(|c| c.iter().map(|&x| x as f32).collect()).collect(),
     )
 }
 
@@ -171,10 +161,7 @@ fn orthonormalise(columns: &mut [Vec<f64>]) {
         for j in 0..i {
             let dot: f64 = columns[i].iter().zip(&columns[j]).map(|(a, b)| a * b).sum();
             let (before, rest) = columns.split_at_mut(i);
-            rest[0]
-                .iter_mut()
-                .zip(&before[j])
-                .for_each(|(a, b)| *a -= dot * b);
+            rest[0].iter_mut().zip(&before[j]).for_each(|(a, b)| *a -= dot * b);
         }
         let norm = columns[i]
             .iter()

@@ -25,6 +25,8 @@ pub struct Memo {
 pub struct StudyMemo {
     /// The contributor's pseudonym in this study.
     pub contributor: String,
+    /// The idempotency key of the batch of these reports: sending it again is a retry.
+    pub batch_key: String,
     /// Keys of the conversations selected for reporting, in selection order.
     pub selected: Vec<String>,
     /// The report drawn for each selected conversation.
@@ -39,30 +41,19 @@ impl Memo {
         })
     }
 
-    /// The salted key of a conversation: SHA-256 over the salt, the study version and every
-    /// turn, so that an edited conversation is a new conversation.
-    pub fn key(&self, study_version: &str, conversation: &Conversation) -> String {
+    /// The salted key of a conversation in a study version, from its [`digest`].
+    pub fn key(&self, study_version: &str, digest: &str) -> String {
         let mut h = Sha256::new();
-        for part in [
-            self.salt.as_str(),
-            study_version,
-            conversation.id.as_str(),
-            conversation.title.as_deref().unwrap_or(""),
-        ] {
+        for part in [self.salt.as_str(), study_version, digest] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
-        }
-        for turn in &conversation.turns {
-            h.update([turn.role as u8]);
-            h.update((turn.text.len() as u64).to_le_bytes());
-            h.update(turn.text.as_bytes());
         }
         hex::encode(h.finalize())
     }
 
     /// The reports to send for a study: on the first run, a uniform sample of at most `m` of
     /// the `candidates` (key and analysis), each privatized once; on every later run, exactly
-    /// the same reports. Returns the contributor's pseudonym and the reports.
+    /// the same reports, under the same pseudonym and batch key.
     pub fn reports(
         &mut self,
         study: &str,
@@ -70,15 +61,15 @@ impl Memo {
         categories: &[String],
         candidates: &[(String, &Analysis)],
         noise: &mut Noise,
-    ) -> Result<(String, Vec<Report>), PrivacyError> {
+    ) -> Result<&StudyMemo, PrivacyError> {
         let memo = self.studies.entry(study.to_owned()).or_default();
+        let id = |noise: &mut Noise| random_id(noise).map_err(|e| PrivacyError::Invalid(e.to_string()));
         if memo.contributor.is_empty() {
-            memo.contributor =
-                random_id(noise).map_err(|e| PrivacyError::Invalid(e.to_string()))?;
+            memo.contributor = id(noise)?;
         }
         if memo.selected.is_empty() {
-            let chosen =
-                noise.sample_indices(candidates.len(), plan.reports_per_contributor as usize)?;
+            memo.batch_key = id(noise)?;
+            let chosen = noise.sample_indices(candidates.len(), plan.reports_per_contributor as usize)?;
             for i in chosen {
                 let (key, analysis) = &candidates[i];
                 let report = plan.privatize(analysis, categories, noise)?;
@@ -86,11 +77,32 @@ impl Memo {
                 memo.selected.push(key.clone());
             }
         }
-        let reports = memo
-            .selected
-            .iter()
-            .filter_map(|k| memo.reports.get(k).cloned())
-            .collect();
-        Ok((memo.contributor.clone(), reports))
+        Ok(memo)
     }
+}
+
+impl StudyMemo {
+    /// The memoised reports, in selection order.
+    pub fn selected_reports(&self) -> Vec<Report> {
+        self.selected
+            .iter()
+            .filter_map(|k| self.reports.get(k).cloned())
+            .collect()
+    }
+}
+
+/// SHA-256 over a conversation's id, title and every turn: an edited conversation is a new
+/// conversation. It stays on the device (only salted keys derived from it are stored).
+pub fn digest(conversation: &Conversation) -> String {
+    let mut h = Sha256::new();
+    for part in [conversation.id.as_str(), conversation.title.as_deref().unwrap_or("")] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for turn in &conversation.turns {
+        h.update([turn.role as u8]);
+        h.update((turn.text.len() as u64).to_le_bytes());
+        h.update(turn.text.as_bytes());
+    }
+    hex::encode(h.finalize())
 }

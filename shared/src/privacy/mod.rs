@@ -126,9 +126,9 @@ impl Default for PrivacyConfig {
                 (Channel::HasCode, pooled(0.35)),
             ]),
             embedding: Some(EmbeddingConfig {
-                dimensions: 32,
+                dimensions: 16,
                 clip: 1.0,
-                rho: 0.0004,
+                rho: 0.00068,
             }),
             languages: ["en", "zh", "es", "fr", "de", "pt", "ja", "ko", "ru", "it"]
                 .map(String::from)
@@ -182,7 +182,7 @@ impl PrivacyPlan {
         public_embeddings: &[Vec<f32>],
     ) -> Result<PrivacyPlan, PrivacyError> {
         let invalid = |m: &str| Err(PrivacyError::Invalid(m.to_owned()));
-        if !(config.delta > 0.0 && config.delta < 1e-3) {
+        if !is_positive(config.delta) || config.delta >= 1e-3 {
             return invalid("delta must lie in (0, 0.001)");
         }
         if config.reports_per_contributor == 0 {
@@ -194,13 +194,9 @@ impl PrivacyPlan {
         let mut channels = Vec::new();
         for (&channel, settings) in &config.channels {
             if settings.epsilon.is_nan() || settings.epsilon <= 0.0 {
-                return invalid(&format!(
-                    "channel {} needs a positive epsilon",
-                    channel.name()
-                ));
+                return invalid(&format!("channel {} needs a positive epsilon", channel.name()));
             }
-            let labels =
-                domain_labels(channel, categories, &config.languages, &config.turn_buckets);
+            let labels = domain_labels(channel, categories, &config.languages, &config.turn_buckets);
             let oracle = Oracle::new(settings.oracle, labels.len(), settings.epsilon);
             channels.push(ChannelPlan {
                 oracle,
@@ -211,16 +207,11 @@ impl PrivacyPlan {
         }
         let embedding = match &config.embedding {
             None => None,
-            Some(e)
-                if e.dimensions == 0 || e.dimensions > 384 || !(e.clip > 0.0) || !(e.rho > 0.0) =>
-            {
-                return invalid(
-                    "embedding needs 1–384 dimensions, a positive clip and a positive rho",
-                );
+            Some(e) if !(1..=384).contains(&e.dimensions) || !is_positive(e.clip) || !is_positive(e.rho) => {
+                return invalid("embedding needs 1–384 dimensions, a positive clip and a positive rho");
             }
             Some(e) => {
-                let (mean, components) =
-                    embedding::principal_components(public_embeddings, e.dimensions);
+                let (mean, components) = embedding::principal_components(public_embeddings, e.dimensions);
                 Some(EmbeddingPlan {
                     mean,
                     components,
@@ -250,8 +241,7 @@ impl PrivacyPlan {
             languages: config.languages.clone(),
             turn_buckets: config.turn_buckets.clone(),
         };
-        plan.accounting =
-            accountant::account(&plan.cost(), plan.reports_per_contributor, plan.delta);
+        plan.accounting = accountant::account(&plan.cost(), plan.reports_per_contributor, plan.delta);
         let total = plan.accounting.contributor;
         if total.epsilon > plan.contributor_epsilon_cap {
             return Err(PrivacyError::OverCap {
@@ -268,7 +258,7 @@ impl PrivacyPlan {
         let rho = self
             .embedding
             .as_ref()
-            .map_or(0.0, |e| accountant::gaussian_rho(2.0 * e.clip, e.sigma));
+            .map_or(0.0, |e| accountant::gaussian_rho(2.0 * e.clip, e.sigma, e.dimensions()));
         let budgets = |sampled: bool| {
             self.channels
                 .iter()
@@ -288,12 +278,7 @@ impl PrivacyPlan {
     }
 
     /// The index of an analysed conversation's value in a channel's domain.
-    pub fn channel_value(
-        &self,
-        channel: Channel,
-        analysis: &Analysis,
-        categories: &[String],
-    ) -> usize {
+    pub fn channel_value(&self, channel: Channel, analysis: &Analysis, categories: &[String]) -> usize {
         match channel {
             Channel::Category => categories
                 .iter()
@@ -323,23 +308,14 @@ impl PrivacyPlan {
         noise: &mut Noise,
     ) -> Result<Report, PrivacyError> {
         // The one channel of the sampled pool this report carries, chosen independently of the data.
-        let pool: Vec<Channel> = self
-            .channels
-            .iter()
-            .filter(|c| c.sampled)
-            .map(|c| c.channel)
-            .collect();
+        let pool: Vec<Channel> = self.channels.iter().filter(|c| c.sampled).map(|c| c.channel).collect();
         let drawn = if pool.is_empty() {
             None
         } else {
             Some(pool[noise.uniform_below(pool.len())?])
         };
         let mut channels = BTreeMap::new();
-        for plan in self
-            .channels
-            .iter()
-            .filter(|c| !c.sampled || Some(c.channel) == drawn)
-        {
+        for plan in self.channels.iter().filter(|c| !c.sampled || Some(c.channel) == drawn) {
             let value = match (plan.channel, &analysis.category_probabilities) {
                 // The category is drawn from the classifier's probabilities, which lets the server
                 // correct for the classifier's errors (see `debias`).
@@ -358,10 +334,7 @@ impl PrivacyPlan {
             }
             _ => None,
         };
-        Ok(Report {
-            channels,
-            embedding,
-        })
+        Ok(Report { channels, embedding })
     }
 
     /// The same plan with every channel's budget scaled so that a contributor spends `epsilon`
@@ -400,6 +373,11 @@ impl PrivacyPlan {
     }
 }
 
+/// Positive and not NaN.
+fn is_positive(x: f64) -> bool {
+    x > 0.0
+}
+
 fn oracle_choice(oracle: &Oracle) -> OracleChoice {
     match oracle {
         Oracle::Krr { .. } => OracleChoice::Krr,
@@ -417,21 +395,13 @@ pub fn domain_labels(
 ) -> Vec<String> {
     match channel {
         Channel::Category => categories.to_vec(),
-        Channel::Language => languages
-            .iter()
-            .cloned()
-            .chain(["other".to_owned()])
-            .collect(),
+        Channel::Language => languages.iter().cloned().chain(["other".to_owned()]).collect(),
         Channel::Concern => (1..=5).map(|c| c.to_string()).collect(),
         Channel::Turns => {
             let mut labels = Vec::new();
             let mut low = 1;
             for &b in turn_buckets {
-                labels.push(if low == b {
-                    b.to_string()
-                } else {
-                    format!("{low}-{b}")
-                });
+                labels.push(if low == b { b.to_string() } else { format!("{low}-{b}") });
                 low = b + 1;
             }
             labels.push(format!("{low}+"));

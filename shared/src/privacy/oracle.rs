@@ -81,12 +81,7 @@ impl FrequencyEstimate {
         self.shares
             .iter()
             .zip(&self.standard_errors)
-            .map(|(s, se)| {
-                (
-                    (s - 1.96 * se).clamp(0.0, 1.0),
-                    (s + 1.96 * se).clamp(0.0, 1.0),
-                )
-            })
+            .map(|(s, se)| ((s - 1.96 * se).clamp(0.0, 1.0), (s + 1.96 * se).clamp(0.0, 1.0)))
             .collect()
     }
 }
@@ -103,11 +98,7 @@ impl Oracle {
             OracleChoice::Krr => Oracle::Krr { domain, epsilon },
             OracleChoice::Oue if epsilon.is_finite() => Oracle::Oue { domain, epsilon },
             OracleChoice::Olh if epsilon.is_finite() => olh,
-            OracleChoice::Auto
-                if epsilon.is_finite() && domain as f64 >= 3.0 * epsilon.exp() + 2.0 =>
-            {
-                olh
-            }
+            OracleChoice::Auto if epsilon.is_finite() && domain as f64 >= 3.0 * epsilon.exp() + 2.0 => olh,
             // ε = ∞ (no noise, for simulations) is exact k-RR.
             _ => Oracle::Krr { domain, epsilon },
         }
@@ -115,17 +106,13 @@ impl Oracle {
 
     pub fn domain(&self) -> usize {
         match *self {
-            Oracle::Krr { domain, .. }
-            | Oracle::Olh { domain, .. }
-            | Oracle::Oue { domain, .. } => domain,
+            Oracle::Krr { domain, .. } | Oracle::Olh { domain, .. } | Oracle::Oue { domain, .. } => domain,
         }
     }
 
     pub fn epsilon(&self) -> f64 {
         match *self {
-            Oracle::Krr { epsilon, .. }
-            | Oracle::Olh { epsilon, .. }
-            | Oracle::Oue { epsilon, .. } => epsilon,
+            Oracle::Krr { epsilon, .. } | Oracle::Olh { epsilon, .. } | Oracle::Oue { epsilon, .. } => epsilon,
         }
     }
 
@@ -135,10 +122,7 @@ impl Oracle {
         match *self {
             // ε = ∞ (no noise, for simulations): the truth always, nothing else.
             Oracle::Krr { .. } if e.is_infinite() => (1.0, 0.0),
-            Oracle::Krr { domain, .. } => (
-                e / (e + domain as f64 - 1.0),
-                1.0 / (e + domain as f64 - 1.0),
-            ),
+            Oracle::Krr { domain, .. } => (e / (e + domain as f64 - 1.0), 1.0 / (e + domain as f64 - 1.0)),
             Oracle::Olh { buckets, .. } => (e / (e + buckets as f64 - 1.0), 1.0 / buckets as f64),
             Oracle::Oue { .. } => (0.5, 1.0 / (e + 1.0)),
         }
@@ -154,21 +138,16 @@ impl Oracle {
         match *self {
             Oracle::Krr { domain, .. } => {
                 let (keep, _) = self.support_probabilities();
-                Ok(Privatized::Value(
-                    noise.randomized_response(value, domain, keep)? as u32,
-                ))
+                Ok(Privatized::Value(noise.randomized_response(value, domain, keep)? as u32))
             }
-            Oracle::Olh {
-                epsilon, buckets, ..
-            } => {
+            Oracle::Olh { epsilon, buckets, .. } => {
                 let seed = noise.uniform_u64()?;
                 let inner = Oracle::Krr {
                     domain: buckets,
                     epsilon,
                 };
                 let (keep, _) = inner.support_probabilities();
-                let bucket =
-                    noise.randomized_response(local_hash(seed, value, buckets), buckets, keep)?;
+                let bucket = noise.randomized_response(local_hash(seed, value, buckets), buckets, keep)?;
                 Ok(Privatized::Hashed {
                     seed,
                     bucket: bucket as u32,
@@ -191,12 +170,9 @@ impl Oracle {
     pub fn accepts(&self, report: &Privatized) -> bool {
         match (*self, report) {
             (Oracle::Krr { domain, .. }, Privatized::Value(v)) => (*v as usize) < domain,
-            (Oracle::Olh { buckets, .. }, Privatized::Hashed { bucket, .. }) => {
-                (*bucket as usize) < buckets
-            }
+            (Oracle::Olh { buckets, .. }, Privatized::Hashed { bucket, .. }) => (*bucket as usize) < buckets,
             (Oracle::Oue { domain, .. }, Privatized::Bits(bits)) => {
-                bits.windows(2).all(|w| w[0] < w[1])
-                    && bits.last().is_none_or(|&b| (b as usize) < domain)
+                bits.windows(2).all(|w| w[0] < w[1]) && bits.last().is_none_or(|&b| (b as usize) < domain)
             }
             _ => false,
         }
@@ -209,18 +185,13 @@ impl Oracle {
             (Oracle::Olh { buckets, .. }, Privatized::Hashed { seed, bucket }) => {
                 local_hash(*seed, value, buckets) == *bucket as usize
             }
-            (Oracle::Oue { .. }, Privatized::Bits(bits)) => {
-                bits.binary_search(&(value as u32)).is_ok()
-            }
+            (Oracle::Oue { .. }, Privatized::Bits(bits)) => bits.binary_search(&(value as u32)).is_ok(),
             _ => false,
         }
     }
 
     /// Unbiased estimate of the distribution of the true values behind `reports`.
-    pub fn estimate<'a>(
-        &self,
-        reports: impl IntoIterator<Item = &'a Privatized>,
-    ) -> FrequencyEstimate {
+    pub fn estimate<'a>(&self, reports: impl IntoIterator<Item = &'a Privatized>) -> FrequencyEstimate {
         let domain = self.domain();
         let mut supports = vec![0f64; domain];
         let mut n = 0usize;
@@ -229,9 +200,7 @@ impl Oracle {
             match (*self, report) {
                 // One pass per report for k-RR and OUE; OLH must hash every value.
                 (Oracle::Krr { .. }, Privatized::Value(v)) => supports[*v as usize] += 1.0,
-                (Oracle::Oue { .. }, Privatized::Bits(bits)) => {
-                    bits.iter().for_each(|&b| supports[b as usize] += 1.0)
-                }
+                (Oracle::Oue { .. }, Privatized::Bits(bits)) => bits.iter().for_each(|&b| supports[b as usize] += 1.0),
                 _ => (0..domain)
                     .filter(|&v| self.supports(report, v))
                     .for_each(|v| supports[v] += 1.0),
@@ -244,10 +213,7 @@ impl Oracle {
             .iter()
             .map(|&c| count_variance(c.clamp(0.0, nf), nf, p, q))
             .collect();
-        let shares: Vec<f64> = counts
-            .iter()
-            .map(|c| if n == 0 { 0.0 } else { c / nf })
-            .collect();
+        let shares: Vec<f64> = counts.iter().map(|c| if n == 0 { 0.0 } else { c / nf }).collect();
         let standard_errors = variances
             .iter()
             .map(|v| if n == 0 { 0.0 } else { v.sqrt() / nf })

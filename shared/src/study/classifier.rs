@@ -64,12 +64,7 @@ impl Classifier {
                 (0..*classes)
                     .map(|c| {
                         let row = &weights[c * dim..(c + 1) * dim];
-                        row[..dim - 1]
-                            .iter()
-                            .zip(&z)
-                            .map(|(w, v)| *w as f64 * v)
-                            .sum::<f64>()
-                            + row[dim - 1] as f64
+                        row[..dim - 1].iter().zip(&z).map(|(w, v)| *w as f64 * v).sum::<f64>() + row[dim - 1] as f64
                     })
                     .collect()
             }
@@ -93,21 +88,14 @@ impl Classifier {
         for (x, &y) in xs.iter().zip(ys) {
             centroids[y].iter_mut().zip(x).for_each(|(c, v)| *c += v);
         }
-        centroids
-            .iter_mut()
-            .for_each(|c| crate::embed::normalize(c));
+        centroids.iter_mut().for_each(|c| crate::embed::normalize(c));
         Classifier::Prototypes { centroids }
     }
 
     /// Trains the logistic regression by Nesterov-accelerated gradient descent on the mean
     /// cross-entropy plus the L2 penalty, from zero weights with a step size of 1/L (L bounds
     /// the gradient's Lipschitz constant): the same inputs always give the same weights.
-    pub fn train_linear(
-        xs: &[Vec<f32>],
-        ys: &[usize],
-        classes: usize,
-        options: TrainOptions,
-    ) -> Classifier {
+    pub fn train_linear(xs: &[Vec<f32>], ys: &[usize], classes: usize, options: TrainOptions) -> Classifier {
         assert_eq!(xs.len(), ys.len());
         assert!(!xs.is_empty(), "training needs examples");
         let n = xs.len();
@@ -160,9 +148,7 @@ fn moments(xs: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
     let d = xs[0].len();
     let mut mean = vec![0f64; d];
     for x in xs {
-        mean.iter_mut()
-            .zip(x)
-            .for_each(|(m, v)| *m += *v as f64 / n);
+        mean.iter_mut().zip(x).for_each(|(m, v)| *m += *v as f64 / n);
     }
     let mut var = vec![0f64; d];
     for x in xs {
@@ -179,16 +165,7 @@ fn moments(xs: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
 
 /// Gradient of mean cross-entropy + (l2/2)·|weights|² (biases unpenalised) at `w`.
 #[allow(clippy::too_many_arguments)]
-fn gradient(
-    z: &[f64],
-    ys: &[usize],
-    n: usize,
-    dim: usize,
-    classes: usize,
-    w: &[f64],
-    l2: f64,
-    grad: &mut [f64],
-) {
+fn gradient(z: &[f64], ys: &[usize], n: usize, dim: usize, classes: usize, w: &[f64], l2: f64, grad: &mut [f64]) {
     grad.iter_mut().for_each(|g| *g = 0.0);
     let mut logits = vec![0f64; classes];
     for i in 0..n {
@@ -241,11 +218,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
             acc[l] += a[k * 8 + l] * b[k * 8 + l];
         }
     }
-    let tail: f64 = a[chunks * 8..]
-        .iter()
-        .zip(&b[chunks * 8..])
-        .map(|(x, y)| x * y)
-        .sum();
+    let tail: f64 = a[chunks * 8..].iter().zip(&b[chunks * 8..]).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f64>() + tail
 }
 

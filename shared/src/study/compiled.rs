@@ -59,10 +59,7 @@ pub enum CompileError {
 /// The text of a labelled example as the classifier sees it: prepared exactly like a
 /// conversation's request text.
 pub fn example_text(text: &str) -> String {
-    let truncated: String = text
-        .chars()
-        .take(crate::facets::MAX_REQUEST_CHARS)
-        .collect();
+    let truncated: String = text.chars().take(crate::facets::MAX_REQUEST_CHARS).collect();
     pii::scrub(&truncated)
 }
 
@@ -108,9 +105,7 @@ impl CompiledStudy {
                 }
             }
             let folds = fold_assignment(study, CONFUSION_FOLDS);
-            let confusion =
-                cross_validate_vectors(train, &labels, &folds, classes, CONFUSION_FOLDS, options)
-                    .soft;
+            let confusion = cross_validate_vectors(train, &labels, &folds, classes, CONFUSION_FOLDS, options).soft;
             (
                 Classifier::train_linear(train, &labels, classes, options),
                 Some(confusion),
@@ -181,9 +176,8 @@ impl CompiledStudy {
 /// Whether `phrase` occurs in `text` with no letter or digit right before or after it.
 fn contains_word(text: &str, phrase: &str) -> bool {
     let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
-    text.match_indices(phrase).any(|(i, _)| {
-        boundary(text[..i].chars().next_back()) && boundary(text[i + phrase.len()..].chars().next())
-    })
+    text.match_indices(phrase)
+        .any(|(i, _)| boundary(text[..i].chars().next_back()) && boundary(text[i + phrase.len()..].chars().next()))
 }
 
 /// Texts and category indices to train on: with labelled examples, those plus the taxonomy's
@@ -203,11 +197,7 @@ pub fn training_set(study: &Study) -> (Vec<String>, Vec<usize>) {
     }
     for e in &study.examples {
         texts.push(example_text(&e.text));
-        labels.push(
-            study
-                .category_index(&e.category)
-                .expect("examples were validated"),
-        );
+        labels.push(study.category_index(&e.category).expect("examples were validated"));
     }
     (texts, labels)
 }

@@ -43,15 +43,10 @@ pub fn cross_validate(
     let fold_of = fold_assignment(study, folds);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = embedder.embed_many(&refs, progress)?;
-    let confusion =
-        cross_validate_vectors(&vectors, &labels, &fold_of, classes, folds, options).hard;
+    let confusion = cross_validate_vectors(&vectors, &labels, &fold_of, classes, folds, options).hard;
 
     // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
-    let taxonomy_examples = study
-        .categories
-        .iter()
-        .map(|c| c.examples.len())
-        .sum::<usize>();
+    let taxonomy_examples = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
     let prototype_texts: Vec<String> = study
         .categories
         .iter()
@@ -99,16 +94,14 @@ pub fn cross_validate(
 /// their corpus (`"source": "sample"`) take turns being held out; everything else is always
 /// trained on.
 pub fn fold_assignment(study: &Study, folds: usize) -> Vec<Option<usize>> {
-    let taxonomy = study
-        .categories
-        .iter()
-        .map(|c| c.examples.len())
-        .sum::<usize>();
+    let taxonomy = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
     std::iter::repeat_n(None, taxonomy)
-        .chain(study.examples.iter().map(|e| {
-            (e.source.as_deref() == Some("sample"))
-                .then(|| (fnv1a(&e.text) % folds as u64) as usize)
-        }))
+        .chain(
+            study
+                .examples
+                .iter()
+                .map(|e| (e.source.as_deref() == Some("sample")).then(|| (fnv1a(&e.text) % folds as u64) as usize)),
+        )
         .collect()
 }
 
@@ -133,19 +126,14 @@ pub fn cross_validate_vectors(
     let mut hard = vec![vec![0u32; classes]; classes];
     let mut soft = vec![vec![0f64; classes]; classes];
     for fold in 0..folds {
-        let train: Vec<usize> = (0..vectors.len())
-            .filter(|&i| fold_of[i] != Some(fold))
-            .collect();
+        let train: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] != Some(fold)).collect();
         let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
         let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
         let model = Classifier::train_linear(&xs, &ys, classes, options);
         for i in (0..vectors.len()).filter(|&i| fold_of[i] == Some(fold)) {
             let p = model.probabilities(&vectors[i]);
             hard[labels[i]][super::classifier::argmax(&p)] += 1;
-            soft[labels[i]]
-                .iter_mut()
-                .zip(&p)
-                .for_each(|(s, x)| *s += *x as f64);
+            soft[labels[i]].iter_mut().zip(&p).for_each(|(s, x)| *s += *x as f64);
         }
     }
     CrossValidation { hard, soft }
@@ -161,7 +149,6 @@ fn ratio(a: u32, b: u32) -> f64 {
 
 /// A stable hash for fold assignment (adding an example never moves the others).
 fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    })
+    text.bytes()
+        .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }

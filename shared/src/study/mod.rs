@@ -24,8 +24,7 @@ mod evaluate;
 
 pub use classifier::{argmax, Classifier, TrainOptions};
 pub use compiled::{
-    example_text, CompileError, CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES,
-    COMPILED_FORMAT,
+    example_text, CompileError, CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT,
 };
 pub use evaluate::{cross_validate, CategoryScore, Evaluation};
 
@@ -111,8 +110,7 @@ impl Study {
     /// Parses a study file. `examples_jsonl` is the content of its `labelled_examples` file,
     /// which the caller reads (this crate does no I/O).
     pub fn parse(study_toml: &str, examples_jsonl: Option<&str>) -> Result<Study, StudyError> {
-        let mut study: Study =
-            toml::from_str(study_toml).map_err(|e| StudyError::Toml(e.to_string()))?;
+        let mut study: Study = toml::from_str(study_toml).map_err(|e| StudyError::Toml(e.to_string()))?;
         study.validate()?;
         if study.labelled_examples.is_some() != examples_jsonl.is_some() {
             return Err(StudyError::Invalid(
@@ -122,8 +120,15 @@ impl Study {
         if let Some(jsonl) = examples_jsonl {
             study.examples = parse_examples(jsonl, &study.categories)?;
         }
+        // The version covers the effective privacy settings too, defaults included: the same
+        // version always means the same budget.
         let mut hashed = study_toml.as_bytes().to_vec();
         hashed.extend_from_slice(examples_jsonl.unwrap_or_default().as_bytes());
+        hashed.extend_from_slice(
+            serde_json::to_string(&study.privacy)
+                .expect("settings serialise")
+                .as_bytes(),
+        );
         study.version = sha256_hex(&hashed)[..16].to_owned();
         Ok(study)
     }
@@ -135,8 +140,7 @@ impl Study {
         struct Header {
             labelled_examples: Option<String>,
         }
-        let header: Header =
-            toml::from_str(study_toml).map_err(|e| StudyError::Toml(e.to_string()))?;
+        let header: Header = toml::from_str(study_toml).map_err(|e| StudyError::Toml(e.to_string()))?;
         Ok(header.labelled_examples)
     }
 
@@ -162,10 +166,7 @@ impl Study {
                 return invalid(format!("category id `{}` appears twice", c.id));
             }
             if c.name.trim().is_empty() || c.description.trim().is_empty() {
-                return invalid(format!(
-                    "category `{}` needs a name and a description",
-                    c.id
-                ));
+                return invalid(format!("category `{}` needs a name and a description", c.id));
             }
         }
         for (i, c) in self.concerns.iter().enumerate() {
@@ -176,10 +177,7 @@ impl Study {
                 ));
             }
             if self.concerns[..i].iter().any(|o| o.level == c.level) || c.examples.is_empty() {
-                return invalid(format!(
-                    "concern level {} must appear once, with examples",
-                    c.level
-                ));
+                return invalid(format!("concern level {} must appear once, with examples", c.level));
             }
         }
         if !(0.0..=1.0).contains(&self.concern_threshold) {
@@ -193,21 +191,14 @@ impl Study {
     }
 }
 
-fn parse_examples(
-    jsonl: &str,
-    categories: &[Category],
-) -> Result<Vec<LabelledExample>, StudyError> {
+fn parse_examples(jsonl: &str, categories: &[Category]) -> Result<Vec<LabelledExample>, StudyError> {
     let mut examples = Vec::new();
     for (i, line) in jsonl.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let err = |message: String| StudyError::Example {
-            line: i + 1,
-            message,
-        };
-        let example: LabelledExample =
-            serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
+        let err = |message: String| StudyError::Example { line: i + 1, message };
+        let example: LabelledExample = serde_json::from_str(line).map_err(|e| err(e.to_string()))?;
         if !categories.iter().any(|c| c.id == example.category) {
             return Err(err(format!(
                 "category `{}` is not in the study's taxonomy",
@@ -248,18 +239,10 @@ description = "Poetry"
 
     #[test]
     fn parses_and_versions_a_study() {
-        let s = Study::parse(
-            STUDY,
-            Some("{\"text\":\"fix my loop\",\"category\":\"code\"}\n"),
-        )
-        .unwrap();
+        let s = Study::parse(STUDY, Some("{\"text\":\"fix my loop\",\"category\":\"code\"}\n")).unwrap();
         assert_eq!(s.examples.len(), 1);
         assert_eq!(s.version.len(), 16);
-        let other = Study::parse(
-            STUDY,
-            Some("{\"text\":\"a sonnet\",\"category\":\"poems\"}\n"),
-        )
-        .unwrap();
+        let other = Study::parse(STUDY, Some("{\"text\":\"a sonnet\",\"category\":\"poems\"}\n")).unwrap();
         assert_ne!(s.version, other.version);
     }
 
@@ -270,8 +253,7 @@ description = "Poetry"
             err.to_string().contains("line 1") && err.to_string().contains("nope"),
             "{err}"
         );
-        let err =
-            Study::parse(&STUDY.replace("id = \"poems\"", "id = \"code\""), Some("")).unwrap_err();
+        let err = Study::parse(&STUDY.replace("id = \"poems\"", "id = \"code\""), Some("")).unwrap_err();
         assert!(err.to_string().contains("appears twice"), "{err}");
         let err = Study::parse(&format!("{STUDY}\ncolour = 1"), Some("")).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
