@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         },
     )?;
     let refs: Vec<(String, &Analysis)> = candidates.iter().map(|(k, a)| (k.clone(), a)).collect();
-    let first_run = !memo.studies.get(&version).is_some_and(|m| !m.selected.is_empty());
+    let first_run = memo.studies.get(&version).is_none_or(|m| m.selected.is_empty());
     let entry = memo
         .reports(&version, &study.privacy, &study.category_ids(), &refs, &mut noise)
         .map_err(|e| e.to_string())?
