@@ -1,0 +1,65 @@
+//! `chorus simulate` end to end on 1,500 public conversations: with no noise the estimates are
+//! the non-private distributions up to sampling, at ε = 2 they stay within their error bars,
+//! and a seed makes a simulation reproducible.
+
+use chorus_tests::{cached, chorus_bin, write_sharegpt_sample};
+use serde_json::Value;
+use std::process::Command;
+
+fn simulate(export: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    let out = Command::new(chorus_bin())
+        .arg("simulate")
+        .args(args)
+        .arg(export)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn simulations_are_reproducible_and_within_their_error_bars() {
+    let dir = std::env::temp_dir().join(format!("chorus-simulate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let export = dir.join("sharegpt-1500.json");
+    write_sharegpt_sample(&cached("corpus/sharegpt.json"), 1500, &export);
+    let docs = simulate(&export, &["--epsilon", "2,inf", "--seed", "11"]);
+    let again = simulate(&export, &["--epsilon", "2", "--seed", "11"]);
+    assert_eq!(docs[0], again[0], "the same seed gives the same simulation");
+
+    let (private, exact) = (&docs[0], &docs[1]);
+    assert!((private["contributor_epsilon"].as_f64().unwrap() - 2.0).abs() < 1e-6);
+    assert_eq!(private["contributors"], 1500);
+    assert_eq!(exact["contributor_epsilon"], "inf");
+    for (name, facet) in private["facets"].as_object().unwrap() {
+        // The error the estimate's own standard errors predict: E|N(0, se²)| = se·√(2/π) per value.
+        let predicted: f64 = facet["ci95"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|ci| {
+                (ci[1].as_f64().unwrap() - ci[0].as_f64().unwrap()) / (2.0 * 1.96) * (2.0 / std::f64::consts::PI).sqrt()
+            })
+            .sum::<f64>()
+            / 2.0;
+        let tvd = facet["tvd"].as_f64().unwrap();
+        assert!(
+            tvd <= 2.0 * predicted + 0.02,
+            "{name}: TVD {tvd} against an expected {predicted}"
+        );
+        let exact_tvd = exact["facets"][name]["tvd"].as_f64().unwrap();
+        assert!(exact_tvd < 0.1, "{name}: without noise the TVD is {exact_tvd}");
+    }
+    let category = &private["facets"]["category"];
+    assert!(category["debiased"].as_object().unwrap().len() == 16);
+    assert!(
+        1.0 - category["tvd"].as_f64().unwrap() > 0.8,
+        "category at ε = 2: {}",
+        category["tvd"]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
