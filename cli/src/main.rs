@@ -1,13 +1,17 @@
-//! `chorus`: the Chorus command line. `analyze` runs the contributor's on-device pipeline
-//! natively on export files; `study` compiles and evaluates a study's classifiers.
+//! `chorus`: the Chorus command line. `analyze`, `report`, `simulate` and `contribute` run the
+//! contributor's on-device pipeline natively on export files; `serve`, `release` and `verify`
+//! are the server's and the auditor's side; `study` compiles and evaluates a study's classifiers.
 
 mod analyze;
+mod contribute;
 mod exports;
 mod local;
 mod progress;
 mod report;
+mod serve;
 mod simulate;
 mod study_cmd;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +48,14 @@ enum Command {
     /// What the server would learn at a privacy budget, treating each conversation as one
     /// contributor: one JSON document per --epsilon value.
     Simulate(simulate::Args),
+    /// Analyse exports here and send this device's privatized reports to a Chorus server.
+    Contribute(contribute::Args),
+    /// Run the aggregation server (API, pages, releases).
+    Serve(serve::ServeArgs),
+    /// Cut a signed release of a study from the server's store.
+    Release(serve::ReleaseArgs),
+    /// Check a release's signature offline.
+    Verify(verify::Args),
     /// Work with a study's classifiers.
     #[command(subcommand)]
     Study(study_cmd::Command),
@@ -55,6 +67,10 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(args),
         Command::Report(args) => report::run(args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Contribute(args) => contribute::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Release(args) => serve::release(args),
+        Command::Verify(args) => verify::run(args),
         Command::Study(command) => study_cmd::run(command),
     };
     match result {

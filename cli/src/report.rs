@@ -9,7 +9,7 @@ use crate::StudyArgs;
 use chorus_shared::privacy::memo::{digest, Memo};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::protocol::ReportBatch;
-use chorus_shared::Analysis;
+use chorus_shared::{Analysis, Analyzer};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,11 +30,32 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, String> {
     let analyzer = Arc::new(load_analyzer(&args.study)?);
-    let study = analyzer.study();
-    eprintln!("chorus: {}", privacy_statement(study));
+    eprintln!("chorus: {}", privacy_statement(analyzer.study()));
     let memo_path = args.memo.clone().unwrap_or_else(|| cache_dir().join("memo.json"));
+    let (batch, failed_files) = memoised_batch(&analyzer, &args.exports, args.threads, &memo_path)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&batch).expect("the batch serialises")
+    );
+    Ok(if failed_files > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Analyses the exports and returns this device's batch for the analyzer's study: drawn on the
+/// first run and kept in the memo file, re-read unchanged on every later run. Also returns the
+/// number of export files that could not be read.
+pub fn memoised_batch(
+    analyzer: &Arc<Analyzer>,
+    exports: &[PathBuf],
+    threads: Option<usize>,
+    memo_path: &PathBuf,
+) -> Result<(ReportBatch, usize), String> {
+    let study = analyzer.study();
     let mut noise = Noise::Secure;
-    let mut memo = match std::fs::read(&memo_path) {
+    let mut memo = match std::fs::read(memo_path) {
         Ok(bytes) => {
             serde_json::from_slice(&bytes).map_err(|e| format!("the memo {} is damaged: {e}", memo_path.display()))?
         }
@@ -42,23 +63,17 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     };
     let version = format!("{}@{}", study.id, study.version);
     let mut candidates: Vec<(String, Analysis)> = Vec::new();
-    let summary = analyze_exports(
-        &analyzer,
-        &args.exports,
-        args.threads,
-        true,
-        &mut |conversation, analysis| {
-            candidates.push((memo.key(&version, &digest(&conversation)), analysis));
-            Ok(())
-        },
-    )?;
+    let summary = analyze_exports(analyzer, exports, threads, true, &mut |conversation, analysis| {
+        candidates.push((memo.key(&version, &digest(&conversation)), analysis));
+        Ok(())
+    })?;
     let refs: Vec<(String, &Analysis)> = candidates.iter().map(|(k, a)| (k.clone(), a)).collect();
     let first_run = memo.studies.get(&version).is_none_or(|m| m.selected.is_empty());
     let entry = memo
         .reports(&version, &study.privacy, &study.category_ids(), &refs, &mut noise)
         .map_err(|e| e.to_string())?
         .clone();
-    write_atomically(&memo_path, &serde_json::to_vec(&memo).expect("the memo serialises"))?;
+    write_atomically(memo_path, &serde_json::to_vec(&memo).expect("the memo serialises"))?;
     let batch = ReportBatch::new(
         &study.id,
         &study.version,
@@ -75,15 +90,7 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         if first_run { "drawn now" } else { "the same as before" },
         memo_path.display()
     );
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&batch).expect("the batch serialises")
-    );
-    Ok(if summary.failed_files > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok((batch, summary.failed_files))
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a memo.

@@ -6,6 +6,7 @@
 //! [`embed`] (sentence embedding) → [`study`] (category and concern classifiers) —
 //! tied together for one conversation in [`pipeline`] → [`privacy`] (privatize, account,
 //! memoise; and the server's estimators) → [`protocol`] (the one type that leaves the device).
+//! Releases the server publishes are checked with [`release`].
 
 pub mod conversation;
 pub mod embed;
@@ -14,6 +15,7 @@ pub mod import;
 pub mod pipeline;
 pub mod privacy;
 pub mod protocol;
+pub mod release;
 pub mod study;
 
 pub use conversation::{Conversation, Role, Turn};

@@ -190,6 +190,14 @@ impl Oracle {
         }
     }
 
+    /// One report's unbiased estimate of the indicator "the true value is `value`":
+    /// (1[report supports value] − q*) / (p* − q*). Its mean over reports is the value's share;
+    /// the product of two channels' indicators (independent noise) estimates a joint share.
+    pub fn support_indicator(&self, report: &Privatized, value: usize) -> f64 {
+        let (p, q) = self.support_probabilities();
+        (f64::from(u8::from(self.supports(report, value))) - q) / (p - q)
+    }
+
     /// Unbiased estimate of the distribution of the true values behind `reports`.
     pub fn estimate<'a>(&self, reports: impl IntoIterator<Item = &'a Privatized>) -> FrequencyEstimate {
         let domain = self.domain();

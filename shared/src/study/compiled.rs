@@ -3,14 +3,14 @@
 
 use super::classifier::{argmax, Classifier, TrainOptions};
 use super::evaluate::{cross_validate_vectors, fold_assignment};
-use super::{Category, Study};
+use super::{Category, ReleaseConfig, Study};
 use crate::embed::{self, EmbedError, Embedder};
 use crate::facets::pii;
 use crate::privacy::{PrivacyError, PrivacyPlan};
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused.
-pub const COMPILED_FORMAT: u32 = 4;
+pub const COMPILED_FORMAT: u32 = 5;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -38,6 +38,8 @@ pub struct CompiledStudy {
     pub category_confusion: Option<Vec<Vec<f64>>>,
     /// What leaves the device and what it costs.
     pub privacy: PrivacyPlan,
+    /// What the server may publish.
+    pub release: ReleaseConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -125,6 +127,7 @@ impl CompiledStudy {
             concern_threshold: study.concern_threshold,
             category_confusion,
             privacy,
+            release: study.release,
             concern_terms: study
                 .concerns
                 .iter()

@@ -51,12 +51,35 @@ pub struct Study {
     /// What leaves the device and what it costs (the default study's settings when absent).
     #[serde(default)]
     pub privacy: crate::privacy::PrivacyConfig,
+    /// What the server may publish (thresholds and central privacy of releases).
+    #[serde(default)]
+    pub release: ReleaseConfig,
     /// Filled by [`Study::parse`]: the labelled examples read from `labelled_examples`.
     #[serde(skip)]
     pub examples: Vec<LabelledExample>,
     /// Filled by [`Study::parse`]: a hash of the study file and its examples.
     #[serde(skip)]
     pub version: String,
+}
+
+/// The `[release]` table of a study file: what the server may publish.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleaseConfig {
+    /// A cell is published only when the lower end of its count's 95% interval is at least `k`.
+    pub k: u32,
+    /// Central ε spent per release on the counts the server sees un-noised (contributors,
+    /// reports, reports per day, reports per contributor), split evenly between them.
+    pub central_epsilon: f64,
+}
+
+impl Default for ReleaseConfig {
+    fn default() -> Self {
+        ReleaseConfig {
+            k: 10,
+            central_epsilon: 1.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -129,6 +152,11 @@ impl Study {
                 .expect("settings serialise")
                 .as_bytes(),
         );
+        hashed.extend_from_slice(
+            serde_json::to_string(&study.release)
+                .expect("settings serialise")
+                .as_bytes(),
+        );
         study.version = sha256_hex(&hashed)[..16].to_owned();
         Ok(study)
     }
@@ -151,6 +179,9 @@ impl Study {
                 "study id `{}` must be lowercase letters, digits, `_` or `-`",
                 self.id
             ));
+        }
+        if self.release.k == 0 || !(self.release.central_epsilon > 0.0 && self.release.central_epsilon.is_finite()) {
+            return invalid("[release] needs k ≥ 1 and a positive, finite central_epsilon".into());
         }
         if self.categories.len() < 2 {
             return invalid("a study needs at least two categories".into());

@@ -1,0 +1,226 @@
+//! Analyze: from stored reports to estimates with error bars. Everything here is
+//! post-processing of locally private reports: unbiased frequency estimates per channel,
+//! the true category mix corrected for the classifier's errors (with bootstrap intervals),
+//! cross-tabs of two channels, and the mean of the noisy embeddings.
+
+use crate::storage::{Storage, StorageError, StoredBatch};
+use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
+use chorus_shared::privacy::embedding::{estimate_mean, MeanEstimate};
+use chorus_shared::privacy::oracle::{FrequencyEstimate, Oracle, Privatized};
+use chorus_shared::privacy::{Channel, ChannelPlan};
+use chorus_shared::protocol::Report;
+use chorus_shared::study::CompiledStudy;
+use rand::SeedableRng;
+use rand_distr::{Binomial, Distribution};
+use std::collections::{BTreeMap, HashMap};
+
+/// What the server holds for one study version, read back from the store.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub reports: Vec<Report>,
+    /// Reports per contributor pseudonym.
+    pub per_contributor: HashMap<String, u32>,
+    /// Reports per day (days since 1970-01-01).
+    pub per_day: BTreeMap<i64, u64>,
+}
+
+pub fn collect(storage: &dyn Storage, study: &CompiledStudy) -> Result<Collected, StorageError> {
+    let mut collected = Collected::default();
+    let mut damaged = 0usize;
+    storage.batches(
+        &study.id,
+        &study.version,
+        &mut |batch: StoredBatch| match serde_json::from_str::<Vec<Report>>(&batch.body) {
+            Ok(reports) => {
+                *collected.per_contributor.entry(batch.contributor).or_default() += reports.len() as u32;
+                *collected.per_day.entry(batch.day).or_default() += reports.len() as u64;
+                collected.reports.extend(reports);
+            }
+            Err(_) => damaged += 1,
+        },
+    )?;
+    if damaged > 0 {
+        return Err(StorageError::Other(format!("{damaged} stored batches cannot be read")));
+    }
+    Ok(collected)
+}
+
+/// One channel's estimate.
+#[derive(Debug, Clone)]
+pub struct FacetEstimate {
+    pub channel: Channel,
+    pub labels: Vec<String>,
+    pub oracle: Oracle,
+    pub estimate: FrequencyEstimate,
+    /// For the category: the true mix, corrected for the classifier's errors, with 95%
+    /// bootstrap intervals.
+    pub debiased: Option<Debiased>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Debiased {
+    pub shares: Vec<f64>,
+    pub ci95: Vec<(f64, f64)>,
+}
+
+/// Bootstrap replicates behind a debiased interval.
+const BOOTSTRAP: usize = 200;
+
+pub fn estimate_facets(study: &CompiledStudy, reports: &[Report], seed: u64) -> Vec<FacetEstimate> {
+    study
+        .privacy
+        .channels
+        .iter()
+        .map(|plan| {
+            let values: Vec<&Privatized> = reports.iter().filter_map(|r| r.channels.get(&plan.channel)).collect();
+            let estimate = plan.oracle.estimate(values.iter().copied());
+            let debiased = match (plan.channel, &study.category_confusion) {
+                (Channel::Category, Some(confusion)) if estimate.n > 0 => {
+                    Some(debias_category(plan, &values, &estimate, confusion, seed))
+                }
+                _ => None,
+            };
+            FacetEstimate {
+                channel: plan.channel,
+                labels: plan.labels.clone(),
+                oracle: plan.oracle,
+                estimate,
+                debiased,
+            }
+        })
+        .collect()
+}
+
+/// The true category mix from the reported one. With k-RR the EM runs on the report counts
+/// themselves (through the noise and the confusion); intervals come from a parametric
+/// bootstrap of those counts.
+fn debias_category(
+    plan: &ChannelPlan,
+    values: &[&Privatized],
+    estimate: &FrequencyEstimate,
+    confusion: &[Vec<f64>],
+    seed: u64,
+) -> Debiased {
+    let k = plan.labels.len();
+    let point = |shares: &[f64]| -> Vec<f64> {
+        match plan.oracle {
+            Oracle::Krr { .. } => {
+                let (keep, lie) = plan.oracle.support_probabilities();
+                debias_randomized_response(shares, keep, lie, confusion, ITERATIONS)
+            }
+            _ => debias(shares, confusion, ITERATIONS),
+        }
+    };
+    let n = values.len();
+    let observed: Vec<f64> = match plan.oracle {
+        Oracle::Krr { .. } => {
+            let mut shares = vec![0f64; k];
+            for v in values {
+                if let Privatized::Value(x) = v {
+                    shares[*x as usize] += 1.0 / n as f64;
+                }
+            }
+            shares
+        }
+        _ => estimate.projected.clone(),
+    };
+    let shares = point(&observed);
+    // Resample the observed mix as a multinomial of n reports (sequential binomials).
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let mut replicates: Vec<Vec<f64>> = Vec::with_capacity(BOOTSTRAP);
+    for _ in 0..BOOTSTRAP {
+        let (mut left, mut mass) = (n as u64, 1.0f64);
+        let mut sample = vec![0f64; k];
+        for (i, &p) in observed.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let draw = if i == k - 1 || mass <= 0.0 {
+                left
+            } else {
+                Binomial::new(left, (p.max(0.0) / mass).clamp(0.0, 1.0)).map_or(0, |b| b.sample(&mut rng))
+            };
+            sample[i] = draw as f64 / n as f64;
+            left -= draw;
+            mass -= p.max(0.0);
+        }
+        replicates.push(point(&sample));
+    }
+    let ci95 = (0..k)
+        .map(|i| {
+            let mut column: Vec<f64> = replicates.iter().map(|r| r[i]).collect();
+            column.sort_by(f64::total_cmp);
+            let at = |q: f64| column[((q * (BOOTSTRAP - 1) as f64).round() as usize).min(BOOTSTRAP - 1)];
+            (at(0.025), at(0.975))
+        })
+        .collect();
+    Debiased { shares, ci95 }
+}
+
+/// The joint distribution of two channels, estimated from the reports that carry both: each
+/// report's unbiased indicators of the two values, multiplied (their noise is independent),
+/// averaged; standard errors from the spread of those products.
+#[derive(Debug, Clone)]
+pub struct CrossTab {
+    pub rows: Channel,
+    pub columns: Channel,
+    pub row_labels: Vec<String>,
+    pub column_labels: Vec<String>,
+    pub n: usize,
+    /// `[row][column]` shares of all reports carrying both channels.
+    pub shares: Vec<Vec<f64>>,
+    pub standard_errors: Vec<Vec<f64>>,
+}
+
+pub fn cross_tab(study: &CompiledStudy, rows: Channel, columns: Channel, reports: &[Report]) -> Option<CrossTab> {
+    let (a, b) = (study.privacy.channel(rows)?, study.privacy.channel(columns)?);
+    let (ka, kb) = (a.labels.len(), b.labels.len());
+    let mut sum = vec![vec![0f64; kb]; ka];
+    let mut sum_sq = vec![vec![0f64; kb]; ka];
+    let mut n = 0usize;
+    for report in reports {
+        let (Some(x), Some(y)) = (report.channels.get(&rows), report.channels.get(&columns)) else {
+            continue;
+        };
+        n += 1;
+        let ix: Vec<f64> = (0..ka).map(|v| a.oracle.support_indicator(x, v)).collect();
+        let iy: Vec<f64> = (0..kb).map(|v| b.oracle.support_indicator(y, v)).collect();
+        for i in 0..ka {
+            for j in 0..kb {
+                let product = ix[i] * iy[j];
+                sum[i][j] += product;
+                sum_sq[i][j] += product * product;
+            }
+        }
+    }
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let shares: Vec<Vec<f64>> = sum.iter().map(|row| row.iter().map(|s| s / nf).collect()).collect();
+    let standard_errors = sum_sq
+        .iter()
+        .zip(&shares)
+        .map(|(row, means)| {
+            row.iter()
+                .zip(means)
+                .map(|(sq, m)| ((sq - nf * m * m) / (nf - 1.0)).max(0.0).sqrt() / nf.sqrt())
+                .collect()
+        })
+        .collect();
+    Some(CrossTab {
+        rows,
+        columns,
+        row_labels: a.labels.clone(),
+        column_labels: b.labels.clone(),
+        n,
+        shares,
+        standard_errors,
+    })
+}
+
+/// Mean of the noisy projected embeddings (unbiased for the mean of the clipped projections).
+pub fn embedding_mean(reports: &[Report]) -> Option<MeanEstimate> {
+    let estimate = estimate_mean(reports.iter().filter_map(|r| r.embedding.as_deref()));
+    (estimate.n > 0).then_some(estimate)
+}

@@ -1,0 +1,273 @@
+//! The HTTP API (`/api/v1`, described in `openapi.json`), health and metrics. Handlers parse,
+//! delegate to ingest, storage and release, and turn every refusal into a JSON error with a
+//! status code. Nothing about a request's origin (address, user agent) is read or logged.
+
+use crate::ingest::ratelimit::Limited;
+use crate::ingest::{new_batch, today, validate::validate, Rejection};
+use crate::release::{self, csv::to_csv, ReleaseOptions};
+use crate::storage::StoreOutcome;
+use crate::AppState;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
+use chorus_shared::protocol::ReportBatch;
+use serde_json::json;
+
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+impl ResponseError for Rejection {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(json!({"error": {"code": self.code, "message": self.message}}))
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(healthz)
+        .service(metrics)
+        .service(openapi)
+        .service(studies)
+        .service(study)
+        .service(post_reports)
+        .service(releases)
+        .service(release_csv)
+        .service(release_json)
+        .service(public_key)
+        .service(cut_release);
+}
+
+fn internal(e: impl std::fmt::Display) -> Rejection {
+    tracing::error!(error = %e, "internal error");
+    Rejection::new(500, "internal", "the server failed; the error is logged")
+}
+
+#[get("/healthz")]
+async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, Rejection> {
+    let storage = state.storage.clone();
+    web::block(move || storage.release_count(""))
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            tracing::error!(error = %e, "health check: storage unavailable");
+            Rejection::new(503, "unavailable", "the store is not available")
+        })?;
+    Ok(HttpResponse::Ok().json(json!({"status": "ok"})))
+}
+
+#[get("/metrics")]
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
+
+#[get("/api/v1/openapi.json")]
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+}
+
+#[get("/api/v1/studies")]
+async fn studies(state: web::Data<AppState>) -> HttpResponse {
+    let list: Vec<_> = state
+        .studies
+        .values()
+        .map(|s| json!({"id": s.study.id, "version": s.study.version, "title": s.study.title}))
+        .collect();
+    HttpResponse::Ok().json(list)
+}
+
+fn unknown_study(id: &str) -> Rejection {
+    Rejection::new(404, "unknown_study", format!("there is no study `{id}` on this server"))
+}
+
+/// The compiled study a client needs: taxonomy, classifiers, privacy plan.
+#[get("/api/v1/studies/{id}")]
+async fn study(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, Rejection> {
+    let entry = state.studies.get(id.as_str()).ok_or_else(|| unknown_study(&id))?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header(("ETag", format!("\"{}\"", entry.study.version)))
+        .body(entry.json.clone()))
+}
+
+#[post("/api/v1/studies/{id}/reports")]
+async fn post_reports(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, Rejection> {
+    let result = ingest(&state, &id, &request, payload).await;
+    match &result {
+        Ok((status, _)) => state
+            .metrics
+            .count("chorus_batches_total", &format!("outcome=\"{status}\""), 1),
+        Err(r) => state
+            .metrics
+            .count("chorus_batches_rejected_total", &format!("code=\"{}\"", r.code), 1),
+    }
+    let (status, body) = result?;
+    Ok(HttpResponse::build(status).json(body))
+}
+
+async fn ingest(
+    state: &AppState,
+    id: &str,
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(StatusCode, serde_json::Value), Rejection> {
+    let entry = state.studies.get(id).ok_or_else(|| unknown_study(id))?;
+    state.limiter.check_global().map_err(|_| {
+        Rejection::new(
+            429,
+            "rate_limited",
+            "the server takes no more batches right now; retry later",
+        )
+    })?;
+    let limit = state.config.max_body_bytes;
+    let too_large = || Rejection::new(413, "too_large", format!("a batch may be at most {limit} bytes"));
+    let declared = request
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| too_large())?
+        .map_err(|e| Rejection::new(400, "bad_body", format!("the request body could not be read: {e}")))?;
+    let batch: ReportBatch = serde_json::from_slice(&body)
+        .map_err(|e| Rejection::new(400, "malformed", format!("the body is not a valid ReportBatch: {e}")))?;
+    validate(&batch, &entry.study)?;
+    state
+        .limiter
+        .check_contributor(&batch.contributor)
+        .map_err(|l| match l {
+            Limited::Contributor => Rejection::new(
+                429,
+                "rate_limited",
+                "too many batches from this contributor; retry later",
+            ),
+            Limited::Global => Rejection::new(
+                429,
+                "rate_limited",
+                "the server takes no more batches right now; retry later",
+            ),
+        })?;
+    let cap = entry.study.privacy.reports_per_contributor;
+    let outcome = state.writer.store(new_batch(&batch, cap, today())).await?;
+    let receipt = |r: &crate::storage::Receipt, replayed: bool| {
+        json!({"receipt": r.receipt, "study_id": r.study_id, "idempotency_key": r.idempotency_key,
+               "reports": r.reports, "day": release::date(r.day), "replayed": replayed})
+    };
+    match outcome {
+        StoreOutcome::Stored(r) => {
+            state.metrics.count("chorus_reports_stored_total", "", r.reports as u64);
+            Ok((StatusCode::CREATED, receipt(&r, false)))
+        }
+        StoreOutcome::Replayed(r) => Ok((StatusCode::OK, receipt(&r, true))),
+        StoreOutcome::KeyConflict => Err(Rejection::new(
+            409,
+            "key_conflict",
+            "this idempotency key was used for a different batch; a new batch needs a new key",
+        )),
+        StoreOutcome::OverCap { stored, cap } => Err(Rejection::over_cap(format!(
+            "this contributor has sent {stored} reports; the study takes at most {cap}"
+        ))),
+    }
+}
+
+#[get("/api/v1/releases")]
+async fn releases(state: web::Data<AppState>) -> Result<HttpResponse, Rejection> {
+    let storage = state.storage.clone();
+    let list = web::block(move || storage.releases())
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+async fn release_document(state: &AppState, id: String) -> Result<String, Rejection> {
+    let storage = state.storage.clone();
+    let missing = Rejection::new(404, "unknown_release", format!("there is no release `{id}`"));
+    web::block(move || storage.release(&id))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
+        .ok_or(missing)
+}
+
+#[get("/api/v1/releases/{id}")]
+async fn release_json(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, Rejection> {
+    let document = release_document(&state, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(document))
+}
+
+#[get("/api/v1/releases/{id}/csv")]
+async fn release_csv(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, Rejection> {
+    let document = release_document(&state, id.into_inner()).await?;
+    let value: serde_json::Value = serde_json::from_str(&document).map_err(internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .body(to_csv(&value["release"])))
+}
+
+#[get("/api/v1/public-key")]
+async fn public_key(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"algorithm": "ed25519", "public_key": state.signer.public_key_hex()}))
+}
+
+/// Cuts a release now (the admin's `chorus release`, over HTTP).
+#[post("/api/v1/admin/studies/{id}/releases")]
+async fn cut_release(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, Rejection> {
+    let Some(token) = &state.config.admin_token else {
+        return Err(Rejection::new(
+            403,
+            "admin_disabled",
+            "no admin token is configured on this server",
+        ));
+    };
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        return Err(Rejection::new(
+            401,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        ));
+    }
+    let entry = state
+        .studies
+        .get(id.as_str())
+        .ok_or_else(|| unknown_study(&id))?
+        .clone();
+    let state = state.into_inner();
+    let demo = state.config.demo;
+    let (summary, _) = web::block(move || {
+        release::cut(
+            state.storage.as_ref(),
+            &entry.study,
+            &state.signer,
+            &ReleaseOptions { demo },
+        )
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| Rejection::new(409, "release_failed", e))?;
+    Ok(HttpResponse::Created().json(summary))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,102 @@
+//! What the server accepts: a batch is checked against the study version it names before
+//! anything is stored. Every check has its own rejection, so that a client (or its developer)
+//! knows what to fix.
+
+use super::Rejection;
+use chorus_shared::protocol::{ReportBatch, PROTOCOL_VERSION};
+use chorus_shared::study::CompiledStudy;
+
+/// How far beyond the clip bound a noised embedding may lie: a Gaussian vector's norm exceeds
+/// σ(√d′ + t) with probability below e^(−t²/2); t = 8 makes a false rejection a 10⁻¹⁴ event.
+const NORM_TAIL: f64 = 8.0;
+
+fn is_random_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Checks a batch posted to `study` (the study the URL names, in its current version).
+pub fn validate(batch: &ReportBatch, study: &CompiledStudy) -> Result<(), Rejection> {
+    let plan = &study.privacy;
+    if batch.protocol != PROTOCOL_VERSION {
+        return Err(Rejection::invalid(format!(
+            "protocol version {} is not supported (this server speaks {PROTOCOL_VERSION})",
+            batch.protocol
+        )));
+    }
+    if batch.study_id != study.id {
+        return Err(Rejection::wrong_study(format!(
+            "the batch was made for study `{}`, not `{}`",
+            batch.study_id, study.id
+        )));
+    }
+    if batch.study_version != study.version {
+        return Err(Rejection::wrong_study(format!(
+            "the batch was made for version {} of study `{}`; the current version is {} — reload the study and analyse again",
+            batch.study_version, study.id, study.version
+        )));
+    }
+    if !is_random_id(&batch.contributor) || !is_random_id(&batch.idempotency_key) {
+        return Err(Rejection::invalid(
+            "contributor and idempotency_key must each be 32 lowercase hex digits".into(),
+        ));
+    }
+    let m = plan.reports_per_contributor as usize;
+    if batch.reports.is_empty() {
+        return Err(Rejection::invalid("a batch needs at least one report".into()));
+    }
+    if batch.reports.len() > m {
+        return Err(Rejection::over_cap(format!(
+            "{} reports in one batch; this study takes at most {m} per contributor",
+            batch.reports.len()
+        )));
+    }
+    let pool: Vec<_> = plan.channels.iter().filter(|c| c.sampled).collect();
+    for (i, report) in batch.reports.iter().enumerate() {
+        let bad = |what: String| Rejection::invalid(format!("report {i}: {what}"));
+        for channel in report.channels.keys() {
+            if plan.channel(*channel).is_none() {
+                return Err(bad(format!("this study has no `{}` channel", channel.name())));
+            }
+        }
+        for c in plan.channels.iter().filter(|c| !c.sampled) {
+            if !report.channels.contains_key(&c.channel) {
+                return Err(bad(format!("the `{}` channel is missing", c.channel.name())));
+            }
+        }
+        let pooled = pool.iter().filter(|c| report.channels.contains_key(&c.channel)).count();
+        if !pool.is_empty() && pooled != 1 {
+            return Err(bad(format!(
+                "{pooled} channels of the sampled pool; a report carries exactly one"
+            )));
+        }
+        for (channel, value) in &report.channels {
+            let c = plan.channel(*channel).expect("checked above");
+            if !c.oracle.accepts(value) {
+                return Err(bad(format!("the `{}` value is outside its domain", channel.name())));
+            }
+        }
+        match (&plan.embedding, &report.embedding) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(bad("this study takes no embedding".into())),
+            (Some(_), None) => return Err(bad("the embedding is missing".into())),
+            (Some(e), Some(v)) => {
+                let d = e.dimensions();
+                if v.len() != d {
+                    return Err(bad(format!("the embedding has {} dimensions, not {d}", v.len())));
+                }
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(bad("the embedding holds a NaN or infinite value".into()));
+                }
+                let norm = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+                let bound = e.clip + e.sigma * ((d as f64).sqrt() + NORM_TAIL);
+                if norm > bound {
+                    return Err(bad(format!(
+                        "the embedding's norm {norm:.1} is beyond what clipping to {} and noise of σ = {:.1} can give ({bound:.1})",
+                        e.clip, e.sigma
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}

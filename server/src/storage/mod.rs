@@ -1,0 +1,118 @@
+//! Store: where acknowledged batches and releases live. Exactly two implementations —
+//! [`sqlite::SqliteStorage`] (embedded, the default) and [`postgres::PostgresStorage`] (for
+//! several stateless servers in front of one database) — with one migration history each
+//! (`server/migrations/{sqlite,postgres}`) and one test suite run against both.
+//!
+//! Nothing here knows HTTP. What is stored per batch: the study and version, the contributor's
+//! random pseudonym, the batch key, the day it arrived, and the privatized reports as sent.
+//! No IP address, user agent or time of day.
+
+pub mod postgres;
+pub mod sqlite;
+
+use serde::{Deserialize, Serialize};
+
+/// A validated batch, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewBatch {
+    pub study_id: String,
+    pub study_version: String,
+    pub contributor: String,
+    pub idempotency_key: String,
+    /// SHA-256 of the batch as received: a retry must carry the same content.
+    pub digest: String,
+    pub reports: u32,
+    /// The study's cap on reports per contributor.
+    pub cap: u32,
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    /// The reports, as JSON.
+    pub body: String,
+}
+
+/// What the server promises once a batch is committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The batch's position in the store.
+    pub receipt: i64,
+    pub study_id: String,
+    pub idempotency_key: String,
+    pub reports: u32,
+    pub day: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreOutcome {
+    Stored(Receipt),
+    /// The same batch again (a retry): acknowledged with the original receipt, not stored twice.
+    Replayed(Receipt),
+    /// The key was used before for a different batch.
+    KeyConflict,
+    /// Storing it would take the contributor past the study's cap.
+    OverCap {
+        stored: u32,
+        cap: u32,
+    },
+}
+
+/// One stored batch, as analysis reads it.
+#[derive(Debug, Clone)]
+pub struct StoredBatch {
+    pub contributor: String,
+    pub day: i64,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseSummary {
+    pub id: String,
+    pub study_id: String,
+    pub created: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("the database schema is at version {found}, newer than this server knows ({known}); upgrade the server")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("a release with id {0} exists already; releases are immutable")]
+    ReleaseExists(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The operations the server needs from a database. Each call is blocking: the HTTP layer calls
+/// them from its blocking pool or from the ingest writer thread.
+pub trait Storage: Send + Sync {
+    /// Stores the batches in one transaction (group commit) and returns one outcome each, in
+    /// order. When this returns `Ok`, every `Stored` batch is durable.
+    fn store(&self, batches: &[NewBatch]) -> Result<Vec<StoreOutcome>, StorageError>;
+    /// Visits every batch stored for a study version, in the order they were stored.
+    fn batches(
+        &self,
+        study_id: &str,
+        study_version: &str,
+        visit: &mut dyn FnMut(StoredBatch),
+    ) -> Result<(), StorageError>;
+    /// (batches, reports) stored for a study version.
+    fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError>;
+    /// Stores a signed release; an existing id is an error (releases are immutable).
+    fn insert_release(&self, summary: &ReleaseSummary, document: &str) -> Result<(), StorageError>;
+    fn releases(&self) -> Result<Vec<ReleaseSummary>, StorageError>;
+    fn release(&self, id: &str) -> Result<Option<String>, StorageError>;
+    /// How many releases a study has had (to number the next).
+    fn release_count(&self, study_id: &str) -> Result<u64, StorageError>;
+}
+
+/// Opens the storage a `--database` value names: `postgres://…` or `postgresql://…` for
+/// PostgreSQL, anything else is a SQLite file path.
+pub fn open(database: &str) -> Result<Box<dyn Storage>, StorageError> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        Ok(Box::new(postgres::PostgresStorage::open(database)?))
+    } else {
+        Ok(Box::new(sqlite::SqliteStorage::open(std::path::Path::new(database))?))
+    }
+}

@@ -1,0 +1,204 @@
+//! SQLite storage, the embedded default: one file under the data directory, in WAL mode with
+//! `synchronous = FULL`, so a commit is on disk before a receipt goes out. One connection
+//! writes (the ingest writer groups batches into one transaction); another reads.
+
+use super::{NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// The migration history, in order; each runs once, in a transaction.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+
+pub struct SqliteStorage {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+fn connect(path: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+impl SqliteStorage {
+    pub fn open(path: &Path) -> Result<SqliteStorage, StorageError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StorageError::Other(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let mut writer = connect(path)?;
+        migrate(&mut writer)?;
+        let reader = connect(path)?;
+        Ok(SqliteStorage {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied TEXT NOT NULL)",
+    )?;
+    let current: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| {
+        r.get(0)
+    })?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    if current > known {
+        return Err(StorageError::SchemaTooNew { found: current, known });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied) VALUES (?1, datetime('now'))",
+            [version],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn store_one(tx: &mut rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, StorageError> {
+    let receipt = |id: i64, reports: u32, day: i64| Receipt {
+        receipt: id,
+        study_id: b.study_id.clone(),
+        idempotency_key: b.idempotency_key.clone(),
+        reports,
+        day,
+    };
+    let sp = tx.savepoint()?;
+    let id: Option<i64> = sp
+        .query_row(
+            "INSERT INTO batches (study_id, study_version, idempotency_key, contributor, digest, reports, received_day, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (study_id, idempotency_key) DO NOTHING RETURNING id",
+            params![b.study_id, b.study_version, b.idempotency_key, b.contributor, b.digest, b.reports, b.day, b.body],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(id) = id else {
+        drop(sp);
+        let (id, digest, reports, day): (i64, String, u32, i64) = tx.query_row(
+            "SELECT id, digest, reports, received_day FROM batches WHERE study_id = ?1 AND idempotency_key = ?2",
+            params![b.study_id, b.idempotency_key],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        return Ok(if digest == b.digest {
+            StoreOutcome::Replayed(receipt(id, reports, day))
+        } else {
+            StoreOutcome::KeyConflict
+        });
+    };
+    let within_cap: Option<u32> = sp
+        .query_row(
+            "INSERT INTO contributors (study_id, study_version, contributor, reports) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (study_id, study_version, contributor)
+             DO UPDATE SET reports = reports + excluded.reports WHERE reports + excluded.reports <= ?5
+             RETURNING reports",
+            params![b.study_id, b.study_version, b.contributor, b.reports, b.cap],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if within_cap.is_none() || b.reports > b.cap {
+        drop(sp);
+        let stored: u32 = tx
+            .query_row(
+                "SELECT reports FROM contributors WHERE study_id = ?1 AND study_version = ?2 AND contributor = ?3",
+                params![b.study_id, b.study_version, b.contributor],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        return Ok(StoreOutcome::OverCap { stored, cap: b.cap });
+    }
+    sp.commit()?;
+    Ok(StoreOutcome::Stored(receipt(id, b.reports, b.day)))
+}
+
+impl Storage for SqliteStorage {
+    fn store(&self, batches: &[NewBatch]) -> Result<Vec<StoreOutcome>, StorageError> {
+        let mut conn = self.writer.lock().expect("writer lock");
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let outcomes = batches
+            .iter()
+            .map(|b| store_one(&mut tx, b))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    fn batches(
+        &self,
+        study_id: &str,
+        study_version: &str,
+        visit: &mut dyn FnMut(StoredBatch),
+    ) -> Result<(), StorageError> {
+        let conn = self.reader.lock().expect("reader lock");
+        let mut statement = conn.prepare(
+            "SELECT contributor, received_day, body FROM batches WHERE study_id = ?1 AND study_version = ?2 ORDER BY id",
+        )?;
+        let mut rows = statement.query(params![study_id, study_version])?;
+        while let Some(row) = rows.next()? {
+            visit(StoredBatch {
+                contributor: row.get(0)?,
+                day: row.get(1)?,
+                body: row.get(2)?,
+            });
+        }
+        Ok(())
+    }
+
+    fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {
+        let conn = self.reader.lock().expect("reader lock");
+        Ok(conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(reports), 0) FROM batches WHERE study_id = ?1 AND study_version = ?2",
+            params![study_id, study_version],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )?)
+    }
+
+    fn insert_release(&self, summary: &ReleaseSummary, document: &str) -> Result<(), StorageError> {
+        let conn = self.writer.lock().expect("writer lock");
+        let inserted = conn.execute(
+            "INSERT INTO releases (id, study_id, created, document) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+            params![summary.id, summary.study_id, summary.created, document],
+        )?;
+        if inserted == 0 {
+            return Err(StorageError::ReleaseExists(summary.id.clone()));
+        }
+        Ok(())
+    }
+
+    fn releases(&self) -> Result<Vec<ReleaseSummary>, StorageError> {
+        let conn = self.reader.lock().expect("reader lock");
+        let mut statement = conn.prepare("SELECT id, study_id, created FROM releases ORDER BY created, id")?;
+        let rows = statement.query_map([], |r| {
+            Ok(ReleaseSummary {
+                id: r.get(0)?,
+                study_id: r.get(1)?,
+                created: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn release(&self, id: &str) -> Result<Option<String>, StorageError> {
+        let conn = self.reader.lock().expect("reader lock");
+        Ok(conn
+            .query_row("SELECT document FROM releases WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn release_count(&self, study_id: &str) -> Result<u64, StorageError> {
+        let conn = self.reader.lock().expect("reader lock");
+        Ok(
+            conn.query_row("SELECT COUNT(*) FROM releases WHERE study_id = ?1", [study_id], |r| {
+                r.get::<_, i64>(0)
+            })? as u64,
+        )
+    }
+}
