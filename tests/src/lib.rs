@@ -146,3 +146,176 @@ pub fn assert_no_text_of(export: &Path, sent: &str) {
     }
     assert!(checked > 100, "too little text to check ({checked} windows)");
 }
+
+/// A `chorus serve` process on a free loopback port, killed when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub database: Option<String>,
+    pub log: PathBuf,
+}
+
+/// The admin token the test servers run with.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl ServerProcess {
+    /// Starts a server on `data_dir` (SQLite there unless `database` names PostgreSQL), with
+    /// `extra` arguments, and waits until `/healthz` answers.
+    pub fn start(data_dir: &Path, database: Option<&str>, extra: &[&str]) -> ServerProcess {
+        let port = free_port();
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log = data_dir.join(format!("server-{port}.log"));
+        let mut command = std::process::Command::new(chorus_bin());
+        command
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("CHORUS_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env_remove("CHORUS_DATABASE")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(url) = database {
+            command.args(["--database", url]);
+        }
+        let child = command.spawn().expect("chorus serve starts");
+        let mut server = ServerProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+            database: database.map(str::to_owned),
+            log,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&mut self) {
+        // Compiling the study on a cold cache takes a minute or two.
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "chorus serve exited with {status}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if http(&self.url, "GET", "/healthz", None).0 == 200 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("chorus serve did not become healthy");
+    }
+
+    /// SIGKILL: no chance to flush or finish anything.
+    pub fn kill(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http(&self.url, "GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        http(&self.url, "POST", path, Some(body))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One HTTP request; (0, error) when no answer came.
+pub fn http(base: &str, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let url = format!("{base}{path}");
+    let result = match (method, body) {
+        ("GET", _) => agent.get(&url).call(),
+        (_, Some(body)) => agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .send(body),
+        (_, None) => agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .send_empty(),
+    };
+    match result {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(64 << 20)
+                .read_to_string()
+                .unwrap_or_default();
+            (status, text)
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// The PostgreSQL server the test command provides (`CHORUS_TEST_POSTGRES`), with a fresh
+/// database for one test. Fails loudly when there is none: these tests never skip.
+pub fn fresh_postgres_database(name: &str) -> String {
+    let base = std::env::var("CHORUS_TEST_POSTGRES").expect(
+        "CHORUS_TEST_POSTGRES is not set: run the tests with `cargo xtask test`, which starts a local PostgreSQL",
+    );
+    let mut client = postgres::Client::connect(&base, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {base}: {e}"));
+    let database = format!("chorus_{name}_{}", std::process::id());
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database}"))
+        .unwrap();
+    client.batch_execute(&format!("CREATE DATABASE {database}")).unwrap();
+    let (prefix, _) = base.rsplit_once('/').expect("a URL ending in /database");
+    format!("{prefix}/{database}")
+}
+
+/// The on-device analyses (with embeddings and category probabilities) of an export, by the
+/// `chorus analyze` command.
+pub fn analyses_of(export: &Path) -> Vec<chorus_shared::Analysis> {
+    let out = std::process::Command::new(chorus_bin())
+        .args(["analyze", "--embeddings"])
+        .arg(export)
+        .output()
+        .expect("chorus analyze runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an analysis"))
+        .collect()
+}
+
+/// A batch of one report, privatized from `analysis` with OpenDP's secure noise, from a new
+/// random contributor — what one browser would send.
+pub fn batch_for(
+    study: &chorus_shared::study::CompiledStudy,
+    analysis: &chorus_shared::Analysis,
+) -> chorus_shared::protocol::ReportBatch {
+    use chorus_shared::privacy::noise::Noise;
+    use chorus_shared::protocol::{random_id, ReportBatch};
+    let mut noise = Noise::Secure;
+    let report = study
+        .privacy
+        .privatize(analysis, &study.category_ids(), &mut noise)
+        .unwrap();
+    let (contributor, key) = (random_id(&mut noise).unwrap(), random_id(&mut noise).unwrap());
+    ReportBatch::new(&study.id, &study.version, &contributor, &key, vec![report], &noise).unwrap()
+}

@@ -4,12 +4,14 @@
 //!   into the cache, checking every SHA-256;
 //! - `wasm`: build the browser bundle into `www/pkg` (installs the wasm target and a matching
 //!   wasm-bindgen-cli when missing);
-//! - `test`: everything CI checks, from a fresh machine;
-//! - `run`: the product, as far as it goes.
+//! - `test`: everything CI checks, from a fresh machine (with a local PostgreSQL);
+//! - `run`: the product, as far as it goes;
+//! - `postgres`: start the test suite's local PostgreSQL and print its URL.
 //!
 //! Each task is idempotent: what is already in place is checked, not redone.
 
 mod fetch;
+mod postgres;
 mod tasks;
 
 use std::process::ExitCode;
@@ -21,8 +23,9 @@ fn main() -> ExitCode {
         Some("wasm") => tasks::wasm(),
         Some("test") => tasks::test(),
         Some("run") => tasks::run(&args[1..]),
+        Some("postgres") => postgres::ensure().map(|url| println!("{url}")),
         _ => {
-            eprintln!("usage: cargo xtask <fetch [--corpus] | wasm | test | run>");
+            eprintln!("usage: cargo xtask <fetch [--corpus] | wasm | test | run | postgres>");
             return ExitCode::from(2);
         }
     };

@@ -19,9 +19,14 @@ fn target_dir() -> PathBuf {
 
 /// Runs a command in the workspace root, failing with its command line when it fails.
 fn sh(program: &str, args: &[&str]) -> Result<(), String> {
+    sh_env(program, args, &[])
+}
+
+fn sh_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     eprintln!("xtask: {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(root())
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
@@ -109,7 +114,12 @@ pub fn test() -> Result<(), String> {
             "warnings",
         ],
     )?;
-    sh("cargo", &["test", "--release", "--workspace"])
+    let postgres = crate::postgres::ensure()?;
+    sh_env(
+        "cargo",
+        &["test", "--release", "--workspace"],
+        &[("CHORUS_TEST_POSTGRES", &postgres)],
+    )
 }
 
 /// Runs the product. So far: the on-device analysis, natively, on the demo export.

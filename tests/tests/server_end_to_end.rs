@@ -1,0 +1,218 @@
+//! The whole path, against both databases: 1,200 contributors (the client pipeline run on
+//! public ShareGPT conversations, privatized with OpenDP's secure noise) post their batches to
+//! `chorus serve`; a native `chorus contribute` posts one more; a release is cut over the admin
+//! API and with `chorus release`; its signature verifies (in process and with `chorus verify`);
+//! its estimates cover the non-private truth; no published cell is below k.
+
+use chorus_shared::privacy::Channel;
+use chorus_shared::study::CompiledStudy;
+use chorus_shared::Analysis;
+use chorus_tests::{
+    analyses_of, batch_for, cached, chorus_bin, fixture, fresh_postgres_database, write_sharegpt_sample, ServerProcess,
+};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+const CONTRIBUTORS: usize = 1200;
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chorus-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Analysed once, shared by the SQLite and PostgreSQL runs.
+fn analyses() -> &'static Vec<Analysis> {
+    static ANALYSES: OnceLock<Vec<Analysis>> = OnceLock::new();
+    ANALYSES.get_or_init(|| {
+        let dir = temp("corpus");
+        let export = dir.join("sharegpt.json");
+        write_sharegpt_sample(&cached("corpus/sharegpt.json"), CONTRIBUTORS, &export);
+        let analyses = analyses_of(&export);
+        assert!(analyses.len() >= CONTRIBUTORS - 20, "{} analyses", analyses.len());
+        analyses
+    })
+}
+
+/// The non-private distribution of what a channel privatizes (for the category: the mean of
+/// the classifier's probabilities, from which each report's category is drawn).
+fn truth(study: &CompiledStudy, channel: Channel, analyses: &[Analysis]) -> Vec<f64> {
+    let plan = study.privacy.channel(channel).unwrap();
+    let mut shares = vec![0f64; plan.labels.len()];
+    let n = analyses.len() as f64;
+    for a in analyses {
+        match (channel, &a.category_probabilities) {
+            (Channel::Category, Some(p)) => shares.iter_mut().zip(p).for_each(|(s, x)| *s += *x as f64 / n),
+            _ => shares[study.privacy.channel_value(channel, a, &study.category_ids())] += 1.0 / n,
+        }
+    }
+    shares
+}
+
+fn run(database: Option<&str>, name: &str) {
+    let dir = temp(name);
+    let server = ServerProcess::start(&dir.join("data"), database, &[]);
+    let (status, body) = server.get("/api/v1/studies/chorus-default");
+    assert_eq!(status, 200, "{body}");
+    let study: CompiledStudy = serde_json::from_str(&body).unwrap();
+    let k = study.release.k as f64;
+
+    let analyses = analyses();
+    for analysis in analyses {
+        let batch = serde_json::to_string(&batch_for(&study, analysis)).unwrap();
+        let (status, body) = server.post("/api/v1/studies/chorus-default/reports", &batch);
+        assert_eq!(status, 201, "{body}");
+    }
+    // One more contributor through the native client, exactly as the browser posts.
+    let out = std::process::Command::new(chorus_bin())
+        .args([
+            "contribute",
+            "--server",
+            &server.url,
+            "--study",
+            "chorus-default",
+            "--memo",
+        ])
+        .arg(dir.join("memo.json"))
+        .arg(fixture("chatgpt/conversations.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let receipt: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(receipt["reports"], 1);
+    assert_eq!(receipt["replayed"], false);
+
+    let (status, body) = server.post("/api/v1/admin/studies/chorus-default/releases", "");
+    assert_eq!(status, 201, "{body}");
+    let summary: Value = serde_json::from_str(&body).unwrap();
+    let id = summary["id"].as_str().unwrap().to_owned();
+    let (_, document) = server.get(&format!("/api/v1/releases/{id}"));
+    let (_, key) = server.get("/api/v1/public-key");
+    let key: Value = serde_json::from_str(&key).unwrap();
+    let signed =
+        chorus_shared::release::verify(&document, key["public_key"].as_str().unwrap()).expect("the release verifies");
+    let release = &signed.release;
+    assert_eq!(release["study"]["version"], study.version.as_str());
+
+    // Offline, with the command an auditor runs; and a tampered copy fails.
+    let file = dir.join(format!("{id}.json"));
+    std::fs::write(&file, &document).unwrap();
+    std::fs::write(dir.join("key.json"), serde_json::to_string(&key).unwrap()).unwrap();
+    let verify = |path: &PathBuf| {
+        std::process::Command::new(chorus_bin())
+            .arg("verify")
+            .arg(path)
+            .arg("--key")
+            .arg(dir.join("key.json"))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(verify(&file));
+    let tampered = dir.join("tampered.json");
+    std::fs::write(&tampered, document.replacen("\"k\": 10", "\"k\": 1", 1)).unwrap();
+    assert!(!verify(&tampered), "a tampered release must not verify");
+
+    // The central-DP counts are near the truth (discrete Laplace, scale 4 at ε = 0.25).
+    let contributors = release["counts"]["contributors"].as_f64().unwrap();
+    assert!(
+        (contributors - (analyses.len() + 1) as f64).abs() < 60.0,
+        "{contributors}"
+    );
+
+    // Every published cell: its count is reliably ≥ k, and its interval covers the truth.
+    let (mut published, mut covered) = (0usize, 0usize);
+    for channel in [
+        Channel::Category,
+        Channel::Language,
+        Channel::Concern,
+        Channel::Turns,
+        Channel::HasCode,
+    ] {
+        let truth = truth(&study, channel, analyses);
+        let cells = release["facets"][channel.name()]["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), truth.len());
+        for (cell, t) in cells.iter().zip(&truth) {
+            if cell["suppressed"] == true {
+                // The category (ε = 1.5 on every report) is precise enough that its large cells
+                // must be published; the pooled facets (ε = 0.35 on a quarter of the reports)
+                // are too noisy at this size, and suppression is their honest answer.
+                assert!(
+                    channel != Channel::Category || *t < 0.12,
+                    "a category cell of share {t} was suppressed"
+                );
+                continue;
+            }
+            published += 1;
+            assert!(
+                cell["count_ci95"][0].as_f64().unwrap() >= k,
+                "a published cell below k: {cell}"
+            );
+            let (lo, hi) = (cell["ci95"][0].as_f64().unwrap(), cell["ci95"][1].as_f64().unwrap());
+            let half = (hi - lo) / 2.0;
+            if (lo..=hi).contains(t) {
+                covered += 1;
+            } else {
+                assert!(
+                    (t - (lo + hi) / 2.0).abs() < 2.5 * half,
+                    "{channel:?}: truth {t} far outside [{lo}, {hi}]"
+                );
+            }
+        }
+    }
+    assert!(published >= 3, "only {published} cells published");
+    assert!(
+        covered as f64 >= 0.8 * published as f64,
+        "{covered} of {published} intervals cover the truth"
+    );
+    for cell in release["facets"]["category"]["debiased"].as_array().unwrap() {
+        if cell["suppressed"] != true {
+            assert!(cell["count_ci95"][0].as_f64().unwrap() >= k);
+        }
+    }
+    for cell in release["crosstabs"]["category_by_language"]["cells"]
+        .as_array()
+        .unwrap()
+    {
+        if cell["suppressed"] != true {
+            assert!(cell["count_ci95"][0].as_f64().unwrap() >= k);
+        }
+    }
+    let (status, csv) = server.get(&format!("/api/v1/releases/{id}/csv"));
+    assert_eq!(status, 200);
+    assert!(csv.starts_with("table,row,column,share"), "{csv}");
+    assert!(csv.lines().count() > 30);
+
+    // `chorus release` cuts the next release from the same store; the list shows both.
+    let mut command = std::process::Command::new(chorus_bin());
+    command
+        .args(["release", "--study", "chorus-default", "--data-dir"])
+        .arg(&server.data_dir);
+    if let Some(url) = database {
+        command.args(["--database", url]);
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, list) = server.get("/api/v1/releases");
+    let list: Vec<BTreeMap<String, Value>> = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let metrics = server.get("/metrics").1;
+    assert!(metrics.contains("chorus_reports_stored_total"), "{metrics}");
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sqlite_end_to_end() {
+    run(None, "sqlite");
+}
+
+#[test]
+fn postgres_end_to_end() {
+    let url = fresh_postgres_database("e2e");
+    run(Some(&url), "postgres");
+}
