@@ -1,0 +1,140 @@
+//! A corpus of bad batches — malformed, oversized, non-finite, wrong dimension, wrong study,
+//! over the cap, replayed — each gets the right 4xx and a JSON error, nothing of it is stored,
+//! and the server keeps serving. Against SQLite and PostgreSQL.
+
+use chorus_shared::study::CompiledStudy;
+use chorus_tests::{analyses_of, batch_for, fixture, fresh_postgres_database, ServerProcess};
+use serde_json::{json, Value};
+
+const PATH: &str = "/api/v1/studies/chorus-default/reports";
+
+/// (what, body, expected status, expected error code)
+fn bad_batches(valid: &Value) -> Vec<(&'static str, String, u16, &'static str)> {
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut v = valid.clone();
+        edit(&mut v);
+        v.to_string()
+    };
+    let embedding_len = valid["reports"][0]["embedding"].as_array().unwrap().len();
+    let pooled = ["language", "concern", "turns", "has_code"];
+    vec![
+        ("not JSON", "this is not json".into(), 400, "malformed"),
+        ("truncated JSON", valid.to_string()[..40].to_owned(), 400, "malformed"),
+        ("an empty object", "{}".into(), 400, "malformed"),
+        ("an array", "[1, 2, 3]".into(), 400, "malformed"),
+        ("deeply nested", "[".repeat(20_000), 400, "malformed"),
+        ("an unknown field", with(&|v| v["ip"] = json!("1.2.3.4")), 400, "malformed"),
+        ("a text field in a report", with(&|v| v["reports"][0]["title"] = json!("my secret")), 400, "malformed"),
+        ("oversized", with(&|v| v["reports"][0]["embedding"] = json!(vec![0.5; 40_000])), 413, "too_large"),
+        ("a NaN literal", valid.to_string().replacen("\"embedding\":[", "\"embedding\":[NaN,", 1), 400, "malformed"),
+        // Beyond f32: JSON cannot carry an infinity, and the parser refuses to make one.
+        ("an infinite value", with(&|v| v["reports"][0]["embedding"][0] = json!(1e39)), 400, "malformed"),
+        ("an overflowing literal", valid.to_string().replacen("\"embedding\":[", "\"embedding\":[1e400,", 1), 400, "malformed"),
+        ("a short embedding", with(&|v| {
+            v["reports"][0]["embedding"].as_array_mut().unwrap().pop();
+        }), 422, "invalid_batch"),
+        ("a long embedding", with(&|v| v["reports"][0]["embedding"] = json!(vec![0.1; embedding_len + 1])), 422, "invalid_batch"),
+        ("a huge norm", with(&|v| v["reports"][0]["embedding"] = json!(vec![1000.0; embedding_len])), 422, "invalid_batch"),
+        ("no embedding", with(&|v| {
+            v["reports"][0].as_object_mut().unwrap().remove("embedding");
+        }), 422, "invalid_batch"),
+        ("a category outside the domain", with(&|v| v["reports"][0]["channels"]["category"] = json!(99)), 422, "invalid_batch"),
+        ("a negative category", with(&|v| v["reports"][0]["channels"]["category"] = json!(-1)), 400, "malformed"),
+        ("no category", with(&|v| {
+            v["reports"][0]["channels"].as_object_mut().unwrap().remove("category");
+        }), 422, "invalid_batch"),
+        ("two pooled channels", with(&|v| {
+            for p in pooled {
+                v["reports"][0]["channels"][p] = json!(0);
+            }
+        }), 422, "invalid_batch"),
+        ("an unknown channel", with(&|v| v["reports"][0]["channels"]["topic"] = json!(0)), 400, "malformed"),
+        ("another protocol", with(&|v| v["protocol"] = json!(2)), 422, "invalid_batch"),
+        ("a pseudonym that is not random hex", with(&|v| v["contributor"] = json!("alice@example.com")), 422, "invalid_batch"),
+        ("a short key", with(&|v| v["idempotency_key"] = json!("abc")), 422, "invalid_batch"),
+        ("no reports", with(&|v| v["reports"] = json!([])), 422, "invalid_batch"),
+        ("more reports than the cap", with(&|v| {
+            let r = v["reports"][0].clone();
+            v["reports"] = json!([r.clone(), r]);
+        }), 409, "over_cap"),
+        ("another study's batch", with(&|v| v["study_id"] = json!("other-study")), 409, "wrong_study_version"),
+        ("an old study version", with(&|v| v["study_version"] = json!("0000000000000000")), 409, "wrong_study_version"),
+    ]
+}
+
+fn run(database: Option<&str>, name: &str) {
+    let dir = std::env::temp_dir().join(format!("chorus-bad-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("server.toml");
+    std::fs::write(&config, "max_body_bytes = 65536\n").unwrap();
+    let server = ServerProcess::start(&dir.join("data"), database, &["--config", config.to_str().unwrap()]);
+    let study: CompiledStudy = serde_json::from_str(&server.get("/api/v1/studies/chorus-default").1).unwrap();
+    let analyses = analyses_of(&fixture("chatgpt/conversations.json"));
+    let batch = batch_for(&study, &analyses[0]);
+    let valid = serde_json::to_value(&batch).unwrap();
+
+    for (what, body, status, code) in bad_batches(&valid) {
+        let (got, answer) = server.post(PATH, &body);
+        assert_eq!(got, status, "{what}: {answer}");
+        let error: Value = serde_json::from_str(&answer).unwrap_or_else(|_| panic!("{what}: not JSON: {answer}"));
+        assert_eq!(error["error"]["code"], code, "{what}: {answer}");
+        assert!(!error["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let (got, answer) = server.post("/api/v1/studies/no-such-study/reports", &valid.to_string());
+    assert_eq!((got, answer.contains("unknown_study")), (404, true), "{answer}");
+
+    // The valid batch is stored once; its retry is acknowledged with the same receipt.
+    let (got, first) = server.post(PATH, &valid.to_string());
+    assert_eq!(got, 201, "{first}");
+    let (got, again) = server.post(PATH, &valid.to_string());
+    assert_eq!(got, 200, "{again}");
+    let (first, again): (Value, Value) = (serde_json::from_str(&first).unwrap(), serde_json::from_str(&again).unwrap());
+    assert_eq!(first["receipt"], again["receipt"]);
+    assert_eq!(again["replayed"], true);
+    // The same key for other content, and a second batch past the cap of one report.
+    let other = batch_for(&study, &analyses[1]);
+    let mut conflicting = serde_json::to_value(&other).unwrap();
+    conflicting["idempotency_key"] = valid["idempotency_key"].clone();
+    let (got, answer) = server.post(PATH, &conflicting.to_string());
+    assert_eq!((got, answer.contains("key_conflict")), (409, true), "{answer}");
+    let mut second = serde_json::to_value(&other).unwrap();
+    second["contributor"] = valid["contributor"].clone();
+    let (got, answer) = server.post(PATH, &second.to_string());
+    assert_eq!((got, answer.contains("over_cap")), (409, true), "{answer}");
+
+    assert_eq!(server.get("/healthz").0, 200, "the server survived");
+    let stored = match database {
+        None => {
+            let db = rusqlite::Connection::open(server.data_dir.join("chorus.sqlite3")).unwrap();
+            let batches: i64 = db.query_row("SELECT COUNT(*) FROM batches", [], |r| r.get(0)).unwrap();
+            let reports: i64 = db.query_row("SELECT SUM(reports) FROM contributors", [], |r| r.get(0)).unwrap();
+            (batches, reports)
+        }
+        Some(url) => {
+            let mut db = postgres::Client::connect(url, postgres::NoTls).unwrap();
+            let batches: i64 = db.query_one("SELECT COUNT(*) FROM batches", &[]).unwrap().get(0);
+            let reports: i64 = db.query_one("SELECT SUM(reports)::BIGINT FROM contributors", &[]).unwrap().get(0);
+            (batches, reports)
+        }
+    };
+    assert_eq!(stored, (1, 1), "only the valid batch is stored");
+    // Logs name routes and statuses, never a pseudonym or a batch key.
+    let log = std::fs::read_to_string(&server.log).unwrap();
+    assert!(log.contains("\"status\":422"), "requests are logged");
+    assert!(!log.contains(valid["contributor"].as_str().unwrap()));
+    assert!(!log.contains(valid["idempotency_key"].as_str().unwrap()));
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sqlite_refuses_bad_batches() {
+    run(None, "sqlite");
+}
+
+#[test]
+fn postgres_refuses_bad_batches() {
+    let url = fresh_postgres_database("bad");
+    run(Some(&url), "postgres");
+}
