@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: where the fixtures, the built `chorus` binary and
 //! the cached model and corpus are.
 
+pub mod load;
+
 use std::path::{Path, PathBuf};
 
 pub fn fixture(name: &str) -> PathBuf {

@@ -23,42 +23,149 @@ fn bad_batches(valid: &Value) -> Vec<(&'static str, String, u16, &'static str)> 
         ("an empty object", "{}".into(), 400, "malformed"),
         ("an array", "[1, 2, 3]".into(), 400, "malformed"),
         ("deeply nested", "[".repeat(20_000), 400, "malformed"),
-        ("an unknown field", with(&|v| v["ip"] = json!("1.2.3.4")), 400, "malformed"),
-        ("a text field in a report", with(&|v| v["reports"][0]["title"] = json!("my secret")), 400, "malformed"),
-        ("oversized", with(&|v| v["reports"][0]["embedding"] = json!(vec![0.5; 40_000])), 413, "too_large"),
-        ("a NaN literal", valid.to_string().replacen("\"embedding\":[", "\"embedding\":[NaN,", 1), 400, "malformed"),
+        (
+            "an unknown field",
+            with(&|v| v["ip"] = json!("1.2.3.4")),
+            400,
+            "malformed",
+        ),
+        (
+            "a text field in a report",
+            with(&|v| v["reports"][0]["title"] = json!("my secret")),
+            400,
+            "malformed",
+        ),
+        (
+            "oversized",
+            with(&|v| v["reports"][0]["embedding"] = json!(vec![0.5; 40_000])),
+            413,
+            "too_large",
+        ),
+        (
+            "a NaN literal",
+            valid.to_string().replacen("\"embedding\":[", "\"embedding\":[NaN,", 1),
+            400,
+            "malformed",
+        ),
         // Beyond f32: JSON cannot carry an infinity, and the parser refuses to make one.
-        ("an infinite value", with(&|v| v["reports"][0]["embedding"][0] = json!(1e39)), 400, "malformed"),
-        ("an overflowing literal", valid.to_string().replacen("\"embedding\":[", "\"embedding\":[1e400,", 1), 400, "malformed"),
-        ("a short embedding", with(&|v| {
-            v["reports"][0]["embedding"].as_array_mut().unwrap().pop();
-        }), 422, "invalid_batch"),
-        ("a long embedding", with(&|v| v["reports"][0]["embedding"] = json!(vec![0.1; embedding_len + 1])), 422, "invalid_batch"),
-        ("a huge norm", with(&|v| v["reports"][0]["embedding"] = json!(vec![1000.0; embedding_len])), 422, "invalid_batch"),
-        ("no embedding", with(&|v| {
-            v["reports"][0].as_object_mut().unwrap().remove("embedding");
-        }), 422, "invalid_batch"),
-        ("a category outside the domain", with(&|v| v["reports"][0]["channels"]["category"] = json!(99)), 422, "invalid_batch"),
-        ("a negative category", with(&|v| v["reports"][0]["channels"]["category"] = json!(-1)), 400, "malformed"),
-        ("no category", with(&|v| {
-            v["reports"][0]["channels"].as_object_mut().unwrap().remove("category");
-        }), 422, "invalid_batch"),
-        ("two pooled channels", with(&|v| {
-            for p in pooled {
-                v["reports"][0]["channels"][p] = json!(0);
-            }
-        }), 422, "invalid_batch"),
-        ("an unknown channel", with(&|v| v["reports"][0]["channels"]["topic"] = json!(0)), 400, "malformed"),
-        ("another protocol", with(&|v| v["protocol"] = json!(2)), 422, "invalid_batch"),
-        ("a pseudonym that is not random hex", with(&|v| v["contributor"] = json!("alice@example.com")), 422, "invalid_batch"),
-        ("a short key", with(&|v| v["idempotency_key"] = json!("abc")), 422, "invalid_batch"),
+        (
+            "an infinite value",
+            with(&|v| v["reports"][0]["embedding"][0] = json!(1e39)),
+            400,
+            "malformed",
+        ),
+        (
+            "an overflowing literal",
+            valid
+                .to_string()
+                .replacen("\"embedding\":[", "\"embedding\":[1e400,", 1),
+            400,
+            "malformed",
+        ),
+        (
+            "a short embedding",
+            with(&|v| {
+                v["reports"][0]["embedding"].as_array_mut().unwrap().pop();
+            }),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "a long embedding",
+            with(&|v| v["reports"][0]["embedding"] = json!(vec![0.1; embedding_len + 1])),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "a huge norm",
+            with(&|v| v["reports"][0]["embedding"] = json!(vec![1000.0; embedding_len])),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "no embedding",
+            with(&|v| {
+                v["reports"][0].as_object_mut().unwrap().remove("embedding");
+            }),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "a category outside the domain",
+            with(&|v| v["reports"][0]["channels"]["category"] = json!(99)),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "a negative category",
+            with(&|v| v["reports"][0]["channels"]["category"] = json!(-1)),
+            400,
+            "malformed",
+        ),
+        (
+            "no category",
+            with(&|v| {
+                v["reports"][0]["channels"].as_object_mut().unwrap().remove("category");
+            }),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "two pooled channels",
+            with(&|v| {
+                for p in pooled {
+                    v["reports"][0]["channels"][p] = json!(0);
+                }
+            }),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "an unknown channel",
+            with(&|v| v["reports"][0]["channels"]["topic"] = json!(0)),
+            400,
+            "malformed",
+        ),
+        (
+            "another protocol",
+            with(&|v| v["protocol"] = json!(2)),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "a pseudonym that is not random hex",
+            with(&|v| v["contributor"] = json!("alice@example.com")),
+            422,
+            "invalid_batch",
+        ),
+        (
+            "a short key",
+            with(&|v| v["idempotency_key"] = json!("abc")),
+            422,
+            "invalid_batch",
+        ),
         ("no reports", with(&|v| v["reports"] = json!([])), 422, "invalid_batch"),
-        ("more reports than the cap", with(&|v| {
-            let r = v["reports"][0].clone();
-            v["reports"] = json!([r.clone(), r]);
-        }), 409, "over_cap"),
-        ("another study's batch", with(&|v| v["study_id"] = json!("other-study")), 409, "wrong_study_version"),
-        ("an old study version", with(&|v| v["study_version"] = json!("0000000000000000")), 409, "wrong_study_version"),
+        (
+            "more reports than the cap",
+            with(&|v| {
+                let r = v["reports"][0].clone();
+                v["reports"] = json!([r.clone(), r]);
+            }),
+            409,
+            "over_cap",
+        ),
+        (
+            "another study's batch",
+            with(&|v| v["study_id"] = json!("other-study")),
+            409,
+            "wrong_study_version",
+        ),
+        (
+            "an old study version",
+            with(&|v| v["study_version"] = json!("0000000000000000")),
+            409,
+            "wrong_study_version",
+        ),
     ]
 }
 
@@ -89,7 +196,10 @@ fn run(database: Option<&str>, name: &str) {
     assert_eq!(got, 201, "{first}");
     let (got, again) = server.post(PATH, &valid.to_string());
     assert_eq!(got, 200, "{again}");
-    let (first, again): (Value, Value) = (serde_json::from_str(&first).unwrap(), serde_json::from_str(&again).unwrap());
+    let (first, again): (Value, Value) = (
+        serde_json::from_str(&first).unwrap(),
+        serde_json::from_str(&again).unwrap(),
+    );
     assert_eq!(first["receipt"], again["receipt"]);
     assert_eq!(again["replayed"], true);
     // The same key for other content, and a second batch past the cap of one report.
@@ -108,13 +218,18 @@ fn run(database: Option<&str>, name: &str) {
         None => {
             let db = rusqlite::Connection::open(server.data_dir.join("chorus.sqlite3")).unwrap();
             let batches: i64 = db.query_row("SELECT COUNT(*) FROM batches", [], |r| r.get(0)).unwrap();
-            let reports: i64 = db.query_row("SELECT SUM(reports) FROM contributors", [], |r| r.get(0)).unwrap();
+            let reports: i64 = db
+                .query_row("SELECT SUM(reports) FROM contributors", [], |r| r.get(0))
+                .unwrap();
             (batches, reports)
         }
         Some(url) => {
             let mut db = postgres::Client::connect(url, postgres::NoTls).unwrap();
             let batches: i64 = db.query_one("SELECT COUNT(*) FROM batches", &[]).unwrap().get(0);
-            let reports: i64 = db.query_one("SELECT SUM(reports)::BIGINT FROM contributors", &[]).unwrap().get(0);
+            let reports: i64 = db
+                .query_one("SELECT SUM(reports)::BIGINT FROM contributors", &[])
+                .unwrap()
+                .get(0);
             (batches, reports)
         }
     };
