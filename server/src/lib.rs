@@ -89,7 +89,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
                 use actix_web::dev::Service;
                 // Method, route pattern, status and duration: nothing about who asked.
                 let (method, started) = (request.method().to_string(), Instant::now());
-                let route = request.match_pattern().unwrap_or_else(|| "other".into());
+                let route = api::route_label(request.path());
                 let metrics = metrics.clone();
                 let response = service.call(request);
                 async move {
@@ -101,7 +101,13 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
                         &format!("route=\"{route}\",status=\"{status}\""),
                         1,
                     );
-                    tracing::info!(%method, %route, status, ms = elapsed * 1e3, "request");
+                    // Accepted requests at debug (thousands a second under load); refusals
+                    // at info, failures at warn.
+                    match status {
+                        500.. => tracing::warn!(%method, %route, status, ms = elapsed * 1e3, "request"),
+                        400.. => tracing::info!(%method, %route, status, ms = elapsed * 1e3, "request"),
+                        _ => tracing::debug!(%method, %route, status, ms = elapsed * 1e3, "request"),
+                    }
                     Ok(response)
                 }
             })

@@ -3,14 +3,14 @@
 //! the per-contributor cap is checked by an atomic upsert, a commit precedes every receipt.
 
 use super::{NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 use std::sync::Mutex;
 
 /// The migration history, in order; each runs once, in a transaction.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
 
 pub struct PostgresStorage {
-    writer: Mutex<Client>,
+    writer: Mutex<(Client, Statements)>,
     reader: Mutex<Client>,
 }
 
@@ -18,9 +18,10 @@ impl PostgresStorage {
     pub fn open(url: &str) -> Result<PostgresStorage, StorageError> {
         let mut writer = Client::connect(url, NoTls)?;
         migrate(&mut writer)?;
+        let statements = Statements::prepare(&mut writer)?;
         let reader = Client::connect(url, NoTls)?;
         Ok(PostgresStorage {
-            writer: Mutex::new(writer),
+            writer: Mutex::new((writer, statements)),
             reader: Mutex::new(reader),
         })
     }
@@ -48,7 +49,47 @@ fn migrate(client: &mut Client) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn store_one(tx: &mut postgres::Transaction, b: &NewBatch) -> Result<StoreOutcome, StorageError> {
+/// The writer's statements, prepared once per connection.
+struct Statements {
+    existing: Statement,
+    reserve: Statement,
+    count: Statement,
+    release_reserve: Statement,
+    insert: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut Client) -> Result<Statements, StorageError> {
+        Ok(Statements {
+            existing: client.prepare(
+                "SELECT id, digest, reports, received_day FROM batches WHERE study_id = $1 AND idempotency_key = $2",
+            )?,
+            reserve: client.prepare(
+                "INSERT INTO contributors (study_id, study_version, contributor, reports) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (study_id, study_version, contributor)
+                 DO UPDATE SET reports = contributors.reports + EXCLUDED.reports
+                 WHERE contributors.reports + EXCLUDED.reports <= $5
+                 RETURNING reports",
+            )?,
+            count: client.prepare(
+                "SELECT reports FROM contributors WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
+            )?,
+            release_reserve: client.prepare(
+                "UPDATE contributors SET reports = reports - $4 WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
+            )?,
+            insert: client.prepare(
+                "INSERT INTO batches (study_id, study_version, idempotency_key, contributor, digest, reports, received_day, body)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            )?,
+        })
+    }
+}
+
+/// Stores one batch inside the group's transaction: the key lookup, the cap reservation (an
+/// atomic upsert), the insert. If another server inserts the same key between lookup and
+/// insert, the unique index fails the group's transaction: its clients get 503, retry, and
+/// are answered with a replay — never a second copy.
+fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Result<StoreOutcome, StorageError> {
     let receipt = |id: i64, reports: u32, day: i64| Receipt {
         receipt: id,
         study_id: b.study_id.clone(),
@@ -57,56 +98,39 @@ fn store_one(tx: &mut postgres::Transaction, b: &NewBatch) -> Result<StoreOutcom
         day,
     };
     let (reports, cap) = (b.reports as i32, b.cap as i32);
-    let mut sp = tx.transaction()?;
-    let inserted = sp.query_opt(
-        "INSERT INTO batches (study_id, study_version, idempotency_key, contributor, digest, reports, received_day, body)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (study_id, idempotency_key) DO NOTHING RETURNING id",
-        &[&b.study_id, &b.study_version, &b.idempotency_key, &b.contributor, &b.digest, &reports, &b.day, &b.body],
-    )?;
-    let Some(row) = inserted else {
-        sp.rollback()?;
-        let row = tx.query_one(
-            "SELECT id, digest, reports, received_day FROM batches WHERE study_id = $1 AND idempotency_key = $2",
-            &[&b.study_id, &b.idempotency_key],
-        )?;
+    if let Some(row) = tx.query_opt(&s.existing, &[&b.study_id, &b.idempotency_key])? {
         let digest: String = row.get(1);
         return Ok(if digest == b.digest {
             StoreOutcome::Replayed(receipt(row.get(0), row.get::<_, i32>(2) as u32, row.get(3)))
         } else {
             StoreOutcome::KeyConflict
         });
-    };
-    let id: i64 = row.get(0);
-    let within_cap = sp.query_opt(
-        "INSERT INTO contributors (study_id, study_version, contributor, reports) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (study_id, study_version, contributor)
-         DO UPDATE SET reports = contributors.reports + EXCLUDED.reports
-         WHERE contributors.reports + EXCLUDED.reports <= $5
-         RETURNING reports",
-        &[&b.study_id, &b.study_version, &b.contributor, &reports, &cap],
-    )?;
+    }
+    let within_cap = tx.query_opt(&s.reserve, &[&b.study_id, &b.study_version, &b.contributor, &reports, &cap])?;
     if within_cap.is_none() || b.reports > b.cap {
-        sp.rollback()?;
         let stored = tx
-            .query_opt(
-                "SELECT reports FROM contributors WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
-                &[&b.study_id, &b.study_version, &b.contributor],
-            )?
+            .query_opt(&s.count, &[&b.study_id, &b.study_version, &b.contributor])?
             .map_or(0, |r| r.get::<_, i32>(0) as u32);
+        if within_cap.is_some() {
+            tx.execute(&s.release_reserve, &[&b.study_id, &b.study_version, &b.contributor, &reports])?;
+        }
         return Ok(StoreOutcome::OverCap { stored, cap: b.cap });
     }
-    sp.commit()?;
-    Ok(StoreOutcome::Stored(receipt(id, b.reports, b.day)))
+    let row = tx.query_one(
+        &s.insert,
+        &[&b.study_id, &b.study_version, &b.idempotency_key, &b.contributor, &b.digest, &reports, &b.day, &b.body],
+    )?;
+    Ok(StoreOutcome::Stored(receipt(row.get(0), b.reports, b.day)))
 }
 
 impl Storage for PostgresStorage {
     fn store(&self, batches: &[NewBatch]) -> Result<Vec<StoreOutcome>, StorageError> {
-        let mut client = self.writer.lock().expect("writer lock");
+        let mut writer = self.writer.lock().expect("writer lock");
+        let (client, statements) = &mut *writer;
         let mut tx = client.transaction()?;
         let outcomes = batches
             .iter()
-            .map(|b| store_one(&mut tx, b))
+            .map(|b| store_one(&mut tx, statements, b))
             .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
         Ok(outcomes)
@@ -148,8 +172,8 @@ impl Storage for PostgresStorage {
     }
 
     fn insert_release(&self, summary: &ReleaseSummary, document: &str) -> Result<(), StorageError> {
-        let mut client = self.writer.lock().expect("writer lock");
-        let inserted = client.execute(
+        let mut writer = self.writer.lock().expect("writer lock");
+        let inserted = writer.0.execute(
             "INSERT INTO releases (id, study_id, created, document) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
             &[&summary.id, &summary.study_id, &summary.created, &document],
         )?;
