@@ -28,7 +28,14 @@ fn measure(name: &str, database: Option<&str>, seconds: u64, connections: usize)
     let path = "/api/v1/studies/chorus-default/reports";
     // Warm up, then measure.
     let warm = Arc::new(batch_bodies(&study, &reports, 2_000));
-    run(&address, path, warm, connections, Duration::from_secs(5), Arc::new(AtomicBool::new(false)));
+    run(
+        &address,
+        path,
+        warm,
+        connections,
+        Duration::from_secs(5),
+        Arc::new(AtomicBool::new(false)),
+    );
     let result = run(
         &address,
         path,

@@ -122,29 +122,20 @@ pub fn test() -> Result<(), String> {
     )
 }
 
-/// Runs the product. So far: the on-device analysis, natively, on the demo export.
+/// Runs the product: the aggregation server with its embedded SQLite store, serving the API and
+/// the pages in `www/` on http://127.0.0.1:8080 (extra arguments go to `chorus serve`).
 pub fn run(args: &[String]) -> Result<(), String> {
     fetch::fetch(false)?;
+    wasm()?;
     sh("cargo", &["build", "--release", "--package", "chorus-cli"])?;
     let chorus = target_dir().join("release/chorus");
-    let demo = root().join("tests/fixtures/chatgpt-export.zip");
-    let exports: Vec<String> = if args.is_empty() {
-        vec![demo.to_string_lossy().into_owned()]
-    } else {
-        args.to_vec()
-    };
-    let mut command_line = vec!["analyze".to_owned()];
-    command_line.extend(exports);
+    let www = root().join("www");
+    let mut command_line = vec![
+        "serve".to_owned(),
+        "--www".to_owned(),
+        www.to_string_lossy().into_owned(),
+    ];
+    command_line.extend(args.iter().cloned());
     let refs: Vec<&str> = command_line.iter().map(String::as_str).collect();
-    sh(&chorus.to_string_lossy(), &refs)?;
-    eprintln!(
-        "\nxtask: that was the on-device analysis of {}. Analyse your own export with\n  {} analyze path/to/export.zip",
-        if args.is_empty() {
-            "the demo ChatGPT export"
-        } else {
-            "your exports"
-        },
-        chorus.display()
-    );
-    Ok(())
+    sh(&chorus.to_string_lossy(), &refs)
 }

@@ -157,7 +157,10 @@ pub fn build(
     Ok(release)
 }
 
-fn facet_json(f: &FacetEstimate, cell: &dyn Fn(&str, f64, (f64, f64)) -> Value) -> Value {
+/// A cell from its label, share and 95% interval: published, or suppressed below `k`.
+type CellFn<'a> = dyn Fn(&str, f64, (f64, f64)) -> Value + 'a;
+
+fn facet_json(f: &FacetEstimate, cell: &CellFn<'_>) -> Value {
     let ci = f.estimate.ci95();
     let cells: Vec<Value> = f
         .labels
@@ -178,7 +181,7 @@ fn facet_json(f: &FacetEstimate, cell: &dyn Fn(&str, f64, (f64, f64)) -> Value) 
     facet
 }
 
-fn crosstab_json(tab: &CrossTab, cell: &dyn Fn(&str, f64, (f64, f64)) -> Value) -> Value {
+fn crosstab_json(tab: &CrossTab, cell: &CellFn<'_>) -> Value {
     let mut cells = Vec::new();
     for (i, row) in tab.row_labels.iter().enumerate() {
         for (j, column) in tab.column_labels.iter().enumerate() {

@@ -106,19 +106,34 @@ fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Re
             StoreOutcome::KeyConflict
         });
     }
-    let within_cap = tx.query_opt(&s.reserve, &[&b.study_id, &b.study_version, &b.contributor, &reports, &cap])?;
+    let within_cap = tx.query_opt(
+        &s.reserve,
+        &[&b.study_id, &b.study_version, &b.contributor, &reports, &cap],
+    )?;
     if within_cap.is_none() || b.reports > b.cap {
         let stored = tx
             .query_opt(&s.count, &[&b.study_id, &b.study_version, &b.contributor])?
             .map_or(0, |r| r.get::<_, i32>(0) as u32);
         if within_cap.is_some() {
-            tx.execute(&s.release_reserve, &[&b.study_id, &b.study_version, &b.contributor, &reports])?;
+            tx.execute(
+                &s.release_reserve,
+                &[&b.study_id, &b.study_version, &b.contributor, &reports],
+            )?;
         }
         return Ok(StoreOutcome::OverCap { stored, cap: b.cap });
     }
     let row = tx.query_one(
         &s.insert,
-        &[&b.study_id, &b.study_version, &b.idempotency_key, &b.contributor, &b.digest, &reports, &b.day, &b.body],
+        &[
+            &b.study_id,
+            &b.study_version,
+            &b.idempotency_key,
+            &b.contributor,
+            &b.digest,
+            &reports,
+            &b.day,
+            &b.body,
+        ],
     )?;
     Ok(StoreOutcome::Stored(receipt(row.get(0), b.reports, b.day)))
 }

@@ -96,7 +96,10 @@ fn store_one(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, S
              DO UPDATE SET reports = reports + excluded.reports WHERE reports + excluded.reports <= ?5
              RETURNING reports",
         )?
-        .query_row(params![b.study_id, b.study_version, b.contributor, b.reports, b.cap], |r| r.get(0))
+        .query_row(
+            params![b.study_id, b.study_version, b.contributor, b.reports, b.cap],
+            |r| r.get(0),
+        )
         .optional()?;
     if within_cap.is_none() || b.reports > b.cap {
         let stored: u32 = tx
