@@ -9,6 +9,7 @@
 pub mod analyze;
 pub mod api;
 pub mod config;
+pub mod discover;
 pub mod ingest;
 pub mod metrics;
 pub mod release;

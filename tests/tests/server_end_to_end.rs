@@ -182,6 +182,18 @@ fn run(database: Option<&str>, name: &str) {
             assert!(cell["count_ci95"][0].as_f64().unwrap() >= k);
         }
     }
+    // Discovery at the default study's noise: clusters only where the data support them.
+    let discovery = &release["discovery"];
+    assert!(discovery["points"].as_u64().unwrap() > 1000, "{discovery}");
+    let clusters = discovery["clusters"].as_array().unwrap();
+    assert!(clusters.is_empty() || clusters.len() >= 2);
+    for c in clusters {
+        let low = c["share"].as_f64().unwrap() - 1.96 * c["share_se"].as_f64().unwrap();
+        assert!(low * analyses.len() as f64 >= k, "{c}");
+    }
+    if clusters.is_empty() {
+        assert!(!discovery["note"].as_str().unwrap().is_empty());
+    }
     let (status, csv) = server.get(&format!("/api/v1/releases/{id}/csv"));
     assert_eq!(status, 200);
     assert!(csv.starts_with("table,row,column,share"), "{csv}");

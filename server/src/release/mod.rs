@@ -7,6 +7,7 @@ pub mod csv;
 pub mod sign;
 
 use crate::analyze::{collect, cross_tab, embedding_mean, estimate_facets, Collected, CrossTab, FacetEstimate};
+use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage};
 use central::{noisy_counts, LedgerEntry};
 use chorus_shared::privacy::Channel;
@@ -148,6 +149,21 @@ pub fn build(
         "facets": facets,
         "crosstabs": crosstabs,
     });
+    let embeddings: Vec<&[f32]> = collected
+        .reports
+        .iter()
+        .filter_map(|r| r.embedding.as_deref())
+        .collect();
+    if let Some(found) = discover(study, &embeddings, k, seed_from(&summary.id)) {
+        release["discovery"] = json!({
+            "method": "Gaussian mixture with the known noise variance (deconvolved EM), clusters chosen by BIC, kept when their count is reliably at least k and their centroids are separated beyond their standard errors",
+            "points": found.points,
+            "sigma": found.sigma,
+            "fitted": found.fitted,
+            "clusters": found.clusters,
+            "note": found.note,
+        });
+    }
     if let Some(mean) = embedding_mean(&collected.reports) {
         release["embedding_mean"] = json!({
             "mean": mean.mean.iter().map(|x| round(*x)).collect::<Vec<_>>(),

@@ -1,0 +1,277 @@
+//! Discovery: clusters in the noisy embeddings, found with a method that knows the noise.
+//!
+//! Each report carries y = x + e, with x the clipped projection of a request embedding and e
+//! Gaussian noise of known standard deviation σ on each of the d′ coordinates. Plain k-means on
+//! y mistakes the noise for structure and pulls every centroid toward the mean. Here the
+//! clusters of x are modelled as spherical Gaussians N(μₖ, τₖ²I), so y follows a mixture of
+//! N(μₖ, (τₖ² + σ²)I): EM fits it with the noise variance added and subtracted back
+//! (deconvolution), the number of clusters is chosen by BIC, and a cluster is reported only
+//! when the data support it — its count reliably at least k and its centroid separated from
+//! every other by more than its standard error allows. Otherwise discovery reports nothing,
+//! and says how many contributors per cluster the noise would need: a centroid's standard
+//! error is √((σ² + τ²)/nₖ) per coordinate.
+//!
+//! Names come only from public material: each centroid is mapped back into the embedding space
+//! through the study's public projection and named by the study's classifier.
+
+use chorus_shared::study::CompiledStudy;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+/// Largest number of clusters tried.
+pub const MAX_CLUSTERS: usize = 8;
+/// Points used to fit (a uniform sample when there are more).
+pub const SAMPLE: usize = 100_000;
+/// Points used to choose the number of clusters (several starts each).
+pub const SELECTION_SAMPLE: usize = 20_000;
+const ITERATIONS: usize = 100;
+const RESTARTS: usize = 3;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    /// Share of the reports, with its standard error.
+    pub share: f64,
+    pub share_se: f64,
+    /// Centroid in the projected space, and the standard error of each coordinate.
+    pub centroid: Vec<f64>,
+    pub centroid_se: f64,
+    /// Spread of the cluster itself (noise removed).
+    pub tau: f64,
+    /// The nearest public names: categories by the study's classifier on the back-projected
+    /// centroid, most probable first, with their probabilities.
+    pub names: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovery {
+    /// Reports the fit used.
+    pub points: usize,
+    pub sigma: f64,
+    /// Clusters chosen by BIC before the support checks.
+    pub fitted: usize,
+    /// Clusters the data support (empty when none: noise alone explains the data).
+    pub clusters: Vec<Cluster>,
+    /// Why nothing (or less) is reported, in words.
+    pub note: String,
+}
+
+struct Fit {
+    weights: Vec<f64>,
+    means: Vec<Vec<f64>>,
+    /// Total variance per coordinate of each component (τ² + σ²).
+    variances: Vec<f64>,
+    log_likelihood: f64,
+    responsibilities_sum: Vec<f64>,
+}
+
+fn squared_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+/// k-means++ starting centres.
+fn seed_means(points: &[Vec<f64>], k: usize, rng: &mut rand_chacha::ChaCha20Rng) -> Vec<Vec<f64>> {
+    let n = points.len();
+    let mut means = vec![points[rng.gen_range(0..n)].clone()];
+    while means.len() < k {
+        let distances: Vec<f64> = points
+            .iter()
+            .map(|p| {
+                means
+                    .iter()
+                    .map(|m| squared_distance(p, m))
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .collect();
+        let total: f64 = distances.iter().sum();
+        let mut u = rng.gen::<f64>() * total;
+        let next = distances.iter().position(|&x| {
+            u -= x;
+            u <= 0.0
+        });
+        means.push(points[next.unwrap_or(n - 1)].clone());
+    }
+    means
+}
+
+/// EM for a mixture of spherical Gaussians whose variances are at least σ², from `means`.
+fn fit(points: &[Vec<f64>], mut means: Vec<Vec<f64>>, sigma2: f64) -> Fit {
+    let (n, d, k) = (points.len(), points[0].len(), means.len());
+    let mut weights = vec![1.0 / k as f64; k];
+    let mut variances = vec![sigma2 * 1.1; k];
+    let mut log_likelihood = f64::NEG_INFINITY;
+    let mut sums = vec![0f64; k];
+    for _ in 0..ITERATIONS {
+        let mut new_means = vec![vec![0f64; d]; k];
+        let mut spread = vec![0f64; k];
+        sums = vec![0f64; k];
+        let mut ll = 0.0;
+        let mut r = vec![0f64; k];
+        for p in points {
+            let mut max = f64::NEG_INFINITY;
+            for j in 0..k {
+                let v = variances[j];
+                r[j] = weights[j].ln()
+                    - 0.5 * d as f64 * (2.0 * std::f64::consts::PI * v).ln()
+                    - squared_distance(p, &means[j]) / (2.0 * v);
+                max = max.max(r[j]);
+            }
+            let total: f64 = r.iter().map(|x| (x - max).exp()).sum();
+            ll += max + total.ln();
+            for j in 0..k {
+                let w = (r[j] - max).exp() / total;
+                sums[j] += w;
+                for (m, x) in new_means[j].iter_mut().zip(p) {
+                    *m += w * x;
+                }
+                spread[j] += w * squared_distance(p, &means[j]);
+            }
+        }
+        for j in 0..k {
+            let nj = sums[j].max(1e-9);
+            weights[j] = nj / n as f64;
+            new_means[j].iter_mut().for_each(|m| *m /= nj);
+            // Deconvolution: the noise accounts for σ² of the spread; the cluster keeps the rest.
+            variances[j] = (spread[j] / (nj * d as f64)).max(sigma2);
+        }
+        means = new_means;
+        let converged = (ll - log_likelihood).abs() < 1e-6 * ll.abs();
+        log_likelihood = ll;
+        if converged {
+            break;
+        }
+    }
+    Fit {
+        weights,
+        means,
+        variances,
+        log_likelihood,
+        responsibilities_sum: sums,
+    }
+}
+
+/// The best of several starts (EM finds local optima; a poor fit of the right number of
+/// clusters would let BIC prefer a spurious extra one).
+fn best_fit(points: &[Vec<f64>], k: usize, sigma2: f64, rng: &mut rand_chacha::ChaCha20Rng) -> Fit {
+    (0..RESTARTS)
+        .map(|_| fit(points, seed_means(points, k, rng), sigma2))
+        .max_by(|a, b| a.log_likelihood.total_cmp(&b.log_likelihood))
+        .expect("at least one start")
+}
+
+/// Finds the clusters the noisy embeddings support; a cluster's count must reliably reach
+/// `min_count` (the study's k).
+pub fn discover(study: &CompiledStudy, embeddings: &[&[f32]], min_count: f64, seed: u64) -> Option<Discovery> {
+    let plan = study.privacy.embedding.as_ref()?;
+    if embeddings.len() < 10 {
+        return None;
+    }
+    let sigma2 = plan.sigma * plan.sigma;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let mut points: Vec<Vec<f64>> = embeddings
+        .iter()
+        .map(|e| e.iter().map(|&x| x as f64).collect())
+        .collect();
+    if points.len() > SAMPLE {
+        for i in 0..SAMPLE {
+            let j = rng.gen_range(i..points.len());
+            points.swap(i, j);
+        }
+        points.truncate(SAMPLE);
+    }
+    let (n, d) = (points.len() as f64, plan.dimensions() as f64);
+    // Choose the number of clusters by BIC on a subsample, then fit all points from that start.
+    let selection = &points[..points.len().min(SELECTION_SAMPLE)];
+    let ns = selection.len() as f64;
+    let mut best: Option<(f64, Fit)> = None;
+    let mut worse = 0;
+    for k in 1..=MAX_CLUSTERS.min(selection.len() / 10) {
+        let fit = best_fit(selection, k, sigma2, &mut rng);
+        let parameters = (k as f64) * (d + 2.0) - 1.0;
+        let bic = -2.0 * fit.log_likelihood + parameters * ns.ln();
+        if best.as_ref().is_none_or(|(b, _)| bic < *b) {
+            best = Some((bic, fit));
+            worse = 0;
+        } else {
+            // Two more clusters that do not pay for themselves: more will not either.
+            worse += 1;
+            if worse == 2 {
+                break;
+            }
+        }
+    }
+    let (_, chosen) = best.expect("at least one fit");
+    let fit = fit(&points, chosen.means, sigma2);
+    let fitted = fit.weights.len();
+    let mut clusters = Vec::new();
+    let mut note = String::new();
+    if fitted == 1 {
+        let se = (sigma2 / n).sqrt();
+        note = format!(
+            "one component explains the data: with noise σ = {:.1} per coordinate, a centroid's standard error is {se:.3} even over all {n} reports; clusters one unit apart would need about {:.0} contributors each",
+            plan.sigma,
+            (2.0 * 1.96 * plan.sigma).powi(2)
+        );
+    } else {
+        for j in 0..fitted {
+            let nj = fit.responsibilities_sum[j];
+            let share = fit.weights[j];
+            let share_se = (share * (1.0 - share) / n).sqrt();
+            let centroid_se = (fit.variances[j] / nj.max(1.0)).sqrt();
+            let count_low = (share - 1.96 * share_se) * embeddings.len() as f64;
+            if count_low < min_count {
+                continue;
+            }
+            clusters.push(Cluster {
+                share,
+                share_se,
+                centroid: fit.means[j].clone(),
+                centroid_se,
+                tau: (fit.variances[j] - sigma2).max(0.0).sqrt(),
+                names: names(study, &fit.means[j]),
+            });
+        }
+        // Keep a cluster only if it is distinguishable from every other kept one.
+        let separated = |a: &Cluster, b: &Cluster| {
+            let se2 = a.centroid_se.powi(2) + b.centroid_se.powi(2);
+            squared_distance(&a.centroid, &b.centroid) > se2 * (d + 3.0 * (2.0 * d).sqrt())
+        };
+        let all = clusters.clone();
+        clusters.retain(|c| all.iter().all(|o| o.centroid == c.centroid || separated(c, o)));
+        if clusters.len() < 2 {
+            note = "the fitted clusters are not separated beyond their standard errors".into();
+            clusters.clear();
+        }
+    }
+    Some(Discovery {
+        points: points.len(),
+        sigma: plan.sigma,
+        fitted,
+        clusters,
+        note,
+    })
+}
+
+/// The study's categories most probable for the embedding a projected centroid stands for.
+fn names(study: &CompiledStudy, centroid: &[f64]) -> Vec<(String, f64)> {
+    let Some(plan) = &study.privacy.embedding else {
+        return Vec::new();
+    };
+    let mut x: Vec<f32> = plan.mean.clone();
+    for (c, component) in centroid.iter().zip(&plan.components) {
+        for (xi, ci) in x.iter_mut().zip(component) {
+            *xi += (*c as f32) * ci;
+        }
+    }
+    let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
+    x.iter_mut().for_each(|v| *v /= norm);
+    let probabilities = study.classifier.probabilities(&x);
+    let mut ranked: Vec<(String, f64)> = study
+        .categories
+        .iter()
+        .zip(probabilities)
+        .map(|(c, p)| (c.id.clone(), (p as f64 * 1e4).round() / 1e4))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranked.truncate(3);
+    ranked
+}
