@@ -3,6 +3,7 @@
 //! are the server's and the auditor's side; `study` compiles and evaluates a study's classifiers.
 
 mod analyze;
+mod codebook_cmd;
 mod contribute;
 mod exports;
 mod local;
@@ -56,6 +57,9 @@ enum Command {
     Release(serve::ReleaseArgs),
     /// Check a release's signature offline.
     Verify(verify::Args),
+    /// Build a study's public topic codebook from a public corpus.
+    #[command(subcommand)]
+    Codebook(codebook_cmd::Command),
     /// Work with a study's classifiers.
     #[command(subcommand)]
     Study(study_cmd::Command),
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Release(args) => serve::release(args),
         Command::Verify(args) => verify::run(args),
+        Command::Codebook(command) => codebook_cmd::run(command),
         Command::Study(command) => study_cmd::run(command),
     };
     match result {

@@ -6,8 +6,10 @@
 //! [`embed`] (sentence embedding) → [`study`] (category and concern classifiers) —
 //! tied together for one conversation in [`pipeline`] → [`privacy`] (privatize, account,
 //! memoise; and the server's estimators) → [`protocol`] (the one type that leaves the device).
-//! Releases the server publishes are checked with [`release`].
+//! Releases the server publishes are checked with [`release`]; [`codebook`] is the public topic
+//! hierarchy a device names its conversation's topic from.
 
+pub mod codebook;
 pub mod conversation;
 pub mod embed;
 pub mod facets;

@@ -6,6 +6,7 @@
 //! they are then resampled into shifted mixes and the debiased estimate is compared with the
 //! true mix, against plain classify-and-count (the mix of the most probable categories).
 
+use chorus_shared::codebook::kmeans::SplitMix;
 use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::oracle::{Oracle, OracleChoice, Privatized};
@@ -19,24 +20,6 @@ fn fnv(text: &str) -> u64 {
 
 fn tvd(a: &[f64], b: &[f64]) -> f64 {
     0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>()
-}
-
-/// A small deterministic generator for resampling (the noise comes from `Noise`).
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[test]

@@ -1,0 +1,210 @@
+//! The topic codebook: a multi-level hierarchy of topics (Clio-style) built from a *public*
+//! corpus and published with a study, so that a device can name the topic of its own
+//! conversation without anyone else seeing it. Leaves are spherical k-means clusters of public
+//! request embeddings; each upper level clusters the level below (weighted by size); names are
+//! c-TF-IDF keywords of the public requests in a topic and its most central public request.
+//! Nothing in a codebook comes from contributors.
+
+pub mod kmeans;
+pub mod names;
+
+use kmeans::{nearest, spherical_kmeans};
+use serde::{Deserialize, Serialize};
+
+pub const CODEBOOK_FORMAT: u32 = 1;
+/// Longest central example kept, in characters.
+const EXAMPLE_CHARS: usize = 160;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Codebook {
+    pub format: u32,
+    /// The model whose embeddings the centroids live in.
+    pub model_sha256: String,
+    /// The public corpus it was built from.
+    pub source: String,
+    /// `levels[0]` is the top of the hierarchy, the last level the leaves.
+    pub levels: Vec<Vec<Topic>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Topic {
+    pub id: String,
+    /// Index of the parent in the level above (none at the top).
+    pub parent: Option<usize>,
+    pub name: String,
+    pub keywords: Vec<String>,
+    /// The public request nearest the centroid.
+    pub example: String,
+    /// Share of the public corpus in this topic.
+    pub public_share: f64,
+    /// Unit centroid in the embedding space.
+    pub centroid: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CodebookError {
+    #[error("a codebook needs at least three levels of decreasing size (e.g. 48,12,4), not {0:?}")]
+    Levels(Vec<usize>),
+    #[error("{texts} texts but {embeddings} embeddings")]
+    Mismatch { texts: usize, embeddings: usize },
+    #[error("{0} public requests are too few for {1} leaves (at least five per leaf)")]
+    TooFew(usize, usize),
+}
+
+impl Codebook {
+    pub fn leaves(&self) -> &[Topic] {
+        self.levels.last().map_or(&[], Vec::as_slice)
+    }
+
+    /// The leaf whose centroid is most similar to a request embedding (what a device reports).
+    pub fn leaf(&self, embedding: &[f32]) -> usize {
+        let centroids: Vec<Vec<f32>> = self.leaves().iter().map(|t| t.centroid.clone()).collect();
+        nearest(&centroids, embedding)
+    }
+
+    /// For each leaf, its topic index at every level (top first).
+    pub fn paths(&self) -> Vec<Vec<usize>> {
+        let depth = self.levels.len();
+        (0..self.leaves().len())
+            .map(|leaf| {
+                let mut path = vec![leaf];
+                for level in (1..depth).rev() {
+                    let here = *path.last().expect("not empty");
+                    path.push(
+                        self.levels[level][here]
+                            .parent
+                            .expect("below the top, every topic has a parent"),
+                    );
+                }
+                path.reverse();
+                path
+            })
+            .collect()
+    }
+}
+
+/// Builds a codebook from public request texts and their embeddings; `sizes` are the numbers
+/// of topics per level from the leaves up (e.g. `[48, 12, 4]`).
+pub fn build(
+    texts: &[String],
+    embeddings: &[Vec<f32>],
+    sizes: &[usize],
+    seed: u64,
+    model_sha256: &str,
+    source: &str,
+) -> Result<Codebook, CodebookError> {
+    if sizes.len() < 3 || sizes.windows(2).any(|w| w[0] <= w[1]) || sizes.last() < Some(&2) {
+        return Err(CodebookError::Levels(sizes.to_vec()));
+    }
+    if texts.len() != embeddings.len() {
+        return Err(CodebookError::Mismatch {
+            texts: texts.len(),
+            embeddings: embeddings.len(),
+        });
+    }
+    if texts.len() < 5 * sizes[0] {
+        return Err(CodebookError::TooFew(texts.len(), sizes[0]));
+    }
+    let n = texts.len();
+    // members[level from the leaves][topic] = indices of public requests.
+    let (leaf_centroids, assignment) = spherical_kmeans(embeddings, &vec![1.0; n], sizes[0], seed);
+    let mut levels_up: Vec<LevelBuild> = Vec::new();
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); leaf_centroids.len()];
+    for (i, &a) in assignment.iter().enumerate() {
+        members[a].push(i);
+    }
+    levels_up.push(LevelBuild {
+        centroids: leaf_centroids,
+        members,
+        parents: Vec::new(),
+    });
+    for (depth, &size) in sizes.iter().enumerate().skip(1) {
+        let below = levels_up.last().expect("the leaves");
+        let (below_centroids, below_members) = (&below.centroids, &below.members);
+        let weights: Vec<f64> = below_members.iter().map(|m| m.len() as f64).collect();
+        let (centroids, parent_of) = spherical_kmeans(below_centroids, &weights, size, seed.wrapping_add(depth as u64));
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); centroids.len()];
+        for (child, &p) in parent_of.iter().enumerate() {
+            members[p].extend(&below_members[child]);
+        }
+        levels_up.last_mut().expect("the level below").parents = parent_of.into_iter().map(Some).collect();
+        levels_up.push(LevelBuild {
+            centroids,
+            members,
+            parents: Vec::new(),
+        });
+    }
+    let depth = levels_up.len();
+    let levels = levels_up
+        .into_iter()
+        .rev()
+        .enumerate()
+        .map(
+            |(
+                level,
+                LevelBuild {
+                    centroids,
+                    members,
+                    parents,
+                },
+            )| {
+                let classes: Vec<Vec<&str>> = members
+                    .iter()
+                    .map(|m| m.iter().map(|&i| texts[i].as_str()).collect())
+                    .collect();
+                let keywords = names::class_keywords(&classes, 5);
+                centroids
+                    .iter()
+                    .enumerate()
+                    .map(|(t, centroid)| {
+                        let central = members[t]
+                            .iter()
+                            .copied()
+                            .max_by(|&a, &b| {
+                                let (sa, sb) = (dot(&embeddings[a], centroid), dot(&embeddings[b], centroid));
+                                sa.total_cmp(&sb).then(b.cmp(&a))
+                            })
+                            .expect("clusters are not empty");
+                        let example: String = texts[central].chars().take(EXAMPLE_CHARS).collect();
+                        let name = if keywords[t].is_empty() {
+                            example.chars().take(40).collect()
+                        } else {
+                            keywords[t].iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                        };
+                        Topic {
+                            id: format!("t{}.{}", level + 1, t + 1),
+                            parent: if level == 0 {
+                                None
+                            } else {
+                                parents.get(t).copied().flatten()
+                            },
+                            name,
+                            keywords: keywords[t].clone(),
+                            example,
+                            public_share: members[t].len() as f64 / n as f64,
+                            centroid: centroid.clone(),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            },
+        )
+        .collect::<Vec<_>>();
+    debug_assert_eq!(levels.len(), depth);
+    Ok(Codebook {
+        format: CODEBOOK_FORMAT,
+        model_sha256: model_sha256.to_owned(),
+        source: source.to_owned(),
+        levels,
+    })
+}
+
+/// One level while building: centroids, the public requests in each topic, each topic's parent.
+struct LevelBuild {
+    centroids: Vec<Vec<f32>>,
+    members: Vec<Vec<usize>>,
+    parents: Vec<Option<usize>>,
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
