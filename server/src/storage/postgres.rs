@@ -54,7 +54,6 @@ struct Statements {
     existing: Statement,
     reserve: Statement,
     count: Statement,
-    release_reserve: Statement,
     insert: Statement,
 }
 
@@ -73,9 +72,6 @@ impl Statements {
             )?,
             count: client.prepare(
                 "SELECT reports FROM contributors WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
-            )?,
-            release_reserve: client.prepare(
-                "UPDATE contributors SET reports = reports - $4 WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
             )?,
             insert: client.prepare(
                 "INSERT INTO batches (study_id, study_version, idempotency_key, contributor, digest, reports, received_day, body)
@@ -106,21 +102,27 @@ fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Re
             StoreOutcome::KeyConflict
         });
     }
+    let stored_so_far = |tx: &mut postgres::Transaction| -> Result<u32, StorageError> {
+        Ok(tx
+            .query_opt(&s.count, &[&b.study_id, &b.study_version, &b.contributor])?
+            .map_or(0, |r| r.get::<_, i32>(0) as u32))
+    };
+    if b.reports > b.cap {
+        // More than the cap in one batch (validation stops these before they get here).
+        return Ok(StoreOutcome::OverCap {
+            stored: stored_so_far(tx)?,
+            cap: b.cap,
+        });
+    }
     let within_cap = tx.query_opt(
         &s.reserve,
         &[&b.study_id, &b.study_version, &b.contributor, &reports, &cap],
     )?;
-    if within_cap.is_none() || b.reports > b.cap {
-        let stored = tx
-            .query_opt(&s.count, &[&b.study_id, &b.study_version, &b.contributor])?
-            .map_or(0, |r| r.get::<_, i32>(0) as u32);
-        if within_cap.is_some() {
-            tx.execute(
-                &s.release_reserve,
-                &[&b.study_id, &b.study_version, &b.contributor, &reports],
-            )?;
-        }
-        return Ok(StoreOutcome::OverCap { stored, cap: b.cap });
+    if within_cap.is_none() {
+        return Ok(StoreOutcome::OverCap {
+            stored: stored_so_far(tx)?,
+            cap: b.cap,
+        });
     }
     let row = tx.query_one(
         &s.insert,
@@ -138,15 +140,126 @@ fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Re
     Ok(StoreOutcome::Stored(receipt(row.get(0), b.reports, b.day)))
 }
 
+/// The common case in three round trips for the whole group: look up every key at once,
+/// reserve every contributor's cap at once, insert every new batch at once. Returns `None`
+/// (and changes nothing) when the group has a repeated key, contributor or study, which the
+/// batch-by-batch path handles.
+fn store_group(
+    tx: &mut postgres::Transaction,
+    batches: &[NewBatch],
+) -> Result<Option<Vec<StoreOutcome>>, StorageError> {
+    use std::collections::{HashMap, HashSet};
+    let first = &batches[0];
+    let keys: HashSet<&str> = batches.iter().map(|b| b.idempotency_key.as_str()).collect();
+    let contributors: HashSet<&str> = batches.iter().map(|b| b.contributor.as_str()).collect();
+    let one_study = batches
+        .iter()
+        .all(|b| b.study_id == first.study_id && b.study_version == first.study_version && b.cap == first.cap);
+    if batches.len() < 2 || keys.len() != batches.len() || contributors.len() != batches.len() || !one_study {
+        return Ok(None);
+    }
+    let receipt = |b: &NewBatch, id: i64, reports: u32, day: i64| Receipt {
+        receipt: id,
+        study_id: b.study_id.clone(),
+        idempotency_key: b.idempotency_key.clone(),
+        reports,
+        day,
+    };
+    let key_list: Vec<&str> = batches.iter().map(|b| b.idempotency_key.as_str()).collect();
+    let existing: HashMap<String, (i64, String, i32, i64)> = tx
+        .query(
+            "SELECT idempotency_key, id, digest, reports, received_day FROM batches WHERE study_id = $1 AND idempotency_key = ANY($2)",
+            &[&first.study_id, &key_list],
+        )?
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+        .collect();
+    let fresh: Vec<&NewBatch> = batches
+        .iter()
+        .filter(|b| !existing.contains_key(&b.idempotency_key) && b.reports <= b.cap)
+        .collect();
+    let names: Vec<&str> = fresh.iter().map(|b| b.contributor.as_str()).collect();
+    let counts: Vec<i32> = fresh.iter().map(|b| b.reports as i32).collect();
+    let within: HashSet<String> = tx
+        .query(
+            "INSERT INTO contributors (study_id, study_version, contributor, reports)
+             SELECT $1, $2, c, r FROM unnest($3::text[], $4::int[]) AS t(c, r)
+             ON CONFLICT (study_id, study_version, contributor)
+             DO UPDATE SET reports = contributors.reports + EXCLUDED.reports
+             WHERE contributors.reports + EXCLUDED.reports <= $5
+             RETURNING contributor",
+            &[
+                &first.study_id,
+                &first.study_version,
+                &names,
+                &counts,
+                &(first.cap as i32),
+            ],
+        )?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+    let accepted: Vec<&NewBatch> = fresh
+        .iter()
+        .copied()
+        .filter(|b| within.contains(&b.contributor))
+        .collect();
+    let column = |f: fn(&NewBatch) -> &str| accepted.iter().map(|b| f(b)).collect::<Vec<&str>>();
+    let (keys, contributors, digests, bodies) = (
+        column(|b| &b.idempotency_key),
+        column(|b| &b.contributor),
+        column(|b| &b.digest),
+        column(|b| &b.body),
+    );
+    let reports: Vec<i32> = accepted.iter().map(|b| b.reports as i32).collect();
+    let days: Vec<i64> = accepted.iter().map(|b| b.day).collect();
+    let ids: HashMap<String, i64> = tx
+        .query(
+            "INSERT INTO batches (study_id, study_version, idempotency_key, contributor, digest, reports, received_day, body)
+             SELECT $1, $2, k, c, d, r, day, body
+             FROM unnest($3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[], $8::text[]) AS t(k, c, d, r, day, body)
+             RETURNING idempotency_key, id",
+            &[&first.study_id, &first.study_version, &keys, &contributors, &digests, &reports, &days, &bodies],
+        )?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for b in batches {
+        let outcome = if let Some((id, digest, reports, day)) = existing.get(&b.idempotency_key) {
+            if *digest == b.digest {
+                StoreOutcome::Replayed(receipt(b, *id, *reports as u32, *day))
+            } else {
+                StoreOutcome::KeyConflict
+            }
+        } else if let Some(id) = ids.get(&b.idempotency_key) {
+            StoreOutcome::Stored(receipt(b, *id, b.reports, b.day))
+        } else {
+            let stored = tx
+                .query_opt(
+                    "SELECT reports FROM contributors WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
+                    &[&b.study_id, &b.study_version, &b.contributor],
+                )?
+                .map_or(0, |r| r.get::<_, i32>(0) as u32);
+            StoreOutcome::OverCap { stored, cap: b.cap }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(Some(outcomes))
+}
+
 impl Storage for PostgresStorage {
     fn store(&self, batches: &[NewBatch]) -> Result<Vec<StoreOutcome>, StorageError> {
         let mut writer = self.writer.lock().expect("writer lock");
         let (client, statements) = &mut *writer;
         let mut tx = client.transaction()?;
-        let outcomes = batches
-            .iter()
-            .map(|b| store_one(&mut tx, statements, b))
-            .collect::<Result<Vec<_>, _>>()?;
+        let outcomes = match store_group(&mut tx, batches)? {
+            Some(outcomes) => outcomes,
+            None => batches
+                .iter()
+                .map(|b| store_one(&mut tx, statements, b))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         tx.commit()?;
         Ok(outcomes)
     }

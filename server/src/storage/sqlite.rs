@@ -89,6 +89,13 @@ fn store_one(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, S
             StoreOutcome::KeyConflict
         });
     }
+    if b.reports > b.cap {
+        // More than the cap in one batch (validation stops these before they get here).
+        return Ok(StoreOutcome::OverCap {
+            stored: contributor_reports(tx, b)?,
+            cap: b.cap,
+        });
+    }
     let within_cap: Option<u32> = tx
         .prepare_cached(
             "INSERT INTO contributors (study_id, study_version, contributor, reports) VALUES (?1, ?2, ?3, ?4)
@@ -101,22 +108,11 @@ fn store_one(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, S
             |r| r.get(0),
         )
         .optional()?;
-    if within_cap.is_none() || b.reports > b.cap {
-        let stored: u32 = tx
-            .prepare_cached(
-                "SELECT reports FROM contributors WHERE study_id = ?1 AND study_version = ?2 AND contributor = ?3",
-            )?
-            .query_row(params![b.study_id, b.study_version, b.contributor], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0);
-        if within_cap.is_some() {
-            // A first batch already over the cap (validation stops these before they get here).
-            tx.prepare_cached(
-                "UPDATE contributors SET reports = reports - ?4 WHERE study_id = ?1 AND study_version = ?2 AND contributor = ?3",
-            )?
-            .execute(params![b.study_id, b.study_version, b.contributor, b.reports])?;
-        }
-        return Ok(StoreOutcome::OverCap { stored, cap: b.cap });
+    if within_cap.is_none() {
+        return Ok(StoreOutcome::OverCap {
+            stored: contributor_reports(tx, b)?,
+            cap: b.cap,
+        });
     }
     let id: i64 = tx
         .prepare_cached(
@@ -128,6 +124,17 @@ fn store_one(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, S
             |r| r.get(0),
         )?;
     Ok(StoreOutcome::Stored(receipt(id, b.reports, b.day)))
+}
+
+/// Reports stored so far for the batch's contributor in its study version.
+fn contributor_reports(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<u32, StorageError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT reports FROM contributors WHERE study_id = ?1 AND study_version = ?2 AND contributor = ?3",
+        )?
+        .query_row(params![b.study_id, b.study_version, b.contributor], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 impl Storage for SqliteStorage {

@@ -1,0 +1,116 @@
+//! The storage contract, run against both implementations: group commits with new batches,
+//! retries, reused keys, contributors at and over the cap, repeats inside one group; releases
+//! immutable; batches read back in order.
+
+use chorus_server::storage::{self, NewBatch, ReleaseSummary, StoreOutcome};
+use chorus_tests::fresh_postgres_database;
+
+fn batch(key: &str, contributor: &str, reports: u32, body: &str) -> NewBatch {
+    NewBatch {
+        study_id: "s".into(),
+        study_version: "v1".into(),
+        contributor: contributor.into(),
+        idempotency_key: key.into(),
+        digest: format!("digest-of-{body}"),
+        reports,
+        cap: 2,
+        day: 20_786,
+        body: body.into(),
+    }
+}
+
+fn stored(o: &StoreOutcome) -> bool {
+    matches!(o, StoreOutcome::Stored(_))
+}
+
+fn contract(database: &str) {
+    let store = storage::open(database).unwrap();
+    // A group of new batches from different contributors (the fast path on PostgreSQL).
+    let first: Vec<NewBatch> = (0..5)
+        .map(|i| batch(&format!("k{i}"), &format!("c{i}"), 1, &format!("b{i}")))
+        .collect();
+    let outcomes = store.store(&first).unwrap();
+    assert!(outcomes.iter().all(stored), "{outcomes:?}");
+    let receipts: Vec<i64> = outcomes
+        .iter()
+        .map(|o| match o {
+            StoreOutcome::Stored(r) => r.receipt,
+            _ => unreachable!(),
+        })
+        .collect();
+
+    // A mixed group: a retry, a reused key, a contributor reaching the cap, one going over it,
+    // a brand-new one, and the same new key twice.
+    let group = vec![
+        batch("k0", "c0", 1, "b0"),    // retry of a stored batch
+        batch("k1", "c1", 1, "other"), // its key, other content
+        batch("k5", "c2", 1, "b5"),    // c2 reaches 2 = the cap
+        batch("k6", "c3", 2, "b6"),    // c3 would reach 3
+        batch("k7", "c9", 1, "b7"),    // new
+        batch("k7", "c9", 1, "b7"),    // the same batch again in the same group
+    ];
+    let outcomes = store.store(&group).unwrap();
+    match &outcomes[0] {
+        StoreOutcome::Replayed(r) => assert_eq!(r.receipt, receipts[0]),
+        other => panic!("retry: {other:?}"),
+    }
+    assert_eq!(outcomes[1], StoreOutcome::KeyConflict);
+    assert!(stored(&outcomes[2]), "{:?}", outcomes[2]);
+    assert_eq!(outcomes[3], StoreOutcome::OverCap { stored: 1, cap: 2 });
+    assert!(stored(&outcomes[4]));
+    assert!(matches!(outcomes[5], StoreOutcome::Replayed(_)), "{:?}", outcomes[5]);
+
+    // The same mix without repeated keys or contributors inside the group (PostgreSQL's
+    // set-based path).
+    let group = vec![
+        batch("k3", "c3", 1, "b3"),    // retry
+        batch("k1", "c8", 1, "other"), // a used key, other content
+        batch("k8", "c2", 1, "b8"),    // c2 is at the cap
+        batch("k9", "c4", 1, "b9"),    // c4 reaches the cap
+        batch("k10", "c10", 3, "b10"), // over the cap alone
+    ];
+    let outcomes = store.store(&group).unwrap();
+    assert!(matches!(outcomes[0], StoreOutcome::Replayed(_)), "{outcomes:?}");
+    assert_eq!(outcomes[1], StoreOutcome::KeyConflict);
+    assert_eq!(outcomes[2], StoreOutcome::OverCap { stored: 2, cap: 2 });
+    assert!(stored(&outcomes[3]), "{outcomes:?}");
+    assert_eq!(outcomes[4], StoreOutcome::OverCap { stored: 0, cap: 2 });
+
+    // What is stored: 8 batches of one report, in order, nothing of the refused ones.
+    assert_eq!(store.totals("s", "v1").unwrap(), (8, 8));
+    let mut bodies = Vec::new();
+    store.batches("s", "v1", &mut |b| bodies.push(b.body)).unwrap();
+    assert_eq!(bodies, ["b0", "b1", "b2", "b3", "b4", "b5", "b7", "b9"]);
+    assert_eq!(store.totals("s", "v2").unwrap(), (0, 0));
+
+    // Releases: stored once, never replaced.
+    let summary = ReleaseSummary {
+        id: "s-r1".into(),
+        study_id: "s".into(),
+        created: "2026-11-29T00:00:00Z".into(),
+    };
+    store.insert_release(&summary, "{\"a\":1}").unwrap();
+    assert!(store.insert_release(&summary, "{\"a\":2}").is_err());
+    assert_eq!(store.release("s-r1").unwrap().as_deref(), Some("{\"a\":1}"));
+    assert_eq!(store.releases().unwrap(), vec![summary]);
+    assert_eq!(store.release_count("s").unwrap(), 1);
+    assert_eq!(store.release("nope").unwrap(), None);
+
+    // Reopening runs no migration twice and keeps everything.
+    drop(store);
+    let store = storage::open(database).unwrap();
+    assert_eq!(store.totals("s", "v1").unwrap(), (8, 8));
+}
+
+#[test]
+fn sqlite_storage_contract() {
+    let dir = std::env::temp_dir().join(format!("chorus-storage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    contract(dir.join("chorus.sqlite3").to_str().unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn postgres_storage_contract() {
+    contract(&fresh_postgres_database("storage"));
+}
