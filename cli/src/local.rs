@@ -81,7 +81,9 @@ pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStud
     // Write then rename, so that a crash never leaves a half-written cache entry.
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
-        let tmp = path.with_extension("tmp");
+        // A name of its own, so that processes compiling the same study at once do not write
+        // into one file.
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         if std::fs::write(&tmp, serde_json::to_vec(&compiled).expect("compiled study serialises")).is_ok() {
             let _ = std::fs::rename(&tmp, &path);
         }

@@ -218,13 +218,11 @@ fn run(database: Option<&str>, name: &str) {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// One after the other: the two servers would otherwise compete for the two cores (and, on a
+/// cold cache, compile the study at the same time).
 #[test]
-fn sqlite_end_to_end() {
-    run(None, "sqlite");
-}
-
-#[test]
-fn postgres_end_to_end() {
+fn end_to_end_on_sqlite_then_postgres() {
     let url = fresh_postgres_database("e2e");
+    run(None, "sqlite");
     run(Some(&url), "postgres");
 }
