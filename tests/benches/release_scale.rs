@@ -8,7 +8,7 @@ use chorus_server::ingest::new_batch;
 use chorus_server::release::{cut, sign::Signer, ReleaseOptions};
 use chorus_server::storage::{sqlite::SqliteStorage, Storage};
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::protocol::{random_id, ReportBatch};
+use chorus_shared::protocol::{random_id, ReportBatch, PROTOCOL_VERSION};
 use chorus_tests::{analyses_of, compile_study, fixture};
 use std::time::Instant;
 
@@ -23,13 +23,11 @@ fn main() {
         sizes
     };
     let study = compile_study(None);
-    let mut noise = Noise::Secure;
-    let reports: Vec<_> = analyses_of(&fixture("chatgpt/conversations.json"))
-        .iter()
-        .cycle()
-        .take(500)
-        .map(|a| study.privacy.privatize(a, &study.category_ids(), &mut noise).unwrap())
-        .collect();
+    let analyses = analyses_of(&fixture("chatgpt/conversations.json"));
+    // Every stored report privatized on its own, as from its own device, but with seeded noise:
+    // the server's time is measured here, not OpenDP's (which is secure and slower).
+    let mut noise = Noise::seeded(1);
+    let mut secure = Noise::Secure;
     for n in sizes {
         let dir = std::env::temp_dir().join(format!("chorus-scale-{n}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -37,15 +35,18 @@ fn main() {
         let started = Instant::now();
         let mut group = Vec::with_capacity(4096);
         for i in 0..n {
-            let batch = ReportBatch::new(
-                &study.id,
-                &study.version,
-                &random_id(&mut noise).unwrap(),
-                &random_id(&mut noise).unwrap(),
-                vec![reports[i % reports.len()].clone()],
-                &noise,
-            )
-            .unwrap();
+            let report = study
+                .privacy
+                .privatize(&analyses[i % analyses.len()], &study.category_ids(), &mut noise)
+                .unwrap();
+            let batch = ReportBatch {
+                protocol: PROTOCOL_VERSION,
+                study_id: study.id.clone(),
+                study_version: study.version.clone(),
+                contributor: random_id(&mut secure).unwrap(),
+                idempotency_key: random_id(&mut secure).unwrap(),
+                reports: vec![report],
+            };
             group.push(new_batch(&batch, 1, 20_786 + (i % 30) as i64));
             if group.len() == 4096 || i + 1 == n {
                 storage.store(&group).unwrap();
