@@ -253,3 +253,40 @@ fn postgres_refuses_bad_batches() {
     let url = fresh_postgres_database("bad");
     run(Some(&url), "postgres");
 }
+
+/// Rate limits: a pseudonym past its budget, and the server past its global budget, get 429
+/// (and a retry later is the client's answer); nothing refused is stored.
+#[test]
+fn rate_limits_answer_429() {
+    let dir = std::env::temp_dir().join(format!("chorus-rate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("server.toml");
+    std::fs::write(&config, "per_contributor_per_minute = 1.0\nglobal_per_second = 3.0\n").unwrap();
+    let server = ServerProcess::start(&dir.join("data"), None, &["--config", config.to_str().unwrap()]);
+    let study: CompiledStudy = serde_json::from_str(&server.get("/api/v1/studies/chorus-default").1).unwrap();
+    let analyses = analyses_of(&fixture("chatgpt/conversations.json"));
+    let first = batch_for(&study, &analyses[0]);
+    let (status, body) = server.post(PATH, &serde_json::to_string(&first).unwrap());
+    assert_eq!(status, 201, "{body}");
+    // The same pseudonym again within the minute.
+    let mut again = serde_json::to_value(batch_for(&study, &analyses[1])).unwrap();
+    again["contributor"] = json!(first.contributor);
+    let (status, body) = server.post(PATH, &again.to_string());
+    assert_eq!((status, body.contains("rate_limited")), (429, true), "{body}");
+    // Many new pseudonyms at once: the global bucket (3 per second) runs dry.
+    let statuses: Vec<u16> = (0..12)
+        .map(|i| {
+            let batch = batch_for(&study, &analyses[i % analyses.len()]);
+            server.post(PATH, &serde_json::to_string(&batch).unwrap()).0
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 429), "{statuses:?}");
+    let accepted = statuses.iter().filter(|s| **s == 201).count() as i64;
+    let db = rusqlite::Connection::open(server.data_dir.join("chorus.sqlite3")).unwrap();
+    let stored: i64 = db.query_row("SELECT COUNT(*) FROM batches", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored, 1 + accepted);
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
