@@ -6,7 +6,7 @@
 use crate::exports::analyze_exports;
 use crate::local::{cache_dir, load_analyzer, privacy_statement};
 use crate::StudyArgs;
-use chorus_shared::privacy::memo::{digest, Memo};
+use chorus_shared::privacy::memo::{digest, study_key, Memo};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::protocol::ReportBatch;
 use chorus_shared::{Analysis, Analyzer};
@@ -61,7 +61,7 @@ pub fn memoised_batch(
         }
         Err(_) => Memo::new(&mut noise).map_err(|e| e.to_string())?,
     };
-    let version = format!("{}@{}", study.id, study.version);
+    let version = study_key(study);
     let mut candidates: Vec<(String, Analysis)> = Vec::new();
     let summary = analyze_exports(analyzer, exports, threads, true, &mut |conversation, analysis| {
         candidates.push((memo.key(&version, &digest(&conversation)), analysis));
@@ -69,20 +69,8 @@ pub fn memoised_batch(
     })?;
     let refs: Vec<(String, &Analysis)> = candidates.iter().map(|(k, a)| (k.clone(), a)).collect();
     let first_run = memo.studies.get(&version).is_none_or(|m| m.selected.is_empty());
-    let entry = memo
-        .reports(&version, &study.privacy, &study.category_ids(), &refs, &mut noise)
-        .map_err(|e| e.to_string())?
-        .clone();
+    let batch = memo.batch(study, &refs, &mut noise).map_err(|e| e.to_string())?;
     write_atomically(memo_path, &serde_json::to_vec(&memo).expect("the memo serialises"))?;
-    let batch = ReportBatch::new(
-        &study.id,
-        &study.version,
-        &entry.contributor,
-        &entry.batch_key,
-        entry.selected_reports(),
-        &noise,
-    )
-    .map_err(|e| e.to_string())?;
     eprintln!(
         "chorus: {} of {} conversations reported ({}); memo {}",
         batch.reports.len(),

@@ -12,9 +12,8 @@
 
 use chorus_shared::embed::Embedder;
 use chorus_shared::import::{read_export, ImportSummary};
-use chorus_shared::privacy::memo::{digest, Memo};
+use chorus_shared::privacy::memo::{digest, study_key, Memo};
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::protocol::ReportBatch;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::{Analysis, Analyzer};
 use serde::Serialize;
@@ -148,24 +147,14 @@ impl Client {
         } else {
             serde_json::from_str(memo_json).map_err(|e| JsError::new(&format!("the stored memo is damaged: {e}")))?
         };
-        let version = format!("{}@{}", study.id, study.version);
+        let version = study_key(study);
         let candidates: Vec<(String, &Analysis)> = self
             .analysed
             .iter()
             .filter(|(_, a)| !excluded.contains(&a.id))
             .map(|(d, a)| (memo.key(&version, d), a))
             .collect();
-        let entry = memo
-            .reports(&version, &study.privacy, &study.category_ids(), &candidates, &mut noise)?
-            .clone();
-        let batch = ReportBatch::new(
-            &study.id,
-            &study.version,
-            &entry.contributor,
-            &entry.batch_key,
-            entry.selected_reports(),
-            &noise,
-        )?;
+        let batch = memo.batch(study, &candidates, &mut noise)?;
         Ok(json!({ "batch": batch, "memo": memo }).to_string())
     }
 

@@ -50,7 +50,7 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, Rejection> 
         .await
         .map_err(internal)?
         .map_err(|e| {
-            tracing::error!(error = %e, "health check: storage unavailable");
+            tracing::error!(error = %e.redacted(), "health check: storage unavailable");
             Rejection::new(503, "unavailable", "the store is not available")
         })?;
     Ok(HttpResponse::Ok().json(json!({"status": "ok"})))
@@ -188,7 +188,7 @@ async fn releases(state: web::Data<AppState>) -> Result<HttpResponse, Rejection>
     let list = web::block(move || storage.releases())
         .await
         .map_err(internal)?
-        .map_err(internal)?;
+        .map_err(|e| internal(e.redacted()))?;
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -198,7 +198,7 @@ async fn release_document(state: &AppState, id: String) -> Result<String, Reject
     web::block(move || storage.release(&id))
         .await
         .map_err(internal)?
-        .map_err(internal)?
+        .map_err(|e| internal(e.redacted()))?
         .ok_or(missing)
 }
 

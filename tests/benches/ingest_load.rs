@@ -5,10 +5,9 @@
 //!
 //! `cargo bench -p chorus-tests --bench ingest_load [-- SECONDS CONNECTIONS]`
 
-use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
-use chorus_tests::load::{batch_bodies, run};
-use chorus_tests::{analyses_of, fixture, fresh_postgres_database, ServerProcess};
+use chorus_tests::load::{batch_bodies, fixture_reports, run};
+use chorus_tests::{fresh_postgres_database, ServerProcess};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +17,7 @@ fn measure(name: &str, database: Option<&str>, seconds: u64, connections: usize)
     let _ = std::fs::remove_dir_all(&dir);
     let server = ServerProcess::start(&dir.join("data"), database, &[]);
     let study: CompiledStudy = serde_json::from_str(&server.get("/api/v1/studies/chorus-default").1).unwrap();
-    let mut noise = Noise::Secure;
-    let reports: Vec<_> = analyses_of(&fixture("chatgpt/conversations.json"))
-        .iter()
-        .map(|a| study.privacy.privatize(a, &study.category_ids(), &mut noise).unwrap())
-        .collect();
+    let reports = fixture_reports(&study);
     let bodies = Arc::new(batch_bodies(&study, &reports, 25_000 * seconds as usize));
     let address = server.url.trim_start_matches("http://").to_owned();
     let path = "/api/v1/studies/chorus-default/reports";

@@ -154,7 +154,6 @@ pub struct ServerProcess {
     pub child: std::process::Child,
     pub url: String,
     pub data_dir: PathBuf,
-    pub database: Option<String>,
     pub log: PathBuf,
 }
 
@@ -192,7 +191,6 @@ impl ServerProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
             data_dir: data_dir.to_path_buf(),
-            database: database.map(str::to_owned),
             log,
         };
         server.wait_healthy();

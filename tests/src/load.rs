@@ -166,3 +166,13 @@ pub fn batch_bodies(
         })
         .collect()
 }
+
+/// One report per conversation of the ChatGPT fixture, privatized with OpenDP's secure noise
+/// (the reports the load generator cycles through).
+pub fn fixture_reports(study: &chorus_shared::study::CompiledStudy) -> Vec<chorus_shared::protocol::Report> {
+    let mut noise = chorus_shared::privacy::noise::Noise::Secure;
+    crate::analyses_of(&crate::fixture("chatgpt/conversations.json"))
+        .iter()
+        .map(|a| study.privacy.privatize(a, &study.category_ids(), &mut noise).unwrap())
+        .collect()
+}

@@ -2,7 +2,7 @@
 //! is memoised (a second run sends the very same batch), and can only be built with secure
 //! noise.
 
-use chorus_shared::privacy::memo::{digest, Memo};
+use chorus_shared::privacy::memo::{digest, study_key, Memo};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::protocol::{BatchError, ReportBatch};
 use chorus_shared::{Analysis, Analyzer};
@@ -31,22 +31,10 @@ fn a_batch_of_every_conversation_holds_none_of_their_text() {
         let candidates: Vec<(String, &Analysis)> = conversations
             .iter()
             .zip(&analyses)
-            .map(|(c, a)| (memo.key("v", &digest(c)), a))
+            .map(|(c, a)| (memo.key(&study_key(study), &digest(c)), a))
             .collect();
-        let entry = memo
-            .reports("v", &study.privacy, &study.category_ids(), &candidates, &mut noise)
-            .unwrap()
-            .clone();
-        assert_eq!(entry.selected.len(), conversations.len());
-        let batch = ReportBatch::new(
-            &study.id,
-            &study.version,
-            &entry.contributor,
-            &entry.batch_key,
-            entry.selected_reports(),
-            &noise,
-        )
-        .unwrap();
+        let batch = memo.batch(study, &candidates, &mut noise).unwrap();
+        assert_eq!(batch.reports.len(), conversations.len());
         let json = serde_json::to_string(&batch).unwrap();
         assert_no_text_of(&export, &json);
         // The receiving side reads it back exactly (and rejects unknown fields).

@@ -2,10 +2,9 @@
 //! restart every batch that received a receipt is present exactly once, under its receipt, and
 //! re-posting it is acknowledged as a replay — never stored twice.
 
-use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
-use chorus_tests::load::{batch_bodies, run};
-use chorus_tests::{analyses_of, fixture, ServerProcess};
+use chorus_tests::load::{batch_bodies, fixture_reports, run};
+use chorus_tests::ServerProcess;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -21,11 +20,7 @@ fn no_acknowledged_batch_is_lost_or_duplicated_by_a_crash() {
     let data = dir.join("data");
     let mut server = ServerProcess::start(&data, None, &[]);
     let study: CompiledStudy = serde_json::from_str(&server.get("/api/v1/studies/chorus-default").1).unwrap();
-    let mut noise = Noise::Secure;
-    let reports: Vec<_> = analyses_of(&fixture("chatgpt/conversations.json"))
-        .iter()
-        .map(|a| study.privacy.privatize(a, &study.category_ids(), &mut noise).unwrap())
-        .collect();
+    let reports = fixture_reports(&study);
     let bodies = Arc::new(batch_bodies(&study, &reports, 200_000));
 
     // Load from four connections; the server dies under it after two seconds.

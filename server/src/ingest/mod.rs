@@ -149,7 +149,7 @@ fn write_loop(storage: Arc<dyn Storage>, jobs: Receiver<Job>) {
                 }
             }
             Err(e) => {
-                let message = e.to_string();
+                let message = e.redacted();
                 for job in group {
                     let _ = job.reply.send(Err(message.clone()));
                 }

@@ -84,6 +84,23 @@ pub enum StorageError {
     Other(String),
 }
 
+impl StorageError {
+    /// What may be logged: the kind of failure, never the database's own message, which can
+    /// quote values of the rows involved (a batch key, a pseudonym).
+    pub fn redacted(&self) -> String {
+        match self {
+            StorageError::Sqlite(e) => format!("SQLite error {:?}", e.sqlite_error_code()),
+            StorageError::Postgres(e) => {
+                format!(
+                    "PostgreSQL error {}",
+                    e.code().map_or("(no SQLSTATE: connection)", |c| c.code())
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// The operations the server needs from a database. Each call is blocking: the HTTP layer calls
 /// them from its blocking pool or from the ingest writer thread.
 pub trait Storage: Send + Sync {

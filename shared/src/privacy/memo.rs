@@ -8,7 +8,8 @@ use super::noise::{Noise, NoiseError};
 use super::{PrivacyError, PrivacyPlan};
 use crate::conversation::Conversation;
 use crate::pipeline::Analysis;
-use crate::protocol::{random_id, Report};
+use crate::protocol::{random_id, Report, ReportBatch};
+use crate::study::CompiledStudy;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -78,6 +79,39 @@ impl Memo {
             }
         }
         Ok(memo)
+    }
+}
+
+/// The memo's name for a compiled study: `study_id@study_version` (a new version is a new
+/// study round, with a new sample and new reports).
+pub fn study_key(study: &CompiledStudy) -> String {
+    format!("{}@{}", study.id, study.version)
+}
+
+impl Memo {
+    /// The batch this device sends for `study`: the memoised reports (drawn on the first run
+    /// from the `candidates`, keyed with [`study_key`]) under the memoised pseudonym and key.
+    pub fn batch(
+        &mut self,
+        study: &CompiledStudy,
+        candidates: &[(String, &Analysis)],
+        noise: &mut Noise,
+    ) -> Result<ReportBatch, PrivacyError> {
+        let entry = self.reports(
+            &study_key(study),
+            &study.privacy,
+            &study.category_ids(),
+            candidates,
+            noise,
+        )?;
+        Ok(ReportBatch::new(
+            &study.id,
+            &study.version,
+            &entry.contributor,
+            &entry.batch_key,
+            entry.selected_reports(),
+            noise,
+        )?)
     }
 }
 

@@ -146,6 +146,8 @@ pub enum PrivacyError {
     OverCap { epsilon: f64, delta: f64, cap: f64 },
     #[error(transparent)]
     Noise(#[from] NoiseError),
+    #[error(transparent)]
+    Batch(#[from] crate::protocol::BatchError),
 }
 
 /// One channel as compiled: its public domain and its oracle.
