@@ -165,9 +165,14 @@ fn run(database: Option<&str>, name: &str) {
         }
     }
     assert!(published >= 3, "only {published} cells published");
+    // Each 95% interval misses with probability 0.05: with only a handful of published cells a
+    // fixed share would fail by chance (5 of 7 happens in 4% of runs), so allow the misses a
+    // binomial count reaches within four standard deviations.
+    let (p, n) = (0.05, published as f64);
+    let allowed = (n * p + 4.0 * (n * p * (1.0 - p)).sqrt()).ceil() as usize;
     assert!(
-        covered as f64 >= 0.8 * published as f64,
-        "{covered} of {published} intervals cover the truth"
+        published - covered <= allowed,
+        "{covered} of {published} intervals cover the truth (at most {allowed} may miss)"
     );
     for cell in release["facets"]["category"]["debiased"].as_array().unwrap() {
         if cell["suppressed"] != true {
