@@ -38,7 +38,7 @@ pub struct Args {
 /// Attempts per request before giving up (network errors, 429 and 503 are retried).
 const ATTEMPTS: u32 = 6;
 
-fn agent() -> ureq::Agent {
+pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
@@ -47,7 +47,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// Sends a request until it gets an answer that is not "try again"; returns status and body.
-fn with_retries(
+pub fn with_retries(
     what: &str,
     mut send: impl FnMut() -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<(u16, String), String> {

@@ -4,12 +4,13 @@ use crate::progress::Progress;
 use crate::StudyArgs;
 use chorus_shared::embed::pins::pins;
 use chorus_shared::embed::Embedder;
-use chorus_shared::study::{CompiledStudy, Study, TrainOptions, COMPILED_FORMAT};
+use chorus_shared::study::{CompiledStudy, Study, StudyContents, TrainOptions, COMPILED_FORMAT};
 use chorus_shared::Analyzer;
 use std::path::{Path, PathBuf};
 
 const DEFAULT_STUDY: &str = include_str!("../../studies/default/study.toml");
 const DEFAULT_EXAMPLES: &str = include_str!("../../studies/default/examples.jsonl");
+const DEFAULT_CODEBOOK: &str = include_str!("../../studies/default/codebook.json");
 
 /// `$CHORUS_CACHE_DIR`, else `$XDG_CACHE_HOME/chorus`, else `~/.cache/chorus`.
 pub fn cache_dir() -> PathBuf {
@@ -39,24 +40,31 @@ pub fn load_embedder(args: &StudyArgs) -> Result<Embedder, String> {
     Embedder::new(&model, &tokenizer).map_err(|e| e.to_string())
 }
 
-/// Reads the study file named by `args` (or the default study) and its labelled examples.
+/// Reads the study file named by `args` (or the default study) and the files it names.
 pub fn load_study(args: &StudyArgs) -> Result<Study, String> {
     let Some(path) = &args.study else {
-        return Study::parse(DEFAULT_STUDY, Some(DEFAULT_EXAMPLES)).map_err(|e| format!("default study: {e}"));
+        let contents = StudyContents {
+            labelled_examples: Some(DEFAULT_EXAMPLES),
+            codebook: Some(DEFAULT_CODEBOOK),
+        };
+        return Study::parse(DEFAULT_STUDY, contents).map_err(|e| format!("default study: {e}"));
     };
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let named = Study::labelled_examples_path(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let examples = match named {
-        Some(relative) => {
-            let examples_path = path.parent().unwrap_or(Path::new(".")).join(&relative);
-            Some(
-                std::fs::read_to_string(&examples_path)
-                    .map_err(|e| format!("cannot read the labelled examples {}: {e}", examples_path.display()))?,
-            )
-        }
-        None => None,
+    let files = Study::files(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let read = |relative: &Option<String>, what: &str| -> Result<Option<String>, String> {
+        let Some(relative) = relative else { return Ok(None) };
+        let named = path.parent().unwrap_or(Path::new(".")).join(relative);
+        std::fs::read_to_string(&named)
+            .map(Some)
+            .map_err(|e| format!("cannot read the {what} {}: {e}", named.display()))
     };
-    Study::parse(&text, examples.as_deref()).map_err(|e| format!("{}: {e}", path.display()))
+    let examples = read(&files.labelled_examples, "labelled examples")?;
+    let codebook = read(&files.codebook, "codebook")?;
+    let contents = StudyContents {
+        labelled_examples: examples.as_deref(),
+        codebook: codebook.as_deref(),
+    };
+    Study::parse(&text, contents).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The study compiled against the embedder, from the cache when it was compiled before

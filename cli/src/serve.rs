@@ -1,6 +1,8 @@
-//! `chorus serve` and `chorus release`: the aggregation server, and cutting a release from
-//! its store without going through HTTP.
+//! `chorus serve` and `chorus release`: the aggregation server (seeded with demo contributions
+//! on a first run when asked: `demo.rs`), and cutting a release from its store without going
+//! through HTTP.
 
+use crate::demo::{self, DemoArgs};
 use crate::local::{compiled_study, load_embedder, load_study};
 use crate::StudyArgs;
 use chorus_server::release::{cut, sign::Signer, ReleaseOptions};
@@ -85,6 +87,8 @@ pub struct ServeArgs {
     /// Label every release as made from demo contributions.
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    seed: DemoArgs,
 }
 
 pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
@@ -99,12 +103,24 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     if args.workers.is_some() {
         config.workers = args.workers;
     }
-    config.demo |= args.demo;
     if config.admin_token.is_none() {
         config.admin_token = std::env::var("CHORUS_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
     }
     let studies = args.server.studies(&config)?;
     let storage: Arc<dyn storage::Storage> = Arc::from(storage::open(&config.database()).map_err(|e| e.to_string())?);
+    let first = studies.first().expect("at least the default study").clone();
+    let seed = demo::should_seed(&args.seed, storage.as_ref(), &first, &config.data_dir)?;
+    config.demo |= args.demo || demo::is_demo(&config.data_dir);
+    if seed {
+        demo::seed_in_background(demo::Seeding {
+            args: args.seed.clone(),
+            study: first,
+            storage: storage.clone(),
+            signing_key: config.signing_key_path(),
+            model_dir: args.server.model_dir.clone(),
+            base_url: demo::own_url(&config.bind),
+        });
+    }
     let state = AppState::new(config, studies, storage)?;
     for entry in state.studies.values() {
         eprintln!("chorus: serving study {}@{}", entry.study.id, entry.study.version);
@@ -152,7 +168,7 @@ pub fn release(args: ReleaseArgs) -> Result<ExitCode, String> {
         study,
         &signer,
         &ReleaseOptions {
-            demo: args.demo || config.demo,
+            demo: args.demo || config.demo || demo::is_demo(&config.data_dir),
         },
     )?;
     let document = serde_json::to_string_pretty(&signed).expect("a release serialises");

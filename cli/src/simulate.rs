@@ -89,18 +89,7 @@ fn simulate(
     let mut facets = Map::new();
     for channel in &plan.channels {
         let labels = &channel.labels;
-        // The non-private distribution of what the channel privatizes: for the category, a draw
-        // from the classifier's probabilities, whose distribution is their mean.
-        let mut truth = vec![0f64; labels.len()];
-        for a in analyses {
-            match (channel.channel, &a.category_probabilities) {
-                (Channel::Category, Some(p)) => truth
-                    .iter_mut()
-                    .zip(p)
-                    .for_each(|(t, x)| *t += *x as f64 / analyses.len() as f64),
-                _ => truth[plan.channel_value(channel.channel, a, &categories)] += 1.0 / analyses.len() as f64,
-            }
-        }
+        let truth = plan.true_shares(channel.channel, analyses, &categories);
         let estimate = channel
             .oracle
             .estimate(reports.iter().filter_map(|r| r.channels.get(&channel.channel)));

@@ -121,7 +121,7 @@ impl Client {
         let channels: Vec<_> = plan
             .channels
             .iter()
-            .map(|c| json!({"channel": c.channel, "values": c.labels.len(), "oracle": c.oracle, "sampled": c.sampled}))
+            .map(|c| json!({"channel": c.channel, "values": c.labels.len(), "oracle": c.oracle, "pool": c.pool}))
             .collect();
         json!({
             "per_report": plan.accounting.per_report,

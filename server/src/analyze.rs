@@ -1,7 +1,8 @@
 //! Analyze: from stored reports to estimates with error bars. Everything here is
 //! post-processing of locally private reports: unbiased frequency estimates per channel,
 //! the true category mix corrected for the classifier's errors (with bootstrap intervals),
-//! cross-tabs of two channels, and the mean of the noisy embeddings.
+//! the topic codebook at every level, cross-tabs of two channels (or topic levels), and the
+//! mean of the noisy embeddings.
 
 use crate::storage::{Storage, StorageError, StoredBatch};
 use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
@@ -157,13 +158,134 @@ fn debias_category(
     Debiased { shares, ci95 }
 }
 
-/// The joint distribution of two channels, estimated from the reports that carry both: each
-/// report's unbiased indicators of the two values, multiplied (their noise is independent),
-/// averaged; standard errors from the spread of those products.
+/// One side of an estimate over indicator sums: a channel whose values are grouped (a topic
+/// level groups codebook leaves; a plain channel is its own grouping).
+#[derive(Debug, Clone)]
+pub struct Axis {
+    pub channel: Channel,
+    /// What the axis is called in a release (`topic_level1`, or the channel's name).
+    pub name: String,
+    pub labels: Vec<String>,
+    /// The group of each value of the channel's domain.
+    group_of: Vec<usize>,
+}
+
+impl Axis {
+    pub fn channel(study: &CompiledStudy, channel: Channel) -> Option<Axis> {
+        let plan = study.privacy.channel(channel)?;
+        Some(Axis {
+            channel,
+            name: channel.name().to_owned(),
+            labels: plan.labels.clone(),
+            group_of: (0..plan.labels.len()).collect(),
+        })
+    }
+
+    /// The topics of one level of the codebook (0 is the top): the level's own channel when the
+    /// study reports it, else the reported leaves grouped by their ancestor at that level.
+    pub fn topic_level(study: &CompiledStudy, level: usize) -> Option<Axis> {
+        let codebook = study.codebook.as_ref()?;
+        let depth = codebook.levels.len();
+        let name = format!("topic_level{}", level + 1);
+        let reported = Channel::ALL
+            .into_iter()
+            .find(|c| c.topic_level(depth) == Some(level) && study.privacy.channel(*c).is_some());
+        if let Some(channel) = reported {
+            return Axis::channel(study, channel).map(|axis| Axis { name, ..axis });
+        }
+        study.privacy.channel(Channel::Topic)?;
+        let topics = codebook.levels.get(level)?;
+        Some(Axis {
+            channel: Channel::Topic,
+            name,
+            labels: topics.iter().map(|t| t.id.clone()).collect(),
+            group_of: codebook.paths().iter().map(|path| path[level]).collect(),
+        })
+    }
+
+    /// A report's unbiased indicator of each group: the sum of its values' indicators.
+    fn indicators(&self, plan: &ChannelPlan, value: &Privatized) -> Vec<f64> {
+        let mut sums = vec![0f64; self.labels.len()];
+        for (v, &g) in self.group_of.iter().enumerate() {
+            sums[g] += plan.oracle.support_indicator(value, v);
+        }
+        sums
+    }
+}
+
+/// Shares of an axis's groups (a topic level's distribution), from the reports carrying its
+/// channel: the mean of each report's unbiased group indicators, with the standard error of
+/// that mean. Summing leaf indicators keeps every level consistent: a topic's estimate is the
+/// sum of its children's.
+#[derive(Debug, Clone)]
+pub struct GroupEstimate {
+    pub n: usize,
+    pub shares: Vec<f64>,
+    pub standard_errors: Vec<f64>,
+}
+
+pub fn estimate_groups(study: &CompiledStudy, axis: &Axis, reports: &[Report]) -> Option<GroupEstimate> {
+    let plan = study.privacy.channel(axis.channel)?;
+    let mut moments = Moments::new(axis.labels.len());
+    for value in reports.iter().filter_map(|r| r.channels.get(&axis.channel)) {
+        moments.add(&axis.indicators(plan, value));
+    }
+    let (n, shares, standard_errors) = moments.finish()?;
+    Some(GroupEstimate {
+        n,
+        shares,
+        standard_errors,
+    })
+}
+
+/// Running sums of per-report indicator vectors, for their means and standard errors.
+struct Moments {
+    n: usize,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+}
+
+impl Moments {
+    fn new(cells: usize) -> Moments {
+        Moments {
+            n: 0,
+            sum: vec![0.0; cells],
+            sum_sq: vec![0.0; cells],
+        }
+    }
+
+    fn add(&mut self, values: &[f64]) {
+        self.n += 1;
+        for ((s, q), v) in self.sum.iter_mut().zip(&mut self.sum_sq).zip(values) {
+            *s += v;
+            *q += v * v;
+        }
+    }
+
+    /// (n, means, standard errors of the means); none with fewer than two reports.
+    fn finish(self) -> Option<(usize, Vec<f64>, Vec<f64>)> {
+        if self.n < 2 {
+            return None;
+        }
+        let nf = self.n as f64;
+        let means: Vec<f64> = self.sum.iter().map(|s| s / nf).collect();
+        let errors = self
+            .sum_sq
+            .iter()
+            .zip(&means)
+            .map(|(sq, m)| ((sq - nf * m * m) / (nf - 1.0)).max(0.0).sqrt() / nf.sqrt())
+            .collect();
+        Some((self.n, means, errors))
+    }
+}
+
+/// The joint distribution of two axes, estimated from the reports that carry both channels:
+/// each report's unbiased indicators of the two values, multiplied (their noise is
+/// independent), averaged; standard errors from the spread of those products.
 #[derive(Debug, Clone)]
 pub struct CrossTab {
-    pub rows: Channel,
-    pub columns: Channel,
+    pub rows: String,
+    pub columns: String,
     pub row_labels: Vec<String>,
     pub column_labels: Vec<String>,
     pub n: usize,
@@ -172,50 +294,38 @@ pub struct CrossTab {
     pub standard_errors: Vec<Vec<f64>>,
 }
 
-pub fn cross_tab(study: &CompiledStudy, rows: Channel, columns: Channel, reports: &[Report]) -> Option<CrossTab> {
-    let (a, b) = (study.privacy.channel(rows)?, study.privacy.channel(columns)?);
-    let (ka, kb) = (a.labels.len(), b.labels.len());
-    let mut sum = vec![vec![0f64; kb]; ka];
-    let mut sum_sq = vec![vec![0f64; kb]; ka];
-    let mut n = 0usize;
+pub fn cross_tab(study: &CompiledStudy, rows: &Axis, columns: &Axis, reports: &[Report]) -> Option<CrossTab> {
+    let (a, b) = (
+        study.privacy.channel(rows.channel)?,
+        study.privacy.channel(columns.channel)?,
+    );
+    let (ka, kb) = (rows.labels.len(), columns.labels.len());
+    let mut moments = Moments::new(ka * kb);
+    let mut products = vec![0f64; ka * kb];
     for report in reports {
-        let (Some(x), Some(y)) = (report.channels.get(&rows), report.channels.get(&columns)) else {
+        let (Some(x), Some(y)) = (
+            report.channels.get(&rows.channel),
+            report.channels.get(&columns.channel),
+        ) else {
             continue;
         };
-        n += 1;
-        let ix: Vec<f64> = (0..ka).map(|v| a.oracle.support_indicator(x, v)).collect();
-        let iy: Vec<f64> = (0..kb).map(|v| b.oracle.support_indicator(y, v)).collect();
+        let (ix, iy) = (rows.indicators(a, x), columns.indicators(b, y));
         for i in 0..ka {
             for j in 0..kb {
-                let product = ix[i] * iy[j];
-                sum[i][j] += product;
-                sum_sq[i][j] += product * product;
+                products[i * kb + j] = ix[i] * iy[j];
             }
         }
+        moments.add(&products);
     }
-    if n < 2 {
-        return None;
-    }
-    let nf = n as f64;
-    let shares: Vec<Vec<f64>> = sum.iter().map(|row| row.iter().map(|s| s / nf).collect()).collect();
-    let standard_errors = sum_sq
-        .iter()
-        .zip(&shares)
-        .map(|(row, means)| {
-            row.iter()
-                .zip(means)
-                .map(|(sq, m)| ((sq - nf * m * m) / (nf - 1.0)).max(0.0).sqrt() / nf.sqrt())
-                .collect()
-        })
-        .collect();
+    let (n, shares, errors) = moments.finish()?;
     Some(CrossTab {
-        rows,
-        columns,
-        row_labels: a.labels.clone(),
-        column_labels: b.labels.clone(),
+        rows: rows.name.clone(),
+        columns: columns.name.clone(),
+        row_labels: rows.labels.clone(),
+        column_labels: columns.labels.clone(),
         n,
-        shares,
-        standard_errors,
+        shares: shares.chunks(kb).map(<[f64]>::to_vec).collect(),
+        standard_errors: errors.chunks(kb).map(<[f64]>::to_vec).collect(),
     })
 }
 

@@ -12,7 +12,8 @@
 //! error is √((σ² + τ²)/nₖ) per coordinate.
 //!
 //! Names come only from public material: each centroid is mapped back into the embedding space
-//! through the study's public projection and named by the study's classifier.
+//! through the study's public projection, named by the study's classifier and matched to the
+//! nearest leaves of the study's public topic codebook.
 
 use chorus_shared::study::CompiledStudy;
 use rand::{Rng, SeedableRng};
@@ -40,6 +41,9 @@ pub struct Cluster {
     /// The nearest public names: categories by the study's classifier on the back-projected
     /// centroid, most probable first, with their probabilities.
     pub names: Vec<(String, f64)>,
+    /// The nearest leaves of the public topic codebook to the back-projected centroid (id,
+    /// name, cosine), most similar first.
+    pub topics: Vec<(String, String, f64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,6 +232,7 @@ pub fn discover(study: &CompiledStudy, embeddings: &[&[f32]], min_count: f64, se
                 centroid_se,
                 tau: (fit.variances[j] - sigma2).max(0.0).sqrt(),
                 names: names(study, &fit.means[j]),
+                topics: nearest_topics(study, &fit.means[j]),
             });
         }
         // Keep a cluster only if it is distinguishable from every other kept one.
@@ -251,11 +256,10 @@ pub fn discover(study: &CompiledStudy, embeddings: &[&[f32]], min_count: f64, se
     })
 }
 
-/// The study's categories most probable for the embedding a projected centroid stands for.
-fn names(study: &CompiledStudy, centroid: &[f64]) -> Vec<(String, f64)> {
-    let Some(plan) = &study.privacy.embedding else {
-        return Vec::new();
-    };
+/// The embedding a projected centroid stands for: mapped back through the study's public
+/// projection, normalised.
+fn back_project(study: &CompiledStudy, centroid: &[f64]) -> Option<Vec<f32>> {
+    let plan = study.privacy.embedding.as_ref()?;
     let mut x: Vec<f32> = plan.mean.clone();
     for (c, component) in centroid.iter().zip(&plan.components) {
         for (xi, ci) in x.iter_mut().zip(component) {
@@ -264,6 +268,14 @@ fn names(study: &CompiledStudy, centroid: &[f64]) -> Vec<(String, f64)> {
     }
     let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
     x.iter_mut().for_each(|v| *v /= norm);
+    Some(x)
+}
+
+/// The study's categories most probable for the embedding a projected centroid stands for.
+fn names(study: &CompiledStudy, centroid: &[f64]) -> Vec<(String, f64)> {
+    let Some(x) = back_project(study, centroid) else {
+        return Vec::new();
+    };
     let probabilities = study.classifier.probabilities(&x);
     let mut ranked: Vec<(String, f64)> = study
         .categories
@@ -274,4 +286,19 @@ fn names(study: &CompiledStudy, centroid: &[f64]) -> Vec<(String, f64)> {
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
     ranked.truncate(3);
     ranked
+}
+
+/// The codebook leaves nearest the embedding a projected centroid stands for.
+fn nearest_topics(study: &CompiledStudy, centroid: &[f64]) -> Vec<(String, String, f64)> {
+    let (Some(codebook), Some(x)) = (&study.codebook, back_project(study, centroid)) else {
+        return Vec::new();
+    };
+    codebook
+        .nearest_leaves(&x, 3)
+        .into_iter()
+        .map(|(i, cosine)| {
+            let leaf = &codebook.leaves()[i];
+            (leaf.id.clone(), leaf.name.clone(), (cosine as f64 * 1e4).round() / 1e4)
+        })
+        .collect()
 }

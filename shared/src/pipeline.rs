@@ -19,6 +19,10 @@ pub struct Analysis {
     pub category: String,
     /// Concern level 1 (none) to 5 (extreme).
     pub concern: u8,
+    /// Ids of the topics of the study's codebook the request falls in, top level first, down
+    /// to the nearest leaf (none without a codebook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_path: Option<Vec<String>>,
     pub turns: u32,
     pub chars: u64,
     pub has_code: bool,
@@ -79,6 +83,7 @@ impl Analyzer {
             language: text.language.to_owned(),
             category: self.study.categories[argmax(&probabilities)].id.clone(),
             concern: self.study.concern(&embedding, &user_text),
+            topic_path: self.study.topic_path(&embedding),
             turns: text.turns,
             chars: text.chars,
             has_code: text.has_code,

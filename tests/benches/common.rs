@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use chorus_shared::embed::{pins::pins, Embedder};
-use chorus_shared::study::{CompiledStudy, Study, TrainOptions};
+use chorus_shared::study::{CompiledStudy, Study, StudyContents, TrainOptions};
 use chorus_shared::{Analyzer, Conversation};
 use chorus_tests::{cached, first_conversations, workspace_root};
 
@@ -15,11 +15,13 @@ pub fn analyzer() -> Analyzer {
     let tokenizer = std::fs::read(cached(&format!("model/{}", pins().tokenizer.file))).unwrap();
     let embedder = Embedder::new(&model, &tokenizer).unwrap();
     let dir = workspace_root().join("studies/default");
-    let study = Study::parse(
-        &std::fs::read_to_string(dir.join("study.toml")).unwrap(),
-        Some(&std::fs::read_to_string(dir.join("examples.jsonl")).unwrap()),
-    )
-    .unwrap();
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+    let (examples, codebook) = (read("examples.jsonl"), read("codebook.json"));
+    let contents = StudyContents {
+        labelled_examples: Some(&examples),
+        codebook: Some(&codebook),
+    };
+    let study = Study::parse(&read("study.toml"), contents).unwrap();
     let compiled = CompiledStudy::compile(&study, &embedder, TrainOptions::default(), |_, _| {}).unwrap();
     Analyzer::new(embedder, compiled).unwrap()
 }

@@ -93,8 +93,11 @@ pub fn write_sharegpt_sample(export: &Path, n: usize, out: &Path) {
 
 /// A study compiled by the `chorus` binary (which caches it), loaded for use in a test.
 pub fn compile_study(study_toml: Option<&Path>) -> chorus_shared::study::CompiledStudy {
+    // Tests of one binary run in parallel threads: each call gets a file of its own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let out = std::env::temp_dir().join(format!(
-        "chorus-compiled-{}-{:x}.json",
+        "chorus-compiled-{}-{call}-{:x}.json",
         std::process::id(),
         fnv(study_toml)
     ));

@@ -33,7 +33,9 @@ fn debiased_estimates_follow_shifted_mixes() {
     let held_out = |e: &LabelledExample| e.source.as_deref() == Some("sample") && fnv(&e.text).is_multiple_of(5);
     let temp = std::env::temp_dir().join(format!("chorus-debias-{}", std::process::id()));
     std::fs::create_dir_all(&temp).unwrap();
-    std::fs::copy(dir.join("study.toml"), temp.join("study.toml")).unwrap();
+    for file in ["study.toml", "codebook.json"] {
+        std::fs::copy(dir.join(file), temp.join(file)).unwrap();
+    }
     let kept: Vec<String> = examples
         .iter()
         .filter(|e| !held_out(e))

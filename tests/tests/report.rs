@@ -110,7 +110,7 @@ fn chorus_report_prints_the_same_batch_every_run() {
     );
     assert!(second_err.contains("(the same as before)"), "{second_err}");
     assert!(
-        first_err.contains("spends at most ε = 1.99"),
+        first_err.contains("spends at most ε = 2.99"),
         "the privacy statement: {first_err}"
     );
     let batch: ReportBatch = serde_json::from_str(&first).unwrap();

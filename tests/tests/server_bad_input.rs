@@ -121,8 +121,18 @@ fn bad_batches(valid: &Value) -> Vec<(&'static str, String, u16, &'static str)> 
             "invalid_batch",
         ),
         (
+            "two channels of the topic pool",
+            with(&|v| {
+                for p in ["topic_top", "topic_mid", "topic"] {
+                    v["reports"][0]["channels"][p] = json!(0);
+                }
+            }),
+            422,
+            "invalid_batch",
+        ),
+        (
             "an unknown channel",
-            with(&|v| v["reports"][0]["channels"]["topic"] = json!(0)),
+            with(&|v| v["reports"][0]["channels"]["sentiment"] = json!(0)),
             400,
             "malformed",
         ),

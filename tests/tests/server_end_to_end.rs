@@ -2,7 +2,8 @@
 //! public ShareGPT conversations, privatized with OpenDP's secure noise) post their batches to
 //! `chorus serve`; a native `chorus contribute` posts one more; a release is cut over the admin
 //! API and with `chorus release`; its signature verifies (in process and with `chorus verify`);
-//! its estimates cover the non-private truth; no published cell is below k.
+//! its estimates (facets, the topic hierarchy) cover the non-private truth; no published cell
+//! is below k.
 
 use chorus_shared::privacy::Channel;
 use chorus_shared::study::CompiledStudy;
@@ -35,21 +36,6 @@ fn analyses() -> &'static Vec<Analysis> {
         assert!(analyses.len() >= CONTRIBUTORS - 20, "{} analyses", analyses.len());
         analyses
     })
-}
-
-/// The non-private distribution of what a channel privatizes (for the category: the mean of
-/// the classifier's probabilities, from which each report's category is drawn).
-fn truth(study: &CompiledStudy, channel: Channel, analyses: &[Analysis]) -> Vec<f64> {
-    let plan = study.privacy.channel(channel).unwrap();
-    let mut shares = vec![0f64; plan.labels.len()];
-    let n = analyses.len() as f64;
-    for a in analyses {
-        match (channel, &a.category_probabilities) {
-            (Channel::Category, Some(p)) => shares.iter_mut().zip(p).for_each(|(s, x)| *s += *x as f64 / n),
-            _ => shares[study.privacy.channel_value(channel, a, &study.category_ids())] += 1.0 / n,
-        }
-    }
-    shares
 }
 
 fn run(database: Option<&str>, name: &str) {
@@ -126,6 +112,7 @@ fn run(database: Option<&str>, name: &str) {
 
     // Every published cell: its count is reliably ≥ k, and its interval covers the truth.
     let (mut published, mut covered) = (0usize, 0usize);
+    let mut misses: Vec<String> = Vec::new();
     for channel in [
         Channel::Category,
         Channel::Language,
@@ -133,7 +120,7 @@ fn run(database: Option<&str>, name: &str) {
         Channel::Turns,
         Channel::HasCode,
     ] {
-        let truth = truth(&study, channel, analyses);
+        let truth = study.privacy.true_shares(channel, analyses, &study.category_ids());
         let cells = release["facets"][channel.name()]["cells"].as_array().unwrap();
         assert_eq!(cells.len(), truth.len());
         for (cell, t) in cells.iter().zip(&truth) {
@@ -157,12 +144,50 @@ fn run(database: Option<&str>, name: &str) {
             if (lo..=hi).contains(t) {
                 covered += 1;
             } else {
+                misses.push(format!("{channel:?} {}: {t:.4} not in [{lo}, {hi}]", cell["value"]));
+                // An interval clipped to [0, 1] can collapse (a raw estimate far above 1 gives
+                // [1, 1]); a hundredth of slack keeps that from counting as far off.
                 assert!(
-                    (t - (lo + hi) / 2.0).abs() < 2.5 * half,
+                    (t - (lo + hi) / 2.0).abs() < 2.5 * half + 0.01,
                     "{channel:?}: truth {t} far outside [{lo}, {hi}]"
                 );
             }
         }
+    }
+    // The codebook's hierarchy: every level's published topics cover the share of analyses
+    // whose path passes through them.
+    let levels = release["topics"]["levels"].as_array().expect("a topics section");
+    assert_eq!(levels.len(), 3);
+    for (depth, level) in levels.iter().enumerate() {
+        let mut top_published = 0;
+        for cell in level.as_array().unwrap() {
+            assert!(cell["name"].as_str().is_some_and(|n| !n.is_empty()), "{cell}");
+            assert_eq!(cell["parent"].is_null(), depth == 0, "{cell}");
+            if cell["suppressed"] == true {
+                continue;
+            }
+            published += 1;
+            top_published += usize::from(depth == 0);
+            assert!(cell["count_ci95"][0].as_f64().unwrap() >= k, "{cell}");
+            let id = cell["value"].as_str().unwrap();
+            let t = analyses
+                .iter()
+                .filter(|a| a.topic_path.as_ref().unwrap()[depth] == id)
+                .count() as f64
+                / analyses.len() as f64;
+            let (lo, hi) = (cell["ci95"][0].as_f64().unwrap(), cell["ci95"][1].as_f64().unwrap());
+            if (lo..=hi).contains(&t) {
+                covered += 1;
+            } else {
+                misses.push(format!("topic {id}: {t:.4} not in [{lo}, {hi}]"));
+                assert!(
+                    (t - (lo + hi) / 2.0).abs() < 1.25 * (hi - lo) + 0.01,
+                    "topic {id}: truth {t} far outside [{lo}, {hi}]"
+                );
+            }
+        }
+        // A third of the reports carry the top level at ε = 1: its large topics show.
+        assert!(depth > 0 || top_published >= 1, "no top-level topic published");
     }
     assert!(published >= 3, "only {published} cells published");
     // Each 95% interval misses with probability 0.05: with only a handful of published cells a
@@ -172,19 +197,22 @@ fn run(database: Option<&str>, name: &str) {
     let allowed = (n * p + 4.0 * (n * p * (1.0 - p)).sqrt()).ceil() as usize;
     assert!(
         published - covered <= allowed,
-        "{covered} of {published} intervals cover the truth (at most {allowed} may miss)"
+        "{covered} of {published} intervals cover the truth (at most {allowed} may miss): {misses:?}"
     );
     for cell in release["facets"]["category"]["debiased"].as_array().unwrap() {
         if cell["suppressed"] != true {
             assert!(cell["count_ci95"][0].as_f64().unwrap() >= k);
         }
     }
-    for cell in release["crosstabs"]["category_by_language"]["cells"]
-        .as_array()
-        .unwrap()
-    {
-        if cell["suppressed"] != true {
-            assert!(cell["count_ci95"][0].as_f64().unwrap() >= k);
+    for tab in [
+        "category_by_language",
+        "topic_level1_by_language",
+        "topic_level2_by_language",
+    ] {
+        for cell in release["crosstabs"][tab]["cells"].as_array().unwrap() {
+            if cell["suppressed"] != true {
+                assert!(cell["count_ci95"][0].as_f64().unwrap() >= k);
+            }
         }
     }
     // Discovery at the default study's noise: clusters only where the data support them.

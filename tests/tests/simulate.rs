@@ -1,5 +1,5 @@
 //! `chorus simulate` end to end on 1,500 public conversations: with no noise the estimates are
-//! the non-private distributions up to sampling, at ε = 2 they stay within their error bars,
+//! the non-private distributions up to sampling, at ε = 3 they stay within their error bars,
 //! and a seed makes a simulation reproducible.
 
 use chorus_tests::{cached, chorus_bin, write_sharegpt_sample};
@@ -27,12 +27,12 @@ fn simulations_are_reproducible_and_within_their_error_bars() {
     std::fs::create_dir_all(&dir).unwrap();
     let export = dir.join("sharegpt-1500.json");
     write_sharegpt_sample(&cached("corpus/sharegpt.json"), 1500, &export);
-    let docs = simulate(&export, &["--epsilon", "2,inf", "--seed", "11"]);
-    let again = simulate(&export, &["--epsilon", "2", "--seed", "11"]);
+    let docs = simulate(&export, &["--epsilon", "3,inf", "--seed", "11"]);
+    let again = simulate(&export, &["--epsilon", "3", "--seed", "11"]);
     assert_eq!(docs[0], again[0], "the same seed gives the same simulation");
 
     let (private, exact) = (&docs[0], &docs[1]);
-    assert!((private["contributor_epsilon"].as_f64().unwrap() - 2.0).abs() < 1e-6);
+    assert!((private["contributor_epsilon"].as_f64().unwrap() - 3.0).abs() < 1e-6);
     assert_eq!(private["contributors"], 1500);
     assert_eq!(exact["contributor_epsilon"], "inf");
     for (name, facet) in private["facets"].as_object().unwrap() {
@@ -51,14 +51,33 @@ fn simulations_are_reproducible_and_within_their_error_bars() {
             tvd <= 2.0 * predicted + 0.02,
             "{name}: TVD {tvd} against an expected {predicted}"
         );
-        let exact_tvd = exact["facets"][name]["tvd"].as_f64().unwrap();
-        assert!(exact_tvd < 0.1, "{name}: without noise the TVD is {exact_tvd}");
+        // Without noise only the sampling of a pooled channel's reports remains: about
+        // ½·Σ √(2/π)·√(p(1−p)/n) over the n reports that carry it.
+        let exact_facet = &exact["facets"][name];
+        let n = exact_facet["reports"].as_f64().unwrap();
+        let sampling: f64 = exact_facet["true"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| {
+                let p = p.as_f64().unwrap();
+                (2.0 / std::f64::consts::PI).sqrt() * (p * (1.0 - p) / n).sqrt()
+            })
+            .sum::<f64>()
+            / 2.0;
+        let exact_tvd = exact_facet["tvd"].as_f64().unwrap();
+        assert!(
+            exact_tvd <= 1.5 * sampling + 0.01,
+            "{name}: without noise the TVD is {exact_tvd}, sampling explains {sampling}"
+        );
     }
     let category = &private["facets"]["category"];
     assert!(category["debiased"].as_object().unwrap().len() == 16);
     assert!(
-        1.0 - category["tvd"].as_f64().unwrap() > 0.8,
-        "category at ε = 2: {}",
+        // 1,500 reports through OLH at ε = 1.5: a standard error near 0.03 per category, so a
+        // TVD near 0.2 is expected.
+        1.0 - category["tvd"].as_f64().unwrap() > 0.65,
+        "category at ε = 3 (the default study's budget): {}",
         category["tvd"]
     );
     std::fs::remove_dir_all(&dir).ok();

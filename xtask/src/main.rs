@@ -5,7 +5,8 @@
 //! - `wasm`: build the browser bundle into `www/pkg` (installs the wasm target and a matching
 //!   wasm-bindgen-cli when missing);
 //! - `test`: everything CI checks, from a fresh machine (with a local PostgreSQL);
-//! - `run`: the product, as far as it goes;
+//! - `run`: the product: `chorus serve` with the pages, seeded on a first run with demo
+//!   contributions from the public corpus;
 //! - `postgres`: start the test suite's local PostgreSQL and print its URL.
 //!
 //! Each task is idempotent: what is already in place is checked, not redone.

@@ -125,15 +125,19 @@ pub fn test() -> Result<(), String> {
 /// Runs the product: the aggregation server with its embedded SQLite store, serving the API and
 /// the pages in `www/` on http://127.0.0.1:8080 (extra arguments go to `chorus serve`).
 pub fn run(args: &[String]) -> Result<(), String> {
-    fetch::fetch(false)?;
+    // The corpus seeds a first run's store with demo contributions (public conversations).
+    fetch::fetch(true)?;
     wasm()?;
     sh("cargo", &["build", "--release", "--package", "chorus-cli"])?;
     let chorus = target_dir().join("release/chorus");
     let www = root().join("www");
+    let corpus = fetch::cache_dir().join("corpus").join("sharegpt.json");
     let mut command_line = vec![
         "serve".to_owned(),
         "--www".to_owned(),
         www.to_string_lossy().into_owned(),
+        "--demo-corpus".to_owned(),
+        corpus.to_string_lossy().into_owned(),
     ];
     command_line.extend(args.iter().cloned());
     let refs: Vec<&str> = command_line.iter().map(String::as_str).collect();

@@ -50,7 +50,7 @@ pub fn validate(batch: &ReportBatch, study: &CompiledStudy) -> Result<(), Reject
             batch.reports.len()
         )));
     }
-    let pool: Vec<_> = plan.channels.iter().filter(|c| c.sampled).collect();
+    let pools = plan.pools();
     for (i, report) in batch.reports.iter().enumerate() {
         let bad = |what: String| Rejection::invalid(format!("report {i}: {what}"));
         for channel in report.channels.keys() {
@@ -58,16 +58,18 @@ pub fn validate(batch: &ReportBatch, study: &CompiledStudy) -> Result<(), Reject
                 return Err(bad(format!("this study has no `{}` channel", channel.name())));
             }
         }
-        for c in plan.channels.iter().filter(|c| !c.sampled) {
+        for c in plan.channels.iter().filter(|c| c.pool.is_none()) {
             if !report.channels.contains_key(&c.channel) {
                 return Err(bad(format!("the `{}` channel is missing", c.channel.name())));
             }
         }
-        let pooled = pool.iter().filter(|c| report.channels.contains_key(&c.channel)).count();
-        if !pool.is_empty() && pooled != 1 {
-            return Err(bad(format!(
-                "{pooled} channels of the sampled pool; a report carries exactly one"
-            )));
+        for (name, pool) in &pools {
+            let pooled = pool.iter().filter(|c| report.channels.contains_key(&c.channel)).count();
+            if pooled != 1 {
+                return Err(bad(format!(
+                    "{pooled} channels of the sampled pool `{name}`; a report carries exactly one"
+                )));
+            }
         }
         for (channel, value) in &report.channels {
             let c = plan.channel(*channel).expect("checked above");

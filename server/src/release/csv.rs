@@ -12,7 +12,7 @@ fn field(v: &Value) -> String {
     }
 }
 
-/// `table,row,column,share,ci95_low,ci95_high,count,suppressed`.
+/// `table,row,column,share,ci95_low,ci95_high,count,suppressed` (a topic's column is its name).
 pub fn to_csv(release: &Value) -> String {
     let mut out = String::from("table,row,column,share,ci95_low,ci95_high,count,suppressed\n");
     let mut row = |table: &str, r: &Value, c: &Value, cell: &Value| {
@@ -40,6 +40,16 @@ pub fn to_csv(release: &Value) -> String {
             for cell in facet["debiased"].as_array().into_iter().flatten() {
                 row(&format!("{name}_debiased"), &cell["value"], &Value::Null, cell);
             }
+        }
+    }
+    for (depth, level) in release["topics"]["levels"].as_array().into_iter().flatten().enumerate() {
+        for cell in level.as_array().into_iter().flatten() {
+            row(
+                &format!("topic_level{}", depth + 1),
+                &cell["value"],
+                &cell["name"],
+                cell,
+            );
         }
     }
     if let Some(tabs) = release["crosstabs"].as_object() {

@@ -6,7 +6,9 @@ pub mod central;
 pub mod csv;
 pub mod sign;
 
-use crate::analyze::{collect, cross_tab, embedding_mean, estimate_facets, Collected, CrossTab, FacetEstimate};
+use crate::analyze::{
+    collect, cross_tab, embedding_mean, estimate_facets, estimate_groups, Axis, Collected, CrossTab, FacetEstimate,
+};
 use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage};
 use central::{noisy_counts, LedgerEntry};
@@ -97,13 +99,27 @@ pub fn build(
             json!({"value": label, "suppressed": true})
         }
     };
+    // Topic channels are published as the codebook's hierarchy (`topics`), with names.
     let facets: Map<String, Value> = estimate_facets(study, &collected.reports, seed_from(&summary.id))
         .iter()
+        .filter(|f| !f.channel.is_topic())
         .map(|f| (f.channel.name().to_owned(), facet_json(f, &cell)))
         .collect();
+    let topics = topics_json(study, collected, &cell);
+    // Which categories and topics are over- or under-represented in each language (Clio's
+    // cross-language comparison); the leaves are too fine for the reports a language gets.
     let mut crosstabs = Map::new();
-    if let Some(tab) = cross_tab(study, Channel::Category, Channel::Language, &collected.reports) {
-        crosstabs.insert("category_by_language".into(), crosstab_json(&tab, &cell));
+    let language = Axis::channel(study, Channel::Language);
+    let depth = study.codebook.as_ref().map_or(0, |c| c.levels.len());
+    let rows = std::iter::once(Axis::channel(study, Channel::Category))
+        .chain((0..depth.saturating_sub(1)).map(|level| Axis::topic_level(study, level)));
+    for row in rows.flatten() {
+        if let Some(tab) = language
+            .as_ref()
+            .and_then(|l| cross_tab(study, &row, l, &collected.reports))
+        {
+            crosstabs.insert(format!("{}_by_{}", tab.rows, tab.columns), crosstab_json(&tab, &cell));
+        }
     }
     let days_json: Map<String, Value> = noisy_days
         .iter()
@@ -130,7 +146,7 @@ pub fn build(
             "per_report": a.per_report, "contributor": a.contributor, "composition": a.composition,
             "reports_per_contributor": plan.reports_per_contributor,
             "channels": plan.channels.iter().map(|c| json!({"channel": c.channel, "oracle": c.oracle,
-                         "sampled": c.sampled, "values": c.labels})).collect::<Vec<_>>(),
+                         "pool": c.pool, "values": c.labels})).collect::<Vec<_>>(),
             "embedding": plan.embedding.as_ref().map(|e| json!({"dimensions": e.dimensions(), "clip": e.clip, "sigma": e.sigma})),
             "k": study.release.k,
             "central_epsilon": central,
@@ -149,6 +165,9 @@ pub fn build(
         "facets": facets,
         "crosstabs": crosstabs,
     });
+    if let Some(topics) = topics {
+        release["topics"] = topics;
+    }
     let embeddings: Vec<&[f32]> = collected
         .reports
         .iter()
@@ -195,6 +214,44 @@ fn facet_json(f: &FacetEstimate, cell: &CellFn<'_>) -> Value {
             .into();
     }
     facet
+}
+
+/// The codebook's hierarchy with an estimate for every topic at every level (top first); a
+/// topic's names and public example are public, so a suppressed topic keeps them.
+fn topics_json(study: &CompiledStudy, collected: &Collected, cell: &CellFn<'_>) -> Option<Value> {
+    let codebook = study.codebook.as_ref()?;
+    let mut levels = Vec::new();
+    let mut n = 0;
+    for (depth, topics) in codebook.levels.iter().enumerate() {
+        let axis = Axis::topic_level(study, depth)?;
+        let estimate = estimate_groups(study, &axis, &collected.reports)?;
+        n = estimate.n;
+        let cells: Vec<Value> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, topic)| {
+                let (share, se) = (estimate.shares[i], estimate.standard_errors[i]);
+                let mut c = cell(
+                    &topic.id,
+                    share.max(0.0),
+                    ((share - 1.96 * se).max(0.0), (share + 1.96 * se).min(1.0)),
+                );
+                c["name"] = json!(topic.name);
+                c["parent"] = json!(topic.parent.map(|p| codebook.levels[depth - 1][p].id.clone()));
+                c["keywords"] = json!(topic.keywords);
+                c["example"] = json!(topic.example);
+                c["public_share"] = json!(round(topic.public_share));
+                c
+            })
+            .collect();
+        levels.push(Value::Array(cells));
+    }
+    Some(json!({
+        "method": "each report carries its topic at one level of the codebook (drawn at random) through that level's frequency oracle; a level's shares are the means of the reports' unbiased indicators; a level the study does not report sums its leaves' indicators",
+        "source": codebook.source,
+        "reports": n,
+        "levels": levels,
+    }))
 }
 
 fn crosstab_json(tab: &CrossTab, cell: &CellFn<'_>) -> Value {

@@ -8,7 +8,7 @@
 pub mod kmeans;
 pub mod names;
 
-use kmeans::{nearest, spherical_kmeans};
+use kmeans::spherical_kmeans;
 use serde::{Deserialize, Serialize};
 
 pub const CODEBOOK_FORMAT: u32 = 1;
@@ -58,8 +58,34 @@ impl Codebook {
 
     /// The leaf whose centroid is most similar to a request embedding (what a device reports).
     pub fn leaf(&self, embedding: &[f32]) -> usize {
-        let centroids: Vec<Vec<f32>> = self.leaves().iter().map(|t| t.centroid.clone()).collect();
-        nearest(&centroids, embedding)
+        self.nearest_leaves(embedding, 1)[0].0
+    }
+
+    /// The `n` leaves most similar to a unit vector, most similar first, with their cosines.
+    pub fn nearest_leaves(&self, embedding: &[f32], n: usize) -> Vec<(usize, f32)> {
+        let mut ranked: Vec<(usize, f32)> = self
+            .leaves()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i, dot(&t.centroid, embedding)))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(n.max(1));
+        ranked
+    }
+
+    /// The ids of a leaf's topics at every level, top first.
+    pub fn path_ids(&self, leaf: usize) -> Vec<String> {
+        let mut ids = vec![self.leaves()[leaf].id.clone()];
+        let mut here = leaf;
+        for level in (1..self.levels.len()).rev() {
+            here = self.levels[level][here]
+                .parent
+                .expect("below the top, every topic has a parent");
+            ids.push(self.levels[level - 1][here].id.clone());
+        }
+        ids.reverse();
+        ids
     }
 
     /// For each leaf, its topic index at every level (top first).

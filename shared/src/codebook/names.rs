@@ -149,14 +149,21 @@ pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 /// The `top` keywords of each class, by c-TF-IDF: tf(t, c) / |c| · ln(1 + A / f(t)), with A
-/// the mean number of words per class and f(t) the frequency of t over all classes.
+/// the mean number of words per class and f(t) the frequency of t over all classes; tf counts
+/// the requests of the class that use t (not its repetitions), and PII placeholders are not words.
 pub fn class_keywords(classes: &[Vec<&str>], top: usize) -> Vec<Vec<String>> {
     let counts: Vec<HashMap<String, f64>> = classes
         .iter()
         .map(|texts| {
             let mut m = HashMap::new();
             for t in texts {
-                for w in words(t) {
+                // Each request counts a word once: one long pasted text must not name a topic.
+                let mut text = (*t).to_owned();
+                for placeholder in crate::facets::pii::PLACEHOLDERS {
+                    text = text.replace(placeholder, " ");
+                }
+                let distinct: std::collections::HashSet<String> = words(&text).collect();
+                for w in distinct {
                     *m.entry(w).or_insert(0.0) += 1.0;
                 }
             }

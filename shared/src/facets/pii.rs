@@ -52,6 +52,11 @@ fn patterns() -> &'static Patterns {
     })
 }
 
+/// The placeholders [`scrub`] puts where it removed something.
+pub const PLACEHOLDERS: [&str; 8] = [
+    "[secret]", "[url]", "[email]", "[id]", "[iban]", "[card]", "[ip]", "[phone]",
+];
+
 /// Replaces every piece of PII found in `text` with a bracketed placeholder such as `[email]`.
 pub fn scrub(text: &str) -> String {
     let p = patterns();

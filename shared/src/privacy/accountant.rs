@@ -9,8 +9,9 @@
 //! - **zCDP**: every pure ε-DP channel is also ε²/2-zCDP (Bun & Steinke 2016, Prop. 1.4), so the
 //!   whole contribution is m·(Σε²/2 + ρ)-zCDP, converted to (ε, δ) by OpenDP.
 //!
-//! Channels in the study's sampled pool are not all sent: each report carries one of them,
-//! chosen uniformly at random, so a report pays for the most expensive one only.
+//! Channels in one of the study's sampled pools are not all sent: each report carries one
+//! channel of each pool, chosen uniformly at random, so a report pays for the most expensive
+//! channel of each pool only.
 
 use opendp::combinators::make_zCDP_to_approxDP;
 use opendp::domains::AtomDomain;
@@ -40,8 +41,8 @@ pub struct Accounting {
 pub struct ReportCost {
     /// ε of each pure-DP channel every report carries.
     pub pure: Vec<f64>,
-    /// ε of each pure-DP channel of the sampled pool (a report carries one of them).
-    pub pool: Vec<f64>,
+    /// ε of each pure-DP channel of each sampled pool (a report carries one channel per pool).
+    pub pools: Vec<Vec<f64>>,
     /// ρ of the Gaussian channel (0 when there is none).
     pub rho: f64,
 }
@@ -100,9 +101,14 @@ pub fn account(cost: &ReportCost, reports: u32, delta: f64) -> Accounting {
 
 fn compose(cost: &ReportCost, m: u32, delta: f64) -> (Guarantee, &'static str) {
     let m = m as f64;
-    let pool = cost.pool.iter().cloned().fold(0.0, f64::max);
-    let pure = cost.pure.iter().sum::<f64>() + pool;
-    let pure_rho = cost.pure.iter().map(|e| e * e / 2.0).sum::<f64>() + pool * pool / 2.0;
+    let dearest: Vec<f64> = cost
+        .pools
+        .iter()
+        .map(|pool| pool.iter().cloned().fold(0.0, f64::max))
+        .collect();
+    let paid = || cost.pure.iter().chain(&dearest);
+    let pure = paid().sum::<f64>();
+    let pure_rho = paid().map(|e| e * e / 2.0).sum::<f64>();
     let (basic, basic_name) = if cost.rho == 0.0 {
         // Pure only: basic composition is exact, and δ = 0.
         (
@@ -164,7 +170,7 @@ mod tests {
     fn pure_channels_add_and_m_reports_multiply() {
         let cost = ReportCost {
             pure: vec![1.5, 0.3, 0.2],
-            pool: vec![],
+            pools: vec![],
             rho: 0.0,
         };
         let a = account(&cost, 3, 1e-6);
@@ -173,17 +179,17 @@ mod tests {
         // A pool of channels of which each report carries one costs its dearest channel.
         let pooled = ReportCost {
             pure: vec![1.5],
-            pool: vec![0.3, 0.2],
+            pools: vec![vec![0.3, 0.2], vec![1.0, 1.0, 0.5]],
             rho: 0.0,
         };
-        assert!((account(&pooled, 3, 1e-6).contributor.epsilon - 5.4).abs() < 1e-12);
+        assert!((account(&pooled, 3, 1e-6).contributor.epsilon - 8.4).abs() < 1e-12);
     }
 
     #[test]
     fn many_small_channels_compose_better_in_zcdp() {
         let cost = ReportCost {
             pure: vec![0.1; 10],
-            pool: vec![],
+            pools: vec![],
             rho: 0.001,
         };
         let a = account(&cost, 50, 1e-6);

@@ -32,16 +32,39 @@ pub enum Channel {
     Concern,
     Turns,
     HasCode,
+    /// The top-level topic of the study's public codebook.
+    TopicTop,
+    /// The second-level topic of the codebook.
+    TopicMid,
+    /// The leaf of the codebook.
+    Topic,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 5] = [
+    pub const ALL: [Channel; 8] = [
         Channel::Category,
         Channel::Language,
         Channel::Concern,
         Channel::Turns,
         Channel::HasCode,
+        Channel::TopicTop,
+        Channel::TopicMid,
+        Channel::Topic,
     ];
+
+    pub fn is_topic(self) -> bool {
+        matches!(self, Channel::TopicTop | Channel::TopicMid | Channel::Topic)
+    }
+
+    /// The codebook level a topic channel reports (0 is the top; `depth` levels in all).
+    pub fn topic_level(self, depth: usize) -> Option<usize> {
+        match self {
+            Channel::TopicTop => Some(0),
+            Channel::TopicMid => Some(1),
+            Channel::Topic => Some(depth.checked_sub(1)?),
+            _ => None,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +73,9 @@ impl Channel {
             Channel::Concern => "concern",
             Channel::Turns => "turns",
             Channel::HasCode => "has_code",
+            Channel::TopicTop => "topic_top",
+            Channel::TopicMid => "topic_mid",
+            Channel::Topic => "topic",
         }
     }
 }
@@ -74,18 +100,18 @@ pub struct PrivacyConfig {
     pub turn_buckets: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     pub epsilon: f64,
     #[serde(default)]
     pub oracle: OracleChoice,
-    /// In the sampled pool: each report carries exactly one channel of the pool, chosen
-    /// uniformly at random, and pays for one. For channels with small budgets this beats
-    /// splitting: an estimate's variance grows like 1/(n·ε²), so 1/c of the reports at c times
-    /// the ε each is about c times better.
+    /// A sampled pool this channel belongs to (any name): each report carries exactly one
+    /// channel of each pool, chosen uniformly at random, and pays for one. For channels with
+    /// small budgets this beats splitting: an estimate's variance grows like 1/(n·ε²), so 1/c
+    /// of the reports at c times the ε each is about c times better.
     #[serde(default)]
-    pub sampled: bool,
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -100,19 +126,20 @@ pub struct EmbeddingConfig {
 }
 
 impl Default for PrivacyConfig {
-    /// The default study's budget: ε = 2 per contributor (one report). Most of it goes to the
-    /// category, on every report; the four small facets share a pool (each report carries one
-    /// of them); the embedding gets a small Gaussian budget.
+    /// The budget of a study without a `[privacy]` table: ε = 2 per contributor (one report), no
+    /// topic channel (that needs a codebook). Most of it goes to the category, on every report;
+    /// the four small facets share a pool (each report carries one of them); the embedding gets
+    /// a small Gaussian budget.
     fn default() -> Self {
         let always = |epsilon| ChannelConfig {
             epsilon,
             oracle: OracleChoice::Auto,
-            sampled: false,
+            pool: None,
         };
         let pooled = |epsilon| ChannelConfig {
             epsilon,
             oracle: OracleChoice::Auto,
-            sampled: true,
+            pool: Some("facets".into()),
         };
         PrivacyConfig {
             delta: 1e-6,
@@ -154,8 +181,8 @@ pub enum PrivacyError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChannelPlan {
     pub channel: Channel,
-    /// In the sampled pool (each report carries one channel of the pool).
-    pub sampled: bool,
+    /// The sampled pool it belongs to (each report carries one channel of each pool).
+    pub pool: Option<String>,
     /// The public names of the domain's values, in index order.
     pub labels: Vec<String>,
     pub oracle: Oracle,
@@ -176,11 +203,13 @@ pub struct PrivacyPlan {
 }
 
 impl PrivacyPlan {
-    /// Compiles the settings for a study with these category ids; `public_embeddings` (of the
-    /// study's public examples) give the embedding channel's projection.
+    /// Compiles the settings for a study with these category ids and topic ids (the codebook's
+    /// levels, top first; empty without a codebook); `public_embeddings` (of the study's public
+    /// examples) give the embedding channel's projection.
     pub fn build(
         config: &PrivacyConfig,
         categories: &[String],
+        topics: &[Vec<String>],
         public_embeddings: &[Vec<f32>],
     ) -> Result<PrivacyPlan, PrivacyError> {
         let invalid = |m: &str| Err(PrivacyError::Invalid(m.to_owned()));
@@ -198,13 +227,22 @@ impl PrivacyPlan {
             if settings.epsilon.is_nan() || settings.epsilon <= 0.0 {
                 return invalid(&format!("channel {} needs a positive epsilon", channel.name()));
             }
-            let labels = domain_labels(channel, categories, &config.languages, &config.turn_buckets);
+            if channel.is_topic() && topics.len() < 3 {
+                return invalid(&format!(
+                    "the {} channel needs a codebook of at least three levels (`codebook = \"FILE\"` in the study)",
+                    channel.name()
+                ));
+            }
+            if settings.pool.as_deref().is_some_and(str::is_empty) {
+                return invalid(&format!("channel {} names an empty pool", channel.name()));
+            }
+            let labels = domain_labels(channel, categories, topics, &config.languages, &config.turn_buckets);
             let oracle = Oracle::new(settings.oracle, labels.len(), settings.epsilon);
             channels.push(ChannelPlan {
                 oracle,
                 channel,
                 labels,
-                sampled: settings.sampled,
+                pool: settings.pool.clone(),
             });
         }
         let embedding = match &config.embedding {
@@ -234,7 +272,7 @@ impl PrivacyPlan {
             accounting: accountant::account(
                 &ReportCost {
                     pure: vec![],
-                    pool: vec![],
+                    pools: vec![],
                     rho: 0.0,
                 },
                 1,
@@ -261,27 +299,41 @@ impl PrivacyPlan {
             .embedding
             .as_ref()
             .map_or(0.0, |e| accountant::gaussian_rho(2.0 * e.clip, e.sigma, e.dimensions()));
-        let budgets = |sampled: bool| {
-            self.channels
-                .iter()
-                .filter(|c| c.sampled == sampled)
-                .map(|c| c.oracle.epsilon())
-                .collect()
-        };
         ReportCost {
-            pure: budgets(false),
-            pool: budgets(true),
+            pure: self
+                .channels
+                .iter()
+                .filter(|c| c.pool.is_none())
+                .map(|c| c.oracle.epsilon())
+                .collect(),
+            pools: self
+                .pools()
+                .values()
+                .map(|pool| pool.iter().map(|c| c.oracle.epsilon()).collect())
+                .collect(),
             rho,
         }
+    }
+
+    /// The sampled pools by name, each with its channels.
+    pub fn pools(&self) -> BTreeMap<&str, Vec<&ChannelPlan>> {
+        let mut pools: BTreeMap<&str, Vec<&ChannelPlan>> = BTreeMap::new();
+        for c in &self.channels {
+            if let Some(pool) = &c.pool {
+                pools.entry(pool).or_default().push(c);
+            }
+        }
+        pools
     }
 
     pub fn channel(&self, channel: Channel) -> Option<&ChannelPlan> {
         self.channels.iter().find(|c| c.channel == channel)
     }
 
-    /// The index of an analysed conversation's value in a channel's domain.
-    pub fn channel_value(&self, channel: Channel, analysis: &Analysis, categories: &[String]) -> usize {
-        match channel {
+    /// The index of an analysed conversation's value in a channel's domain (`None` when the
+    /// analysis lacks the value: a topic without the study's codebook).
+    pub fn channel_value(&self, channel: Channel, analysis: &Analysis, categories: &[String]) -> Option<usize> {
+        Some(match channel {
             Channel::Category => categories
                 .iter()
                 .position(|c| *c == analysis.category)
@@ -298,7 +350,32 @@ impl PrivacyPlan {
                 .position(|&b| analysis.turns <= b)
                 .unwrap_or(self.turn_buckets.len()),
             Channel::HasCode => usize::from(analysis.has_code),
+            Channel::TopicTop | Channel::TopicMid | Channel::Topic => {
+                let path = analysis.topic_path.as_ref()?;
+                let node = channel.topic_level(path.len()).and_then(|level| path.get(level))?;
+                self.channel(channel)?.labels.iter().position(|l| l == node)?
+            }
+        })
+    }
+
+    /// The non-private distribution of what a channel privatizes over these analyses — what its
+    /// estimate should recover. For the category, each report's value is drawn from the
+    /// classifier's probabilities, so the truth is their mean.
+    pub fn true_shares(&self, channel: Channel, analyses: &[Analysis], categories: &[String]) -> Vec<f64> {
+        let size = self.channel(channel).map_or(0, |c| c.labels.len());
+        let mut shares = vec![0f64; size];
+        let n = analyses.len() as f64;
+        for a in analyses {
+            match (channel, &a.category_probabilities) {
+                (Channel::Category, Some(p)) => shares.iter_mut().zip(p).for_each(|(s, x)| *s += *x as f64 / n),
+                _ => {
+                    if let Some(v) = self.channel_value(channel, a, categories) {
+                        shares[v] += 1.0 / n;
+                    }
+                }
+            }
         }
+        shares
     }
 
     /// The report for one analysed conversation (its embedding is required when the study
@@ -309,20 +386,25 @@ impl PrivacyPlan {
         categories: &[String],
         noise: &mut Noise,
     ) -> Result<Report, PrivacyError> {
-        // The one channel of the sampled pool this report carries, chosen independently of the data.
-        let pool: Vec<Channel> = self.channels.iter().filter(|c| c.sampled).map(|c| c.channel).collect();
-        let drawn = if pool.is_empty() {
-            None
-        } else {
-            Some(pool[noise.uniform_below(pool.len())?])
-        };
+        // The one channel of each sampled pool this report carries, chosen independently of the data.
+        let mut carried: Vec<Channel> = self
+            .channels
+            .iter()
+            .filter(|c| c.pool.is_none())
+            .map(|c| c.channel)
+            .collect();
+        for pool in self.pools().values() {
+            carried.push(pool[noise.uniform_below(pool.len())?].channel);
+        }
         let mut channels = BTreeMap::new();
-        for plan in self.channels.iter().filter(|c| !c.sampled || Some(c.channel) == drawn) {
+        for plan in self.channels.iter().filter(|c| carried.contains(&c.channel)) {
             let value = match (plan.channel, &analysis.category_probabilities) {
                 // The category is drawn from the classifier's probabilities, which lets the server
                 // correct for the classifier's errors (see `debias`).
                 (Channel::Category, Some(probabilities)) => noise.categorical(probabilities)?,
-                _ => self.channel_value(plan.channel, analysis, categories),
+                _ => self
+                    .channel_value(plan.channel, analysis, categories)
+                    .ok_or_else(|| PrivacyError::Invalid(format!("the analysis has no {}", plan.channel.name())))?,
             };
             channels.insert(plan.channel, plan.oracle.privatize(value, noise)?);
         }
@@ -392,6 +474,7 @@ fn oracle_choice(oracle: &Oracle) -> OracleChoice {
 pub fn domain_labels(
     channel: Channel,
     categories: &[String],
+    topics: &[Vec<String>],
     languages: &[String],
     turn_buckets: &[u32],
 ) -> Vec<String> {
@@ -410,5 +493,123 @@ pub fn domain_labels(
             labels
         }
         Channel::HasCode => vec!["false".into(), "true".into()],
+        Channel::TopicTop | Channel::TopicMid | Channel::Topic => channel
+            .topic_level(topics.len())
+            .and_then(|level| topics.get(level))
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(channels: &[(Channel, f64, Option<&str>)]) -> PrivacyConfig {
+        PrivacyConfig {
+            channels: channels
+                .iter()
+                .map(|&(c, epsilon, pool)| {
+                    (
+                        c,
+                        ChannelConfig {
+                            epsilon,
+                            oracle: OracleChoice::Auto,
+                            pool: pool.map(str::to_owned),
+                        },
+                    )
+                })
+                .collect(),
+            embedding: None,
+            contributor_epsilon_cap: 10.0,
+            ..PrivacyConfig::default()
+        }
+    }
+
+    fn analysis() -> Analysis {
+        Analysis {
+            id: "c".into(),
+            language: "fr".into(),
+            category: "b".into(),
+            concern: 2,
+            topic_path: Some(vec!["t1.2".into(), "t2.3".into(), "t3.5".into()]),
+            turns: 3,
+            chars: 100,
+            has_code: true,
+            embedding: None,
+            category_probabilities: None,
+        }
+    }
+
+    fn topics() -> Vec<Vec<String>> {
+        [2, 4, 8]
+            .iter()
+            .enumerate()
+            .map(|(level, &n)| (1..=n).map(|i| format!("t{}.{i}", level + 1)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn each_report_carries_one_channel_of_each_pool_and_pays_for_the_dearest() {
+        let categories = ["a".to_owned(), "b".to_owned()];
+        let plan = PrivacyPlan::build(
+            &config(&[
+                (Channel::Category, 1.0, None),
+                (Channel::Language, 0.5, Some("facets")),
+                (Channel::Turns, 0.25, Some("facets")),
+                (Channel::TopicTop, 1.0, Some("topic")),
+                (Channel::TopicMid, 0.75, Some("topic")),
+                (Channel::Topic, 1.0, Some("topic")),
+            ]),
+            &categories,
+            &topics(),
+            &[],
+        )
+        .unwrap();
+        assert!(
+            (plan.accounting.per_report.epsilon - 2.5).abs() < 1e-12,
+            "{:?}",
+            plan.accounting
+        );
+        let mut seen = BTreeMap::<Channel, usize>::new();
+        let mut noise = Noise::Secure;
+        for _ in 0..300 {
+            let report = plan.privatize(&analysis(), &categories, &mut noise).unwrap();
+            assert_eq!(report.channels.len(), 3, "{report:?}");
+            assert!(report.channels.contains_key(&Channel::Category));
+            for c in report.channels.keys() {
+                *seen.entry(*c).or_default() += 1;
+            }
+        }
+        // Each pool's channel is drawn uniformly: every one turns up.
+        for c in [
+            Channel::Language,
+            Channel::Turns,
+            Channel::TopicTop,
+            Channel::TopicMid,
+            Channel::Topic,
+        ] {
+            assert!(seen.get(&c).copied().unwrap_or(0) > 50, "{c:?}: {seen:?}");
+        }
+        // A topic channel reports its own level of the path.
+        let a = analysis();
+        assert_eq!(plan.channel_value(Channel::TopicTop, &a, &categories), Some(1));
+        assert_eq!(plan.channel_value(Channel::TopicMid, &a, &categories), Some(2));
+        assert_eq!(plan.channel_value(Channel::Topic, &a, &categories), Some(4));
+    }
+
+    #[test]
+    fn topic_channels_need_a_codebook_and_an_analysis_with_a_topic() {
+        let categories = ["a".to_owned(), "b".to_owned()];
+        let topic_only = config(&[(Channel::Category, 1.0, None), (Channel::Topic, 1.0, None)]);
+        let err = PrivacyPlan::build(&topic_only, &categories, &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("codebook"), "{err}");
+        let plan = PrivacyPlan::build(&topic_only, &categories, &topics(), &[]).unwrap();
+        let without = Analysis {
+            topic_path: None,
+            ..analysis()
+        };
+        let err = plan.privatize(&without, &categories, &mut Noise::Secure).unwrap_err();
+        assert!(err.to_string().contains("no topic"), "{err}");
     }
 }

@@ -4,13 +4,14 @@
 use super::classifier::{argmax, Classifier, TrainOptions};
 use super::evaluate::{cross_validate_vectors, fold_assignment};
 use super::{Category, ReleaseConfig, Study};
+use crate::codebook::Codebook;
 use crate::embed::{self, EmbedError, Embedder};
 use crate::facets::pii;
 use crate::privacy::{PrivacyError, PrivacyPlan};
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused.
-pub const COMPILED_FORMAT: u32 = 5;
+pub const COMPILED_FORMAT: u32 = 6;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -40,6 +41,8 @@ pub struct CompiledStudy {
     pub privacy: PrivacyPlan,
     /// What the server may publish.
     pub release: ReleaseConfig,
+    /// The public topic codebook: a device reports the leaf nearest its request.
+    pub codebook: Option<Codebook>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,6 +59,8 @@ pub enum CompileError {
     TooFewExamples { category: String, found: usize },
     #[error(transparent)]
     Privacy(#[from] PrivacyError),
+    #[error("the codebook was built with model {codebook}, not the pinned model {pinned}; build it again with `chorus codebook build`")]
+    CodebookModel { codebook: String, pinned: String },
 }
 
 /// The text of a labelled example as the classifier sees it: prepared exactly like a
@@ -113,21 +118,39 @@ impl CompiledStudy {
                 Some(confusion),
             )
         };
+        let pinned = &embed::pins::pins().model.sha256;
+        if let Some(codebook) = study.topics.as_ref().filter(|c| &c.model_sha256 != pinned) {
+            return Err(CompileError::CodebookModel {
+                codebook: codebook.model_sha256.clone(),
+                pinned: pinned.clone(),
+            });
+        }
         let category_ids: Vec<String> = study.categories.iter().map(|c| c.id.clone()).collect();
-        let privacy = PrivacyPlan::build(&study.privacy, &category_ids, train)?;
+        let topic_ids: Vec<Vec<String>> = study
+            .topics
+            .as_ref()
+            .map(|c| {
+                c.levels
+                    .iter()
+                    .map(|l| l.iter().map(|t| t.id.clone()).collect())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let privacy = PrivacyPlan::build(&study.privacy, &category_ids, &topic_ids, train)?;
         Ok(CompiledStudy {
             format: COMPILED_FORMAT,
             id: study.id.clone(),
             title: study.title.clone(),
             description: study.description.clone(),
             version: study.version.clone(),
-            model_sha256: embed::pins::pins().model.sha256.clone(),
+            model_sha256: pinned.clone(),
             categories: study.categories.clone(),
             classifier,
             concern_threshold: study.concern_threshold,
             category_confusion,
             privacy,
             release: study.release,
+            codebook: study.topics.clone(),
             concern_terms: study
                 .concerns
                 .iter()
@@ -146,6 +169,14 @@ impl CompiledStudy {
 
     pub fn category_ids(&self) -> Vec<String> {
         self.categories.iter().map(|c| c.id.clone()).collect()
+    }
+
+    /// The codebook topics (ids, top level first) of a conversation with this request
+    /// embedding: the nearest leaf and its ancestors.
+    pub fn topic_path(&self, embedding: &[f32]) -> Option<Vec<String>> {
+        let codebook = self.codebook.as_ref()?;
+        let leaf = codebook.leaf(embedding);
+        Some(codebook.path_ids(leaf))
     }
 
     /// Index of the category of a conversation with this request embedding.

@@ -6,6 +6,7 @@
 //! id = "..."
 //! title = "..."
 //! labelled_examples = "examples.jsonl"   # optional, relative to the study file
+//! codebook = "codebook.json"              # optional: the public topic codebook (`chorus codebook build`)
 //! [[category]]
 //! id = "software_development"
 //! name = "Software development"
@@ -28,6 +29,7 @@ pub use compiled::{
 };
 pub use evaluate::{cross_validate, CategoryScore, Evaluation};
 
+use crate::codebook::Codebook;
 use crate::embed::pins::sha256_hex;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,10 @@ pub struct Study {
     /// Path of a JSON Lines file of `{"text": ..., "category": ...}`, relative to the study file.
     #[serde(default)]
     pub labelled_examples: Option<String>,
+    /// Path of the study's public topic codebook (JSON), relative to the study file; it is
+    /// published with the study, and devices report their topic leaf from it.
+    #[serde(default)]
+    pub codebook: Option<String>,
     #[serde(rename = "category")]
     pub categories: Vec<Category>,
     #[serde(rename = "concern", default)]
@@ -57,6 +63,9 @@ pub struct Study {
     /// Filled by [`Study::parse`]: the labelled examples read from `labelled_examples`.
     #[serde(skip)]
     pub examples: Vec<LabelledExample>,
+    /// Filled by [`Study::parse`]: the codebook read from `codebook`.
+    #[serde(skip)]
+    pub topics: Option<Codebook>,
     /// Filled by [`Study::parse`]: a hash of the study file and its examples.
     #[serde(skip)]
     pub version: String,
@@ -127,26 +136,52 @@ pub enum StudyError {
     Invalid(String),
     #[error("labelled example on line {line}: {message}")]
     Example { line: usize, message: String },
+    #[error("the codebook is not valid: {0}")]
+    Codebook(String),
+}
+
+/// The files a study file names, relative to it; the caller reads them (this crate does no I/O).
+#[derive(Debug, Default, Deserialize)]
+pub struct StudyFiles {
+    pub labelled_examples: Option<String>,
+    pub codebook: Option<String>,
+}
+
+/// The content of the files a study names.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StudyContents<'a> {
+    pub labelled_examples: Option<&'a str>,
+    pub codebook: Option<&'a str>,
 }
 
 impl Study {
-    /// Parses a study file. `examples_jsonl` is the content of its `labelled_examples` file,
-    /// which the caller reads (this crate does no I/O).
-    pub fn parse(study_toml: &str, examples_jsonl: Option<&str>) -> Result<Study, StudyError> {
+    /// Parses a study file, given the content of the files it names ([`Study::files`]).
+    pub fn parse(study_toml: &str, contents: StudyContents<'_>) -> Result<Study, StudyError> {
         let mut study: Study = toml::from_str(study_toml).map_err(|e| StudyError::Toml(e.to_string()))?;
         study.validate()?;
-        if study.labelled_examples.is_some() != examples_jsonl.is_some() {
-            return Err(StudyError::Invalid(
-                "`labelled_examples` names a file, but its content was not given".into(),
-            ));
+        let missing = |field: &str| {
+            Err(StudyError::Invalid(format!(
+                "`{field}` names a file, but its content was not given"
+            )))
+        };
+        if study.labelled_examples.is_some() != contents.labelled_examples.is_some() {
+            return missing("labelled_examples");
         }
-        if let Some(jsonl) = examples_jsonl {
+        if study.codebook.is_some() != contents.codebook.is_some() {
+            return missing("codebook");
+        }
+        if let Some(jsonl) = contents.labelled_examples {
             study.examples = parse_examples(jsonl, &study.categories)?;
         }
-        // The version covers the effective privacy settings too, defaults included: the same
-        // version always means the same budget.
+        if let Some(json) = contents.codebook {
+            study.topics = Some(parse_codebook(json)?);
+        }
+        // The version covers the files and the effective privacy settings too, defaults
+        // included: the same version always means the same budget and the same codebook.
         let mut hashed = study_toml.as_bytes().to_vec();
-        hashed.extend_from_slice(examples_jsonl.unwrap_or_default().as_bytes());
+        for content in [contents.labelled_examples, contents.codebook] {
+            hashed.extend_from_slice(sha256_hex(content.unwrap_or_default().as_bytes()).as_bytes());
+        }
         hashed.extend_from_slice(
             serde_json::to_string(&study.privacy)
                 .expect("settings serialise")
@@ -161,15 +196,19 @@ impl Study {
         Ok(study)
     }
 
-    /// The `labelled_examples` path a study file names, read before the whole study is parsed
-    /// (the caller needs it to read the examples).
-    pub fn labelled_examples_path(study_toml: &str) -> Result<Option<String>, StudyError> {
+    /// The files a study file names, read before the whole study is parsed (the caller needs
+    /// them to read their content).
+    pub fn files(study_toml: &str) -> Result<StudyFiles, StudyError> {
         #[derive(Deserialize)]
         struct Header {
             labelled_examples: Option<String>,
+            codebook: Option<String>,
         }
         let header: Header = toml::from_str(study_toml).map_err(|e| StudyError::Toml(e.to_string()))?;
-        Ok(header.labelled_examples)
+        Ok(StudyFiles {
+            labelled_examples: header.labelled_examples,
+            codebook: header.codebook,
+        })
     }
 
     fn validate(&self) -> Result<(), StudyError> {
@@ -244,6 +283,37 @@ fn parse_examples(jsonl: &str, categories: &[Category]) -> Result<Vec<LabelledEx
     Ok(examples)
 }
 
+/// A codebook as `chorus codebook build` writes it: at least three levels, every topic below
+/// the top with a parent in the level above, centroids of one dimension.
+fn parse_codebook(json: &str) -> Result<Codebook, StudyError> {
+    let invalid = |m: String| Err(StudyError::Codebook(m));
+    let codebook: Codebook = serde_json::from_str(json).map_err(|e| StudyError::Codebook(e.to_string()))?;
+    if codebook.format != crate::codebook::CODEBOOK_FORMAT {
+        return invalid(format!(
+            "format {} (this code reads format {}); build it again",
+            codebook.format,
+            crate::codebook::CODEBOOK_FORMAT
+        ));
+    }
+    if codebook.levels.len() < 3 || codebook.levels.iter().any(|l| l.len() < 2) {
+        return invalid("it needs at least three levels of at least two topics".into());
+    }
+    let dimension = codebook.levels[0][0].centroid.len();
+    for (depth, level) in codebook.levels.iter().enumerate() {
+        for topic in level {
+            let parent_ok = match (depth, topic.parent) {
+                (0, None) => true,
+                (0, Some(_)) | (_, None) => false,
+                (_, Some(p)) => p < codebook.levels[depth - 1].len(),
+            };
+            if !parent_ok || topic.centroid.len() != dimension || topic.centroid.iter().any(|x| !x.is_finite()) {
+                return invalid(format!("topic `{}` has a bad parent or centroid", topic.id));
+            }
+        }
+    }
+    Ok(codebook)
+}
+
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -268,26 +338,33 @@ name = "Poems"
 description = "Poetry"
 "#;
 
+    fn examples(jsonl: &str) -> StudyContents<'_> {
+        StudyContents {
+            labelled_examples: Some(jsonl),
+            codebook: None,
+        }
+    }
+
     #[test]
     fn parses_and_versions_a_study() {
-        let s = Study::parse(STUDY, Some("{\"text\":\"fix my loop\",\"category\":\"code\"}\n")).unwrap();
+        let s = Study::parse(STUDY, examples("{\"text\":\"fix my loop\",\"category\":\"code\"}\n")).unwrap();
         assert_eq!(s.examples.len(), 1);
         assert_eq!(s.version.len(), 16);
-        let other = Study::parse(STUDY, Some("{\"text\":\"a sonnet\",\"category\":\"poems\"}\n")).unwrap();
+        let other = Study::parse(STUDY, examples("{\"text\":\"a sonnet\",\"category\":\"poems\"}\n")).unwrap();
         assert_ne!(s.version, other.version);
     }
 
     #[test]
     fn rejects_bad_studies_with_a_reason() {
-        let err = Study::parse(STUDY, Some("{\"text\":\"x\",\"category\":\"nope\"}")).unwrap_err();
+        let err = Study::parse(STUDY, examples("{\"text\":\"x\",\"category\":\"nope\"}")).unwrap_err();
         assert!(
             err.to_string().contains("line 1") && err.to_string().contains("nope"),
             "{err}"
         );
-        let err = Study::parse(&STUDY.replace("id = \"poems\"", "id = \"code\""), Some("")).unwrap_err();
+        let err = Study::parse(&STUDY.replace("id = \"poems\"", "id = \"code\""), examples("")).unwrap_err();
         assert!(err.to_string().contains("appears twice"), "{err}");
-        let err = Study::parse(&format!("{STUDY}\ncolour = 1"), Some("")).unwrap_err();
+        let err = Study::parse(&format!("{STUDY}\ncolour = 1"), examples("")).unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
-        assert!(Study::parse(STUDY, None).is_err());
+        assert!(Study::parse(STUDY, StudyContents::default()).is_err());
     }
 }
