@@ -3,7 +3,7 @@
 //! through HTTP.
 
 use crate::demo::{self, DemoArgs};
-use crate::local::{compiled_study, load_embedder, load_study};
+use crate::local::{cache_dir, compiled_study, load_embedder, load_study};
 use crate::StudyArgs;
 use chorus_server::release::{cut, sign::Signer, ReleaseOptions};
 use chorus_server::{storage, AppState, ServerConfig};
@@ -99,6 +99,14 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     }
     if args.www.is_some() {
         config.www_dir = args.www;
+    }
+    if config.model_dir.is_none() {
+        config.model_dir = Some(
+            args.server
+                .model_dir
+                .clone()
+                .unwrap_or_else(|| cache_dir().join("model")),
+        );
     }
     if args.workers.is_some() {
         config.workers = args.workers;

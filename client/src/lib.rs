@@ -4,10 +4,12 @@
 //! ```js
 //! const client = new Client(modelBytes, tokenizerBytes, compiledStudyJson);
 //! const analysed = JSON.parse(client.analyze(exportBytes, false, (readBytes, totalBytes, done) => {}));
-//! // analysed.conversations: [{id, language, category, concern, turns, chars, has_code}], analysed.summary
+//! // analysed.conversations: [{id, title, language, category, concern, topic_path, turns, chars, has_code}]
+//! // analysed.summary: {conversations, skipped, truncated}
 //! const privacy = JSON.parse(client.privacy());          // what a report and a contributor cost
 //! const { batch, memo } = JSON.parse(client.report(memoJson, JSON.stringify(excludedIds)));
 //! // batch: the ReportBatch to send; memo: to store on the device and hand back next time
+//! verifyRelease(releaseJson, publicKeyJson);              // the release id, or an error
 //! ```
 
 use chorus_shared::embed::Embedder;
@@ -28,12 +30,23 @@ pub struct Client {
     analyzer: Analyzer,
     /// The last export's conversations: their digest (never leaves the tab) and analysis.
     analysed: Vec<(String, Analysis)>,
+    /// Their titles, for the review table.
+    titles: Vec<Option<String>>,
 }
 
 #[derive(Serialize)]
 struct AnalyzeResult {
-    conversations: Vec<Analysis>,
+    conversations: Vec<Row>,
     summary: Summary,
+}
+
+/// A conversation as the review table shows it: its analysis and its title (from the export,
+/// for the contributor's eyes only; never part of a report).
+#[derive(Serialize)]
+struct Row {
+    #[serde(flatten)]
+    analysis: Analysis,
+    title: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -54,6 +67,7 @@ impl Client {
         Ok(Client {
             analyzer: Analyzer::new(embedder, study)?,
             analysed: Vec::new(),
+            titles: Vec::new(),
         })
     }
 
@@ -73,13 +87,17 @@ impl Client {
             furthest: furthest.clone(),
         };
         let mut analysed = Vec::new();
+        let mut titles = Vec::new();
         let mut failure = None;
         let summary: ImportSummary = read_export(reader, "the export", &mut |conversation| {
             if failure.is_some() {
                 return;
             }
             match self.analyzer.analyze(&conversation, true) {
-                Ok(analysis) => analysed.push((digest(&conversation), analysis)),
+                Ok(analysis) => {
+                    analysed.push((digest(&conversation), analysis));
+                    titles.push(conversation.title.clone());
+                }
                 Err(e) => failure = Some(e),
             }
             if let Some(callback) = &progress {
@@ -91,16 +109,21 @@ impl Client {
             return Err(e.into());
         }
         self.analysed = analysed;
+        self.titles = titles;
         let conversations = self
             .analysed
             .iter()
-            .map(|(_, a)| {
+            .zip(&self.titles)
+            .map(|((_, a), title)| {
                 let mut shown = a.clone();
                 if !embeddings {
                     shown.embedding = None;
                     shown.category_probabilities = None;
                 }
-                shown
+                Row {
+                    analysis: shown,
+                    title: title.clone(),
+                }
             })
             .collect();
         let result = AnalyzeResult {
@@ -163,6 +186,19 @@ impl Client {
     pub fn study_version(&self) -> String {
         format!("{}@{}", self.analyzer.study().id, self.analyzer.study().version)
     }
+}
+
+/// Checks a signed release document (its JSON text) against the server's public key (hex, or
+/// the JSON of `/api/v1/public-key`); returns the release's id, or an error saying what failed.
+/// The same code as `chorus verify`, for the auditor's page.
+#[wasm_bindgen(js_name = verifyRelease)]
+pub fn verify_release(document: &str, public_key: &str) -> Result<String, JsError> {
+    let key = match serde_json::from_str::<serde_json::Value>(public_key) {
+        Ok(v) => v["public_key"].as_str().unwrap_or_default().to_owned(),
+        Err(_) => public_key.trim().to_owned(),
+    };
+    let signed = chorus_shared::release::verify(document, &key).map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(signed.release["id"].as_str().unwrap_or_default().to_owned())
 }
 
 /// A cursor that remembers the furthest point read, for progress.

@@ -35,7 +35,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(release_csv)
         .service(release_json)
         .service(public_key)
+        .service(model_pins)
+        .service(model_file)
         .service(cut_release);
+}
+
+/// The pinned model files the contributor's page loads, with the SHA-256 it must check.
+#[get("/api/v1/model")]
+async fn model_pins() -> HttpResponse {
+    let pins = chorus_shared::embed::pins::pins();
+    let pin = |p: &chorus_shared::embed::pins::Pin| json!({"file": p.file, "sha256": p.sha256, "url": format!("/api/v1/model/{}", p.file)});
+    HttpResponse::Ok().json(json!({"model": pin(&pins.model), "tokenizer": pin(&pins.tokenizer)}))
+}
+
+/// One pinned model file, from the configured model directory. Only the two pinned names are
+/// served; the bytes never change for a name (the page caches them by hash).
+#[get("/api/v1/model/{file}")]
+async fn model_file(state: web::Data<AppState>, file: web::Path<String>) -> Result<HttpResponse, Rejection> {
+    let pins = chorus_shared::embed::pins::pins();
+    let not_found = || Rejection::new(404, "not_found", "no such model file");
+    if *file != pins.model.file && *file != pins.tokenizer.file {
+        return Err(not_found());
+    }
+    let dir = state.config.model_dir.clone().ok_or_else(not_found)?;
+    let path = dir.join(file.as_str());
+    let bytes = web::block(move || std::fs::read(path))
+        .await
+        .map_err(internal)?
+        .map_err(|_| not_found())?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("Cache-Control", "public, max-age=31536000, immutable"))
+        .body(bytes))
 }
 
 fn internal(e: impl std::fmt::Display) -> Rejection {
@@ -286,6 +317,7 @@ pub fn route_label(path: &str) -> &'static str {
         Some("releases") => "releases",
         Some("public-key") => "public_key",
         Some("openapi.json") => "openapi",
+        Some(r) if r.starts_with("model") => "model",
         Some(r) if r.starts_with("admin/") => "admin",
         Some(_) => "api_other",
         None if path == "/healthz" => "healthz",

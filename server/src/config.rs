@@ -16,6 +16,9 @@ pub struct ServerConfig {
     pub studies: Vec<PathBuf>,
     /// The static pages to serve at `/` (the `www/` folder).
     pub www_dir: Option<PathBuf>,
+    /// The directory of the pinned model files, served to the contributor's page at
+    /// `/api/v1/model/{file}` (the page checks their SHA-256 before use).
+    pub model_dir: Option<PathBuf>,
     /// Bearer token of the admin endpoints; they are disabled without one.
     pub admin_token: Option<String>,
     /// Largest request body accepted.
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             database: None,
             studies: Vec::new(),
             www_dir: None,
+            model_dir: None,
             admin_token: None,
             max_body_bytes: 1 << 20,
             per_contributor_per_minute: 30.0,

@@ -40,10 +40,23 @@ fn analyzes_an_export_zip() {
         let keys: Vec<&str> = row.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            ["category", "chars", "concern", "has_code", "id", "language", "turns"],
+            [
+                "category",
+                "chars",
+                "concern",
+                "has_code",
+                "id",
+                "language",
+                "topic_path",
+                "turns"
+            ],
             "no embedding unless asked"
         );
         assert!((1..=5).contains(&row["concern"].as_u64().unwrap()));
+        // The default study's codebook: a topic at each of its three levels, top first.
+        let path = row["topic_path"].as_array().unwrap();
+        assert_eq!(path.len(), 3);
+        assert!(path[0].as_str().unwrap().starts_with("t1.") && path[2].as_str().unwrap().starts_with("t3."));
     }
     assert_eq!(
         (

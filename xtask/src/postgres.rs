@@ -22,13 +22,6 @@ fn bin_dir() -> Option<PathBuf> {
     versions.pop()
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 fn run(program: &Path, args: &[&str], as_postgres: bool) -> Result<bool, String> {
     let mut command = if as_postgres {
         // PostgreSQL refuses to run as root; the package's `postgres` user runs it.
@@ -49,16 +42,11 @@ pub fn ensure() -> Result<String, String> {
     if let Ok(url) = std::env::var("CHORUS_TEST_POSTGRES") {
         return Ok(url);
     }
-    let root = is_root();
+    let root = crate::tasks::is_root();
     let bin = match bin_dir() {
         Some(bin) => bin,
         None if root => {
-            eprintln!("xtask: installing PostgreSQL");
-            let apt = |args: &[&str]| Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status();
-            if !apt(&["install", "-y", "postgresql"]).is_ok_and(|s| s.success()) {
-                apt(&["update"]).map_err(|e| format!("apt-get: {e}"))?;
-                apt(&["install", "-y", "postgresql"]).map_err(|e| format!("apt-get: {e}"))?;
-            }
+            crate::tasks::apt_install(&["postgresql"])?;
             bin_dir().ok_or("PostgreSQL was installed but pg_ctl is not in /usr/lib/postgresql/*/bin")?
         }
         None => return Err("PostgreSQL is not installed: install the `postgresql` package, or set CHORUS_TEST_POSTGRES to a server the tests may create databases on".into()),

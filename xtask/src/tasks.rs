@@ -115,11 +115,64 @@ pub fn test() -> Result<(), String> {
         ],
     )?;
     let postgres = crate::postgres::ensure()?;
+    let chromium = browser_tests_ready()?;
     sh_env(
         "cargo",
         &["test", "--release", "--workspace"],
-        &[("CHORUS_TEST_POSTGRES", &postgres)],
+        &[("CHORUS_TEST_POSTGRES", &postgres), ("CHROMIUM", &chromium)],
     )
+}
+
+/// Debian's Chromium (installed when missing and running as root) and the browser tests' npm
+/// packages (`npm ci --ignore-scripts`: puppeteer-core drives that Chromium and downloads
+/// nothing). Returns the Chromium binary.
+fn browser_tests_ready() -> Result<String, String> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !std::path::Path::new(&chromium).exists() {
+        if !is_root() {
+            return Err(format!(
+                "{chromium} is missing: install Debian's `chromium` package, or set CHROMIUM"
+            ));
+        }
+        eprintln!("xtask: installing Chromium");
+        apt_install(&["chromium"])?;
+    }
+    let dir = root().join("tests/browser");
+    if !dir.join("node_modules/puppeteer-core/package.json").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| format!("npm: {e} (Node and npm are needed for the browser tests)"))?;
+        if !status.success() {
+            return Err("npm ci in tests/browser failed".into());
+        }
+    }
+    Ok(chromium)
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `apt-get install -y` (after `apt-get update` when the first attempt fails).
+pub fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let install: Vec<&str> = ["install", "-y"].iter().chain(packages).copied().collect();
+    if apt(&install) || (apt(&["update"]) && apt(&install)) {
+        Ok(())
+    } else {
+        Err(format!("apt-get install {} failed", packages.join(" ")))
+    }
 }
 
 /// Runs the product: the aggregation server with its embedded SQLite store, serving the API and

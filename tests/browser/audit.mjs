@@ -1,0 +1,34 @@
+// The auditor's page in headless Chromium:  node audit.mjs BASE_URL OUT_DIR
+// Opens the newest release; prints JSON with the signature's state, the charts drawn and every
+// request made; screenshots go to OUT_DIR.
+import { launch, recordRequests } from './chromium.mjs';
+
+const [base, outDir] = process.argv.slice(2);
+const requests = [];
+const browser = await launch();
+try {
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1280, height: 800 });
+  recordRequests(page, requests);
+  await page.goto(`${base}/audit.html`);
+  await page.waitForSelector('#signature[data-state]', { timeout: 120_000 });
+  const out = await page.evaluate(() => ({
+    signature: document.querySelector('#signature').dataset.state,
+    signature_text: document.querySelector('#signature').textContent,
+    demo_banner: !document.querySelector('#demo').hidden,
+    bar_charts: document.querySelectorAll('svg.chart:not(.treemap)').length,
+    bars: document.querySelectorAll('svg.chart rect.bar').length,
+    treemap_cells: document.querySelectorAll('svg.treemap rect.cell').length,
+    tree_topics: document.querySelectorAll('#tree li').length,
+    privacy_rows: document.querySelectorAll('#privacy tbody tr').length,
+    releases: document.querySelectorAll('#releases li').length,
+  }));
+  out.requests = requests;
+  await page.screenshot({ path: `${outDir}/audit.png`, fullPage: true });
+  await page.setViewport({ width: 390, height: 800 });
+  out.narrow_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await page.screenshot({ path: `${outDir}/audit-narrow.png` });
+  process.stdout.write(JSON.stringify(out) + '\n');
+} finally {
+  await browser.close();
+}

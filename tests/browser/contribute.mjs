@@ -1,0 +1,96 @@
+// The contributor's page in headless Chromium:
+//   node contribute.mjs BASE_URL STUDY_ID EXPORT WRONG_FILE OUT_DIR
+// Device 1: a wrong file shows an error; the export is analysed, one row excluded, the payload
+// shown, donated, receipt. Device 2 (a fresh profile): the first POST fails (network down),
+// the page is reloaded, and the queued donation is sent from IndexedDB. Prints JSON with every
+// request made, the receipts and timings; screenshots go to OUT_DIR.
+import { launch, recordRequests } from './chromium.mjs';
+
+const [base, studyId, exportPath, wrongPath, outDir] = process.argv.slice(2);
+const url = `${base}/contribute.html?study=${encodeURIComponent(studyId)}`;
+const requests = [];
+const out = { requests };
+const browser = await launch();
+const long = { timeout: 600_000 };
+
+async function analyse(page, file) {
+  const input = await page.$('#file');
+  await input.uploadFile(file);
+}
+
+try {
+  // Device 1.
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1280, height: 800 });
+  recordRequests(page, requests);
+  page.on('console', (m) => m.type() === 'error' && process.stderr.write(`page: ${m.text()}\n`));
+  await page.goto(url);
+  await page.waitForFunction(() => document.querySelector('#privacy').textContent.includes('ε ='));
+  await analyse(page, wrongPath);
+  await page.waitForSelector('#error:not([hidden])', long);
+  out.wrong_file_error = await page.$eval('#error', (e) => e.textContent);
+  const started = Date.now();
+  await analyse(page, exportPath);
+  await page.waitForSelector('#review:not([hidden])', long);
+  out.analysis_ms = Date.now() - started;
+  out.rows = await page.$$eval('#conversations tbody tr', (rows) => rows.length);
+  out.excluded = await page.$eval('#conversations tbody input[type=checkbox]', (box) => {
+    box.click();
+    return box.dataset.id;
+  });
+  await page.click('#prepare');
+  await page.waitForSelector('#payload-section:not([hidden])');
+  out.payload = JSON.parse(await page.$eval('#payload', (e) => e.textContent));
+  out.cost = await page.$eval('#payload-cost', (e) => e.textContent);
+  await page.screenshot({ path: `${outDir}/contribute-review.png`, fullPage: false });
+  await page.click('#donate');
+  await page.waitForSelector('#receipt[data-state=stored]', long);
+  out.receipt = await page.$eval('#receipt', (e) => e.textContent);
+  await page.screenshot({ path: `${outDir}/contribute-receipt.png`, fullPage: true });
+  // Narrow screen: the page still lays out (no horizontal overflow of the body).
+  await page.setViewport({ width: 390, height: 800 });
+  out.narrow_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  await page.screenshot({ path: `${outDir}/contribute-narrow.png` });
+
+  // Device 2: the network fails during the donation, then the tab is reloaded.
+  const context = await browser.createBrowserContext();
+  const second = await context.newPage();
+  await second.setViewport({ width: 1280, height: 800 });
+  recordRequests(second, requests);
+  await second.setRequestInterception(true);
+  let blocked = 0;
+  second.on('request', (request) => {
+    if (request.isInterceptResolutionHandled()) return;
+    if (request.method() === 'POST' && request.url().includes('/reports') && blocked < 2) {
+      blocked++;
+      return request.abort('internetdisconnected');
+    }
+    request.continue();
+  });
+  await second.goto(url);
+  await second.waitForFunction(() => document.querySelector('#privacy').textContent.includes('ε ='));
+  await analyse(second, exportPath);
+  await second.waitForSelector('#review:not([hidden])', long);
+  await second.click('#prepare');
+  await second.waitForSelector('#payload-section:not([hidden])');
+  out.second_payload = JSON.parse(await second.$eval('#payload', (e) => e.textContent));
+  await second.click('#donate');
+  await second.waitForFunction(() => document.querySelector('#receipt').textContent.includes('retrying'), long);
+  out.blocked = blocked;
+  await second.reload();
+  await second.waitForSelector('#receipt[data-state=stored]', long);
+  out.second_receipt = await second.$eval('#receipt', (e) => e.textContent);
+  // Once more: nothing left to send, nothing sent twice.
+  await second.reload();
+  await new Promise((r) => setTimeout(r, 1500));
+  out.outbox_after = await second.evaluate(() => new Promise((resolve) => {
+    const open = indexedDB.open('chorus');
+    open.onsuccess = () => {
+      const get = open.result.transaction('outbox').objectStore('outbox').count();
+      get.onsuccess = () => resolve(get.result);
+    };
+  }));
+  process.stdout.write(JSON.stringify(out) + '\n');
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,196 @@
+// The auditor's page: the list of releases; for one, its signature checked in the page (the
+// wasm client's Ed25519), the topic hierarchy as a tree and a treemap, distributions with 95%
+// intervals, the cross-language comparison, discovered clusters and the privacy panel.
+import init, { verifyRelease } from '/pkg/chorus_client.js';
+import { barChart, treemap } from '/js/charts.js';
+
+const $ = (id) => document.getElementById(id);
+const percent = (x) => `${(100 * x).toFixed(1)}%`;
+
+function node(tag, text, attributes = {}) {
+  const n = document.createElement(tag);
+  if (text !== undefined) n.textContent = text;
+  for (const [k, v] of Object.entries(attributes)) n.setAttribute(k, v);
+  return n;
+}
+
+function table(headers, rows, caption) {
+  const t = node('table');
+  if (caption) t.append(node('caption', caption));
+  const head = node('tr');
+  for (const h of headers) head.append(node('th', h, { scope: 'col' }));
+  t.append(node('thead'));
+  t.tHead.append(head);
+  const body = node('tbody');
+  for (const r of rows) {
+    const tr = node('tr');
+    for (const c of r) tr.append(node('td', String(c)));
+    body.append(tr);
+  }
+  t.append(body);
+  const wrap = node('div', undefined, { class: 'table-wrap' });
+  wrap.append(t);
+  return wrap;
+}
+
+async function verify(id, text) {
+  try {
+    await init();
+    const key = await (await fetch('/api/v1/public-key')).text();
+    const verified = verifyRelease(text, key);
+    if (verified !== id) throw new Error(`the document is release ${verified}, not ${id}`);
+    $('signature').textContent = `Signature verified in this page: release ${id} is signed by the server's Ed25519 key ${JSON.parse(key).public_key.slice(0, 16)}…`;
+    $('signature').dataset.state = 'verified';
+  } catch (error) {
+    $('signature').textContent = `The signature does NOT verify: ${error.message ?? error}`;
+    $('signature').dataset.state = 'failed';
+  }
+}
+
+function topicsSection(topics) {
+  $('topics-method').textContent = `${topics.method}. ${topics.reports} reports carried a topic; codebook: ${topics.source}.`;
+  const levels = topics.levels;
+  const children = (level, parentId) => (levels[level] ?? []).filter((t) => t.parent === parentId);
+  const published = (t) => !t.suppressed;
+  // Treemap: the published estimates, what is suppressed folded into a grey remainder.
+  const build = (level, parentId, parentShare) => {
+    const kids = children(level, parentId);
+    const shown = kids.filter(published).map((t) => ({ label: t.name, share: Math.max(0, t.share), children: build(level + 1, t.value, t.share) }));
+    const sum = shown.reduce((s, n) => s + n.share, 0);
+    if (parentShare !== null && shown.length && parentShare - sum > 0.005) shown.push({ label: 'not published (below k)', share: parentShare - sum, rest: true });
+    return level + 1 < levels.length || shown.length ? shown : [];
+  };
+  const top = build(0, null, null);
+  const rest = 1 - top.reduce((s, n) => s + n.share, 0);
+  if (rest > 0.005) top.push({ label: 'not published (below k)', share: rest, rest: true });
+  $('treemap').replaceChildren(treemap(top, 'Topic treemap: area is the estimated share'));
+  // Tree: every topic, its public name, keywords and example, its estimate or "below k".
+  const tree = (level, parentId) => {
+    const list = node('ul', undefined, { class: 'tree' });
+    for (const t of children(level, parentId)) {
+      const item = node('li');
+      const estimate = t.suppressed ? 'below k: not published' : `${percent(t.share)} (${percent(t.ci95[0])}–${percent(t.ci95[1])})`;
+      const label = `${t.name} — ${estimate}`;
+      if (level + 1 < levels.length) {
+        const details = node('details');
+        details.append(node('summary', label));
+        details.append(node('p', `Keywords: ${t.keywords.join(', ')}. Public example: “${t.example}”`, { class: 'note' }));
+        details.append(tree(level + 1, t.value));
+        item.append(details);
+      } else {
+        item.append(node('span', label), node('span', ` — ${t.keywords.join(', ')}`, { class: 'note' }));
+      }
+      list.append(item);
+    }
+    return list;
+  };
+  $('tree').replaceChildren(tree(0, null));
+}
+
+function cellsOf(cells, label = (c) => c.value) {
+  return cells.map((c) => ({ ...c, label: label(c) }));
+}
+
+function languagesSection(release) {
+  const out = [];
+  for (const [name, tab] of Object.entries(release.crosstabs ?? {})) {
+    // The share of each column (language) and row overall, from the published marginals.
+    const rowShare = {};
+    if (name.startsWith('topic_level')) {
+      const level = Number(name.match(/topic_level(\d)/)[1]) - 1;
+      for (const t of release.topics?.levels?.[level] ?? []) if (!t.suppressed) rowShare[t.value] = t;
+    } else {
+      for (const c of release.facets?.category?.debiased ?? []) if (!c.suppressed) rowShare[c.value] = { ...c, name: c.value };
+    }
+    const languageShare = {};
+    for (const c of release.facets?.language?.cells ?? []) if (!c.suppressed) languageShare[c.value] = c;
+    // Ratio = cell / (language × row). Its interval is conservative: the cell's interval
+    // divided by the far ends of the language's and the row's intervals (all three are noisy).
+    const ratio = (x) => (Number.isFinite(x) ? x.toFixed(2) : '∞');
+    const rows = [];
+    for (const c of tab.cells) {
+      const row = rowShare[c.row], language = languageShare[c.column];
+      if (c.suppressed || !row || !language) continue;
+      const point = c.share / language.share / row.share;
+      const low = c.ci95[0] / (language.ci95[1] * row.ci95[1]);
+      const high = language.ci95[0] > 0 && row.ci95[0] > 0 ? c.ci95[1] / (language.ci95[0] * row.ci95[0]) : Infinity;
+      rows.push([row.name, c.column, percent(Math.min(1, c.share / language.share)), percent(row.share), `${ratio(point)} (${ratio(low)}–${ratio(high)})`]);
+    }
+    out.push(rows.length
+      ? table(['row', 'language', 'share within the language', 'share overall', 'ratio (95% interval)'], rows, name.replaceAll('_', ' '))
+      : node('p', `${name.replaceAll('_', ' ')}: no cell is reliably above k yet.`, { class: 'note' }));
+  }
+  $('languages').replaceChildren(...out);
+}
+
+function discoverySection(discovery) {
+  if (!discovery) return $('discovery').replaceChildren(node('p', 'This study reports no embedding.'));
+  const parts = [node('p', `${discovery.method}. ${discovery.points} noisy embeddings (σ = ${discovery.sigma.toFixed(2)} per coordinate).`, { class: 'note' })];
+  if (!discovery.clusters.length) parts.push(node('p', discovery.note));
+  else {
+    parts.push(table(['share (± SE)', 'nearest categories', 'nearest codebook topics'], discovery.clusters.map((c) => [
+      `${percent(c.share)} ± ${percent(c.share_se)}`,
+      c.names.map(([n, p]) => `${n} (${p})`).join(', '),
+      (c.topics ?? []).map(([, n]) => n).join('; '),
+    ])));
+  }
+  $('discovery').replaceChildren(...parts);
+}
+
+function privacySection(release) {
+  const p = release.privacy;
+  const parts = [
+    node('p', `Per report: ε = ${p.per_report.epsilon.toFixed(3)}, δ = ${p.per_report.delta}. Per contributor (at most ${p.reports_per_contributor} report${p.reports_per_contributor === 1 ? '' : 's'}): ε = ${p.contributor.epsilon.toFixed(3)}, δ = ${p.contributor.delta} (${p.composition} composition). A cell is published only when the lower end of its count's 95% interval is at least k = ${p.k}.`),
+    table(['channel', 'mechanism', 'ε', 'values', 'pool'], p.channels.map((c) => [c.channel, c.oracle.kind, c.oracle.epsilon.toFixed(3), c.values.length, c.pool ?? 'every report']), 'Local mechanisms (on each device)'),
+  ];
+  if (p.embedding) parts.push(node('p', `Embedding: ${p.embedding.dimensions} public principal components, clipped to norm ${p.embedding.clip}, Gaussian noise σ = ${p.embedding.sigma.toFixed(3)}.`));
+  parts.push(table(['quantity', 'mechanism', 'ε', 'sensitivity', 'scale'], release.ledger.central.map((e) => [e.quantity, e.mechanism, e.epsilon, e.sensitivity, e.scale]), `Central ledger (total ε = ${release.ledger.central_epsilon_total})`));
+  $('privacy').replaceChildren(...parts);
+}
+
+async function show(id) {
+  const response = await fetch(`/api/v1/releases/${encodeURIComponent(id)}`);
+  if (!response.ok) throw new Error(`no release ${id}`);
+  const text = await response.text();
+  const release = JSON.parse(text).release;
+  $('release').hidden = false;
+  $('release-title').textContent = `${release.study.title}: release ${release.id}`;
+  $('demo').hidden = !release.demo;
+  $('counts').textContent = `Cut ${release.created} from ${release.counts.reports} reports by ${release.counts.contributors} contributors (counts with central differential privacy); study version ${release.study.version}.`;
+  $('download-json').href = `/api/v1/releases/${encodeURIComponent(id)}`;
+  $('download-csv').href = `/api/v1/releases/${encodeURIComponent(id)}/csv`;
+  const verifying = verify(id, text);
+  if (release.topics) topicsSection(release.topics);
+  const category = release.facets.category;
+  $('categories').replaceChildren(barChart(cellsOf(category.debiased ?? category.cells), 'Category shares with 95% intervals'));
+  const facets = [];
+  for (const [name, facet] of Object.entries(release.facets)) {
+    if (name === 'category') continue;
+    facets.push(node('h4', name.replaceAll('_', ' ')), barChart(cellsOf(facet.cells), `${name} shares with 95% intervals`));
+  }
+  $('facets').replaceChildren(...facets);
+  languagesSection(release);
+  discoverySection(release.discovery);
+  privacySection(release);
+  await verifying;
+}
+
+async function start() {
+  const releases = await (await fetch('/api/v1/releases')).json();
+  const list = $('releases');
+  list.replaceChildren();
+  if (!releases.length) list.append(node('li', 'No release yet.'));
+  for (const r of releases) {
+    const item = node('li');
+    const link = node('a', `${r.id}`, { href: `?release=${encodeURIComponent(r.id)}` });
+    item.append(link, document.createTextNode(` — study ${r.study_id}, ${r.created}`));
+    list.append(item);
+  }
+  const chosen = new URLSearchParams(location.search).get('release') ?? releases[releases.length - 1]?.id;
+  if (chosen) await show(chosen);
+}
+
+start().catch((error) => {
+  $('error').textContent = error.message;
+  $('error').hidden = false;
+});

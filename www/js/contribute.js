@@ -1,0 +1,216 @@
+// The contributor's page: study and privacy statement → export file → analysis in a Web
+// Worker → review table → the exact payload → donation through the IndexedDB outbox.
+import { memo, outbox, send } from '/js/outbox.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+let study = null;
+let rows = [];
+const excluded = new Set();
+let pending = null;
+
+const worker = new Worker('/js/worker.js', { type: 'module' });
+let nextId = 0;
+const waiting = new Map();
+worker.onmessage = ({ data }) => {
+  if (data.type === 'progress') return showProgress(data);
+  if (data.type === 'status') return ($('progress-text').textContent = data.text);
+  const { resolve, reject } = waiting.get(data.id);
+  waiting.delete(data.id);
+  data.type === 'done' ? resolve(data.result) : reject(new Error(data.message));
+};
+function call(type, payload = {}, transfer = []) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    waiting.set(id, { resolve, reject });
+    worker.postMessage({ type, id, ...payload }, transfer);
+  });
+}
+
+function showError(message) {
+  $('error').textContent = message;
+  $('error').hidden = !message;
+}
+
+function plainEpsilon(x) {
+  return Number(x).toFixed(2);
+}
+
+function privacyStatement(plan) {
+  const a = plan.accounting;
+  const parts = [];
+  const names = { krr: 'randomized response', olh: 'local hashing', oue: 'unary encoding' };
+  const always = plan.channels.filter((c) => !c.pool).map((c) => `${c.channel} (ε = ${plainEpsilon(c.oracle.epsilon)}, ${names[c.oracle.kind]})`);
+  const pools = {};
+  for (const c of plan.channels.filter((c) => c.pool)) (pools[c.pool] ??= []).push(c);
+  parts.push(`<p>You send at most <strong>${plan.reports_per_contributor}</strong> report${plan.reports_per_contributor === 1 ? '' : 's'}, drawn from your conversations on this device. Altogether that spends at most <strong>ε = ${plainEpsilon(a.contributor.epsilon)}</strong> (δ = ${a.contributor.delta}) of differential privacy: whatever the server or anyone else does with it, your report changes what they can learn about you by at most a factor e<sup>ε</sup>.</p>`);
+  const items = [`<li>Every report carries ${always.join(', ')}.</li>`];
+  for (const [pool, channels] of Object.entries(pools)) {
+    items.push(`<li>One of ${channels.map((c) => c.channel).join(', ')} (the <em>${pool}</em> pool, drawn at random; ε = ${plainEpsilon(Math.max(...channels.map((c) => c.oracle.epsilon)))}).</li>`);
+  }
+  if (plan.embedding) {
+    items.push(`<li>A summary of your request's meaning: ${plan.embedding.components.length} numbers, clipped and blurred with Gaussian noise (σ = ${plainEpsilon(plan.embedding.sigma)}).</li>`);
+  }
+  parts.push(`<ul>${items.join('')}</ul><p>Each value is randomised on this device before it is sent. No text, title or exact facet ever leaves it.</p>`);
+  return parts.join('');
+}
+
+function categoryName(id) {
+  return study.categories.find((c) => c.id === id)?.name ?? id;
+}
+
+function topicName(path) {
+  if (!path || !study.codebook) return '';
+  const leaves = study.codebook.levels[study.codebook.levels.length - 1];
+  return leaves.find((t) => t.id === path[path.length - 1])?.name ?? '';
+}
+
+function cell(text) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  return td;
+}
+
+function renderRows() {
+  const query = $('search').value.trim().toLowerCase();
+  const body = $('conversations').tBodies[0];
+  body.replaceChildren();
+  let shown = 0;
+  for (const row of rows) {
+    if (query && !row.search.includes(query)) continue;
+    shown++;
+    const tr = document.createElement('tr');
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.checked = !excluded.has(row.id);
+    box.setAttribute('aria-label', `Include “${row.title}”`);
+    box.dataset.id = row.id;
+    box.addEventListener('change', () => {
+      box.checked ? excluded.delete(row.id) : excluded.add(row.id);
+      $('payload-section').hidden = true;
+      countLine();
+    });
+    const include = document.createElement('td');
+    include.append(box);
+    tr.append(include, cell(row.title), cell(row.categoryName));
+    if (study.codebook) tr.append(cell(row.topic));
+    tr.append(cell(row.language), cell(String(row.concern)), cell(String(row.turns)), cell(row.has_code ? 'yes' : 'no'));
+    body.append(tr);
+  }
+  countLine(shown);
+}
+
+function countLine(shown) {
+  const included = rows.length - excluded.size;
+  $('review-count').textContent = `${rows.length} conversations, ${included} included${shown !== undefined && shown !== rows.length ? `, ${shown} shown` : ''}.`;
+}
+
+let started = 0;
+function showProgress({ read, total, done }) {
+  const share = total ? read / total : 0;
+  $('progress').value = share;
+  const elapsed = (performance.now() - started) / 1000;
+  const left = share > 0.02 ? Math.max(0, elapsed * (1 - share) / share) : null;
+  $('progress-text').textContent = `${done} conversations analysed, ${Math.round(share * 100)}% of the file` + (left === null ? '' : `, about ${Math.ceil(left)} s left`);
+}
+
+async function analyzeFile(file) {
+  showError('');
+  $('review').hidden = $('payload-section').hidden = true;
+  $('progress-box').hidden = false;
+  $('progress').value = 0;
+  $('progress-text').textContent = `reading ${file.name}`;
+  try {
+    await ready;
+    const bytes = await file.arrayBuffer();
+    started = performance.now();
+    const result = await call('analyze', { bytes }, [bytes]);
+    if (result.conversations.length === 0) throw new Error('this export holds no conversations');
+    rows = result.conversations.map((c) => {
+      const title = c.title || '(untitled)';
+      const row = { ...c, title, categoryName: categoryName(c.category), topic: topicName(c.topic_path) };
+      row.search = [title, row.categoryName, row.topic, c.language].join(' ').toLowerCase();
+      return row;
+    });
+    excluded.clear();
+    const seconds = ((performance.now() - started) / 1000).toFixed(1);
+    $('progress-text').textContent = `${rows.length} conversations analysed in ${seconds} s` + (result.summary.skipped ? ` (${result.summary.skipped} unreadable records skipped)` : '');
+    $('progress').value = 1;
+    $('review').hidden = false;
+    renderRows();
+  } catch (error) {
+    $('progress-box').hidden = true;
+    showError(`This file could not be read as an export: ${error.message}`);
+  }
+}
+
+async function prepare() {
+  const studyKey = `${study.id}@${study.version}`;
+  const result = await call('report', { memo: await memo.get(studyKey), excluded: [...excluded] });
+  // The memo first: a retry after a refresh must re-send this very batch.
+  await memo.put(studyKey, JSON.stringify(result.memo));
+  pending = result.batch;
+  $('payload').textContent = JSON.stringify(result.batch, null, 2);
+  const a = study.privacy.accounting;
+  $('payload-cost').textContent = `${result.batch.reports.length} report${result.batch.reports.length === 1 ? '' : 's'}; sending ${result.batch.reports.length === 1 ? 'it' : 'them'} costs at most ε = ${plainEpsilon(a.contributor.epsilon)} (δ = ${a.contributor.delta}). Nothing else is sent.`;
+  $('payload-section').hidden = false;
+}
+
+async function deliver(donation) {
+  $('receipt-section').hidden = false;
+  $('receipt').textContent = 'Sending…';
+  try {
+    const receipt = await send(donation, (text) => ($('receipt').textContent = text));
+    $('receipt').textContent = `Thank you. Receipt ${receipt.receipt} for ${receipt.reports} report${receipt.reports === 1 ? '' : 's'} to study ${receipt.study_id} on ${receipt.day}${receipt.replayed ? ' (already received earlier; stored once)' : ''}.`;
+    $('receipt').dataset.state = 'stored';
+  } catch (error) {
+    $('receipt').textContent = error.message;
+    $('receipt').dataset.state = 'refused';
+  }
+}
+
+async function donate() {
+  if (!pending) return;
+  const donation = { key: pending.idempotency_key, study: pending.study_id, body: JSON.stringify(pending) };
+  await outbox.put(donation);
+  $('donate').disabled = true;
+  await deliver(donation);
+}
+
+let ready;
+async function start() {
+  const list = await (await fetch('/api/v1/studies')).json();
+  const id = params.get('study') ?? list[0]?.id;
+  const response = await fetch(`/api/v1/studies/${encodeURIComponent(id)}`);
+  if (!response.ok) throw new Error(`no study ${id} on this server`);
+  const text = await response.text();
+  study = JSON.parse(text);
+  $('study-title').textContent = study.title;
+  $('study-description').textContent = study.description;
+  document.title = `${study.title} — Chorus`;
+  $('privacy').innerHTML = privacyStatement(study.privacy);
+  if (!study.codebook) $('topic-column').remove();
+  ready = call('load', { study: text });
+  // A donation a refresh or a lost connection interrupted: send it again (same key).
+  for (const donation of await outbox.all()) {
+    if (!donation.refused) deliver(donation);
+  }
+}
+
+$('file').addEventListener('change', () => $('file').files[0] && analyzeFile($('file').files[0]));
+$('drop').addEventListener('dragover', (e) => e.preventDefault());
+$('drop').addEventListener('drop', (e) => {
+  e.preventDefault();
+  const file = e.dataTransfer.files[0];
+  if (file) analyzeFile(file);
+});
+$('drop').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' || e.key === ' ') {
+    e.preventDefault();
+    $('file').click();
+  }
+});
+$('search').addEventListener('input', renderRows);
+$('prepare').addEventListener('click', () => prepare().catch((e) => showError(e.message)));
+$('donate').addEventListener('click', () => donate().catch((e) => showError(e.message)));
+start().catch((e) => showError(`The study could not be loaded: ${e.message}`));

@@ -1,0 +1,72 @@
+// The contributor's Web Worker: loads the pinned model (from Cache Storage after the first
+// visit, its SHA-256 checked every time), runs the wasm client on the export, and builds the
+// privatized batch. The export's bytes and the analyses never leave this worker except as the
+// review rows the page shows to the contributor.
+import init, { Client } from '/pkg/chorus_client.js';
+
+const CACHE = 'chorus-model-v1';
+let client = null;
+
+async function sha256Hex(bytes) {
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+// One pinned file: from the cache when its bytes still have the pinned hash, else fetched.
+async function pinnedFile(pin, report) {
+  const cache = await caches.open(CACHE);
+  const cached = await cache.match(pin.url);
+  if (cached) {
+    const bytes = new Uint8Array(await cached.arrayBuffer());
+    if ((await sha256Hex(bytes)) === pin.sha256) return { bytes, from: 'cache' };
+    await cache.delete(pin.url);
+  }
+  report(`downloading ${pin.file}`);
+  const response = await fetch(pin.url);
+  if (!response.ok) throw new Error(`the server has no ${pin.file} (${response.status})`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  const hash = await sha256Hex(bytes);
+  if (hash !== pin.sha256) {
+    throw new Error(`${pin.file} does not have the pinned SHA-256 (${hash} instead of ${pin.sha256}); refusing to use it`);
+  }
+  await cache.put(pin.url, new Response(bytes));
+  return { bytes, from: 'network' };
+}
+
+async function load({ study }) {
+  await init();
+  const pins = await (await fetch('/api/v1/model')).json();
+  const status = (text) => postMessage({ type: 'status', text });
+  const model = await pinnedFile(pins.model, status);
+  const tokenizer = await pinnedFile(pins.tokenizer, status);
+  status('starting the model');
+  client = new Client(model.bytes, tokenizer.bytes, study);
+  return { model: model.from, privacy: JSON.parse(client.privacy()) };
+}
+
+function analyze({ bytes }) {
+  let last = 0;
+  const result = client.analyze(new Uint8Array(bytes), false, (read, total, done) => {
+    const now = performance.now();
+    if (now - last > 100) {
+      last = now;
+      postMessage({ type: 'progress', read, total, done });
+    }
+  });
+  return JSON.parse(result);
+}
+
+const handlers = {
+  load,
+  analyze,
+  report: ({ memo, excluded }) => JSON.parse(client.report(memo ?? '', JSON.stringify(excluded))),
+};
+
+onmessage = async ({ data }) => {
+  try {
+    const result = await handlers[data.type](data);
+    postMessage({ type: 'done', id: data.id, result });
+  } catch (error) {
+    postMessage({ type: 'error', id: data.id, message: String(error?.message ?? error) });
+  }
+};
