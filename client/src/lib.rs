@@ -11,6 +11,10 @@
 //! // batch: the ReportBatch to send; memo: to store on the device and hand back next time
 //! verifyRelease(releaseJson, publicKeyJson);              // the release id, or an error
 //! ```
+//!
+//! In the contributor's page each Web Worker reads the export through `analyzeFile` (a window
+//! at a time) and analyses its share of the conversations; one worker gathers the others'
+//! analyses (`takeAnalyses` → `addAnalyses`) and builds the batch.
 
 use chorus_shared::embed::Embedder;
 use chorus_shared::import::{read_export, ImportSummary};
@@ -18,20 +22,32 @@ use chorus_shared::privacy::memo::{digest, study_key, Memo};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::{Analysis, Analyzer};
-use serde::Serialize;
+use reader::{JsFile, ProgressCursor};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::cell::Cell;
-use std::io::{Cursor, Read, Seek, SeekFrom};
+use std::io::{Cursor, Read, Seek};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
+
+mod reader;
 
 #[wasm_bindgen]
 pub struct Client {
     analyzer: Analyzer,
-    /// The last export's conversations: their digest (never leaves the tab) and analysis.
-    analysed: Vec<(String, Analysis)>,
-    /// Their titles, for the review table.
-    titles: Vec<Option<String>>,
+    /// The last export's conversations (this worker's share of them, and any other worker's
+    /// handed over with `addAnalyses`), in export order.
+    analysed: Vec<Analysed>,
+}
+
+/// One analysed conversation as the tab keeps it. The digest and the embedding never leave the
+/// tab; the title is for the contributor's eyes (the review table) only.
+#[derive(Serialize, Deserialize)]
+struct Analysed {
+    index: u64,
+    digest: String,
+    title: Option<String>,
+    analysis: Analysis,
 }
 
 #[derive(Serialize)]
@@ -40,10 +56,10 @@ struct AnalyzeResult {
     summary: Summary,
 }
 
-/// A conversation as the review table shows it: its analysis and its title (from the export,
-/// for the contributor's eyes only; never part of a report).
+/// A conversation as the review table shows it: its analysis (no embedding) and its title.
 #[derive(Serialize)]
 struct Row {
+    index: u64,
     #[serde(flatten)]
     analysis: Analysis,
     title: Option<String>,
@@ -67,7 +83,6 @@ impl Client {
         Ok(Client {
             analyzer: Analyzer::new(embedder, study)?,
             analysed: Vec::new(),
-            titles: Vec::new(),
         })
     }
 
@@ -80,27 +95,90 @@ impl Client {
         embeddings: bool,
         progress: Option<js_sys::Function>,
     ) -> Result<String, JsError> {
-        let total = export.len() as f64;
         let furthest = Rc::new(Cell::new(0u64));
         let reader = ProgressCursor {
             inner: Cursor::new(export),
             furthest: furthest.clone(),
         };
+        self.run(
+            reader,
+            export.len() as f64,
+            furthest,
+            embeddings,
+            progress.as_ref(),
+            0,
+            1,
+        )
+    }
+
+    /// Analyses an export the page reads for it: `readAt(offset, length)` returns a `Uint8Array`
+    /// of the file's bytes (in a worker, `FileReaderSync` over `File.slice`), so the export is
+    /// never held whole. Only conversation `i` with `i % shards == shard` is analysed (the others
+    /// are read and skipped), so that several workers can share one export.
+    #[wasm_bindgen(js_name = analyzeFile)]
+    pub fn analyze_file(
+        &mut self,
+        size: f64,
+        read_at: js_sys::Function,
+        progress: Option<js_sys::Function>,
+        shard: u32,
+        shards: u32,
+    ) -> Result<String, JsError> {
+        if shards == 0 || shard >= shards {
+            return Err(JsError::new("shard must be below shards"));
+        }
+        let furthest = Rc::new(Cell::new(0u64));
+        let reader = JsFile::new(size as u64, read_at, furthest.clone());
+        self.run(reader, size, furthest, false, progress.as_ref(), shard, shards)
+    }
+
+    /// This worker's analyses, whole (digests and embeddings included), for the worker that
+    /// builds the batch (`addAnalyses`). They move between the tab's workers only.
+    #[wasm_bindgen(js_name = takeAnalyses)]
+    pub fn take_analyses(&mut self) -> String {
+        serde_json::to_string(&std::mem::take(&mut self.analysed)).expect("analyses serialise")
+    }
+
+    /// Adds another worker's analyses (from `takeAnalyses`) to this one's, in export order.
+    #[wasm_bindgen(js_name = addAnalyses)]
+    pub fn add_analyses(&mut self, json: &str) -> Result<(), JsError> {
+        let more: Vec<Analysed> =
+            serde_json::from_str(json).map_err(|e| JsError::new(&format!("not a worker's analyses: {e}")))?;
+        self.analysed.extend(more);
+        self.analysed.sort_by_key(|a| a.index);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run<R: Read + Seek>(
+        &mut self,
+        reader: R,
+        total: f64,
+        furthest: Rc<Cell<u64>>,
+        embeddings: bool,
+        progress: Option<&js_sys::Function>,
+        shard: u32,
+        shards: u32,
+    ) -> Result<String, JsError> {
         let mut analysed = Vec::new();
-        let mut titles = Vec::new();
         let mut failure = None;
+        let mut index = 0u64;
         let summary: ImportSummary = read_export(reader, "the export", &mut |conversation| {
-            if failure.is_some() {
+            let mine = index % u64::from(shards) == u64::from(shard);
+            index += 1;
+            if failure.is_some() || !mine {
                 return;
             }
             match self.analyzer.analyze(&conversation, true) {
-                Ok(analysis) => {
-                    analysed.push((digest(&conversation), analysis));
-                    titles.push(conversation.title.clone());
-                }
+                Ok(analysis) => analysed.push(Analysed {
+                    index: index - 1,
+                    digest: digest(&conversation),
+                    title: conversation.title.clone(),
+                    analysis,
+                }),
                 Err(e) => failure = Some(e),
             }
-            if let Some(callback) = &progress {
+            if let Some(callback) = progress {
                 let (read, done) = (furthest.get() as f64, analysed.len() as f64);
                 let _ = callback.call3(&JsValue::NULL, &read.into(), &total.into(), &done.into());
             }
@@ -109,20 +187,19 @@ impl Client {
             return Err(e.into());
         }
         self.analysed = analysed;
-        self.titles = titles;
         let conversations = self
             .analysed
             .iter()
-            .zip(&self.titles)
-            .map(|((_, a), title)| {
-                let mut shown = a.clone();
+            .map(|a| {
+                let mut shown = a.analysis.clone();
                 if !embeddings {
                     shown.embedding = None;
                     shown.category_probabilities = None;
                 }
                 Row {
+                    index: a.index,
                     analysis: shown,
-                    title: title.clone(),
+                    title: a.title.clone(),
                 }
             })
             .collect();
@@ -174,8 +251,8 @@ impl Client {
         let candidates: Vec<(String, &Analysis)> = self
             .analysed
             .iter()
-            .filter(|(_, a)| !excluded.contains(&a.id))
-            .map(|(d, a)| (memo.key(&version, d), a))
+            .filter(|a| !excluded.contains(&a.analysis.id))
+            .map(|a| (memo.key(&version, &a.digest), &a.analysis))
             .collect();
         let batch = memo.batch(study, &candidates, &mut noise)?;
         Ok(json!({ "batch": batch, "memo": memo }).to_string())
@@ -199,24 +276,4 @@ pub fn verify_release(document: &str, public_key: &str) -> Result<String, JsErro
     };
     let signed = chorus_shared::release::verify(document, &key).map_err(|e| JsError::new(&e.to_string()))?;
     Ok(signed.release["id"].as_str().unwrap_or_default().to_owned())
-}
-
-/// A cursor that remembers the furthest point read, for progress.
-struct ProgressCursor<'a> {
-    inner: Cursor<&'a [u8]>,
-    furthest: Rc<Cell<u64>>,
-}
-
-impl Read for ProgressCursor<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.furthest.set(self.furthest.get().max(self.inner.position()));
-        Ok(n)
-    }
-}
-
-impl Seek for ProgressCursor<'_> {
-    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-        self.inner.seek(pos)
-    }
 }

@@ -9,23 +9,33 @@ let rows = [];
 const excluded = new Set();
 let pending = null;
 
-const worker = new Worker('/js/worker.js', { type: 'module' });
-let nextId = 0;
-const waiting = new Map();
-worker.onmessage = ({ data }) => {
-  if (data.type === 'progress') return showProgress(data);
-  if (data.type === 'status') return ($('progress-text').textContent = data.text);
-  const { resolve, reject } = waiting.get(data.id);
-  waiting.delete(data.id);
-  data.type === 'done' ? resolve(data.result) : reject(new Error(data.message));
-};
-function call(type, payload = {}, transfer = []) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    waiting.set(id, { resolve, reject });
-    worker.postMessage({ type, id, ...payload }, transfer);
-  });
+// One worker per core, two at most: each reads the whole export and analyses its share of
+// the conversations; the first gathers the analyses and builds the batch.
+const progress = [];
+function startWorker(n) {
+  const worker = new Worker('/js/worker.js', { type: 'module' });
+  const waiting = new Map();
+  let nextId = 0;
+  worker.onmessage = ({ data }) => {
+    if (data.type === 'progress') {
+      progress[n] = data;
+      return showProgress();
+    }
+    if (data.type === 'status') return ($('progress-text').textContent = data.text);
+    const { resolve, reject } = waiting.get(data.id);
+    waiting.delete(data.id);
+    data.type === 'done' ? resolve(data.result) : reject(new Error(data.message));
+  };
+  return (type, payload = {}) => {
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      waiting.set(id, { resolve, reject });
+      worker.postMessage({ type, id, ...payload });
+    });
+  };
 }
+const workers = Array.from({ length: Math.min(2, navigator.hardwareConcurrency || 1) }, (_, n) => startWorker(n));
+const call = (type, payload) => workers[0](type, payload);
 
 function showError(message) {
   $('error').textContent = message;
@@ -106,8 +116,10 @@ function countLine(shown) {
 }
 
 let started = 0;
-function showProgress({ read, total, done }) {
-  const share = total ? read / total : 0;
+function showProgress() {
+  const reports = progress.filter(Boolean);
+  const done = reports.reduce((s, p) => s + p.done, 0);
+  const share = reports.reduce((s, p) => s + (p.total ? p.read / p.total : 0), 0) / workers.length;
   $('progress').value = share;
   const elapsed = (performance.now() - started) / 1000;
   const left = share > 0.02 ? Math.max(0, elapsed * (1 - share) / share) : null;
@@ -122,9 +134,13 @@ async function analyzeFile(file) {
   $('progress-text').textContent = `reading ${file.name}`;
   try {
     await ready;
-    const bytes = await file.arrayBuffer();
     started = performance.now();
-    const result = await call('analyze', { bytes }, [bytes]);
+    progress.length = 0;
+    const shards = workers.length;
+    const results = await Promise.all(workers.map((w, shard) => w('analyze', { file, shard, shards })));
+    // The first worker builds the batch: it gets the others' analyses (they stay in this tab).
+    for (const w of workers.slice(1)) await call('add', { json: await w('take') });
+    const result = { conversations: results.flatMap((r) => r.conversations).sort((a, b) => a.index - b.index), summary: results[0].summary };
     if (result.conversations.length === 0) throw new Error('this export holds no conversations');
     rows = result.conversations.map((c) => {
       const title = c.title || '(untitled)';
@@ -134,7 +150,8 @@ async function analyzeFile(file) {
     });
     excluded.clear();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    $('progress-text').textContent = `${rows.length} conversations analysed in ${seconds} s` + (result.summary.skipped ? ` (${result.summary.skipped} unreadable records skipped)` : '');
+    $('progress-text').textContent = `${rows.length} conversations analysed in ${seconds} s by ${workers.length} worker${workers.length === 1 ? '' : 's'}` + (result.summary.skipped ? ` (${result.summary.skipped} unreadable records skipped)` : '');
+    $('progress-text').dataset.seconds = seconds;
     $('progress').value = 1;
     $('review').hidden = false;
     renderRows();
@@ -190,7 +207,7 @@ async function start() {
   document.title = `${study.title} — Chorus`;
   $('privacy').innerHTML = privacyStatement(study.privacy);
   if (!study.codebook) $('topic-column').remove();
-  ready = call('load', { study: text });
+  ready = Promise.all(workers.map((w) => w('load', { study: text })));
   // A donation a refresh or a lost connection interrupted: send it again (same key).
   for (const donation of await outbox.all()) {
     if (!donation.refused) deliver(donation);

@@ -1,6 +1,6 @@
-// The contributor's Web Worker: loads the pinned model (from Cache Storage after the first
-// visit, its SHA-256 checked every time), runs the wasm client on the export, and builds the
-// privatized batch. The export's bytes and the analyses never leave this worker except as the
+// One of the contributor's Web Workers: loads the pinned model (from Cache Storage after the
+// first visit, its SHA-256 checked every time), runs the wasm client on its share of the
+// export, and (the first worker) builds the privatized batch. The export's bytes and the analyses never leave this worker except as the
 // review rows the page shows to the contributor.
 import init, { Client } from '/pkg/chorus_client.js';
 
@@ -44,21 +44,27 @@ async function load({ study }) {
   return { model: model.from, privacy: JSON.parse(client.privacy()) };
 }
 
-function analyze({ bytes }) {
+// This worker's share of the export's conversations. The file is read a window at a time
+// (FileReaderSync over File.slice): a large export is never held whole.
+function analyze({ file, shard, shards }) {
+  const reader = new FileReaderSync();
+  const readAt = (offset, length) => new Uint8Array(reader.readAsArrayBuffer(file.slice(offset, offset + length)));
   let last = 0;
-  const result = client.analyze(new Uint8Array(bytes), false, (read, total, done) => {
+  const result = client.analyzeFile(file.size, readAt, (read, total, done) => {
     const now = performance.now();
     if (now - last > 100) {
       last = now;
       postMessage({ type: 'progress', read, total, done });
     }
-  });
+  }, shard, shards);
   return JSON.parse(result);
 }
 
 const handlers = {
   load,
   analyze,
+  take: () => client.takeAnalyses(),
+  add: ({ json }) => client.addAnalyses(json),
   report: ({ memo, excluded }) => JSON.parse(client.report(memo ?? '', JSON.stringify(excluded))),
 };
 

@@ -1,0 +1,56 @@
+//! The contributor's page in headless Chromium analysing a 1,000-conversation export (the
+//! first 1,000 public ShareGPT conversations: a realistic mix of lengths): seconds from the
+//! file being chosen to the review table (the pinned model already cached, as on a second
+//! visit), with the page's workers, and the peak memory of all of the browser's processes.
+//!
+//! `cargo bench -p chorus-tests --bench browser_analyze [-- CONVERSATIONS RUNS]`
+//! (needs Debian's chromium and `npm ci --ignore-scripts` in tests/browser, as
+//! `cargo xtask test` installs them).
+
+use chorus_tests::{cached, workspace_root, write_sharegpt_sample, ServerProcess};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let conversations: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2);
+    let dir = std::env::temp_dir().join(format!("chorus-browser-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let export = dir.join(format!("sharegpt-{conversations}.json"));
+    write_sharegpt_sample(&cached("corpus/sharegpt.json"), conversations, &export);
+    let www = workspace_root().join("www");
+    let server = ServerProcess::start(&dir.join("data"), None, &["--www", www.to_str().unwrap()]);
+    let out = std::process::Command::new("node")
+        .args([
+            "bench.mjs",
+            &server.url,
+            export.to_str().unwrap(),
+            &(runs + 1).to_string(),
+        ])
+        .current_dir(workspace_root().join("tests/browser"))
+        .output()
+        .expect("node runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seconds: Vec<f64> = result["seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap())
+        .collect();
+    // The first run also downloads and caches the model; the rest are what a return visit sees.
+    let later = &seconds[1..];
+    let mean = later.iter().sum::<f64>() / later.len() as f64;
+    println!(
+        "browser_analyze: {} conversations, {} workers: first run {:.1} s (model download included), then {:.1} s mean over {} runs ({:.1} ms per conversation); peak RSS of the browser {} MB",
+        result["conversations"],
+        result["workers"],
+        seconds[0],
+        mean,
+        later.len(),
+        1000.0 * mean / result["conversations"].as_f64().unwrap(),
+        result["peak_rss_mb"]
+    );
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
