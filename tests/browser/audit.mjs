@@ -8,6 +8,7 @@ const requests = [];
 const browser = await launch();
 try {
   const page = await browser.newPage();
+  page.setDefaultTimeout(180_000);
   await page.setViewport({ width: 1280, height: 800 });
   recordRequests(page, requests);
   await page.goto(`${base}/audit.html`);
