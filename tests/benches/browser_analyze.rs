@@ -3,7 +3,8 @@
 //! file being chosen to the review table (the pinned model already cached, as on a second
 //! visit), with the page's workers, and the peak memory of all of the browser's processes.
 //!
-//! `cargo bench -p chorus-tests --bench browser_analyze [-- CONVERSATIONS RUNS]`
+//! `cargo bench -p chorus-tests --bench browser_analyze [-- CONVERSATIONS RUNS]` (RUNS after
+//! the first; 0 for one run only, e.g. on a whole-corpus export)
 //! (needs Debian's chromium and `npm ci --ignore-scripts` in tests/browser, as
 //! `cargo xtask test` installs them).
 
@@ -39,7 +40,7 @@ fn main() {
         .map(|s| s.as_f64().unwrap())
         .collect();
     // The first run also downloads and caches the model; the rest are what a return visit sees.
-    let later = &seconds[1..];
+    let later = if seconds.len() > 1 { &seconds[1..] } else { &seconds[..] };
     let mean = later.iter().sum::<f64>() / later.len() as f64;
     println!(
         "browser_analyze: {} conversations, {} workers: first run {:.1} s (model download included), then {:.1} s mean over {} runs ({:.1} ms per conversation); peak RSS of the browser {} MB",
