@@ -46,17 +46,20 @@ function plainEpsilon(x) {
   return Number(x).toFixed(2);
 }
 
+// The statement is built as HTML from the study: every string from it is escaped.
+const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 function privacyStatement(plan) {
   const a = plan.accounting;
   const parts = [];
   const names = { krr: 'randomized response', olh: 'local hashing', oue: 'unary encoding' };
-  const always = plan.channels.filter((c) => !c.pool).map((c) => `${c.channel} (ε = ${plainEpsilon(c.oracle.epsilon)}, ${names[c.oracle.kind]})`);
+  const always = plan.channels.filter((c) => !c.pool).map((c) => `${escape(c.channel)} (ε = ${plainEpsilon(c.oracle.epsilon)}, ${names[c.oracle.kind]})`);
   const pools = {};
   for (const c of plan.channels.filter((c) => c.pool)) (pools[c.pool] ??= []).push(c);
   parts.push(`<p>You send at most <strong>${plan.reports_per_contributor}</strong> report${plan.reports_per_contributor === 1 ? '' : 's'}, drawn from your conversations on this device. Altogether that spends at most <strong>ε = ${plainEpsilon(a.contributor.epsilon)}</strong> (δ = ${a.contributor.delta}) of differential privacy: whatever the server or anyone else does with it, your report changes what they can learn about you by at most a factor e<sup>ε</sup>.</p>`);
   const items = [`<li>Every report carries ${always.join(', ')}.</li>`];
   for (const [pool, channels] of Object.entries(pools)) {
-    items.push(`<li>One of ${channels.map((c) => c.channel).join(', ')} (the <em>${pool}</em> pool, drawn at random; ε = ${plainEpsilon(Math.max(...channels.map((c) => c.oracle.epsilon)))}).</li>`);
+    items.push(`<li>One of ${channels.map((c) => escape(c.channel)).join(', ')} (the <em>${escape(pool)}</em> pool, drawn at random; ε = ${plainEpsilon(Math.max(...channels.map((c) => c.oracle.epsilon)))}).</li>`);
   }
   if (plan.embedding) {
     items.push(`<li>A summary of your request's meaning: ${plan.embedding.components.length} numbers, clipped and blurred with Gaussian noise (σ = ${plainEpsilon(plan.embedding.sigma)}).</li>`);
