@@ -149,7 +149,8 @@ fn run(database: Option<&str>, name: &str) {
                 // [1, 1]); a hundredth of slack keeps that from counting as far off.
                 assert!(
                     (t - (lo + hi) / 2.0).abs() < 2.5 * half + 0.01,
-                    "{channel:?}: truth {t} far outside [{lo}, {hi}]"
+                    "{channel:?} ({name}): truth {t} far outside [{lo}, {hi}]; truths {truth:?}; the facet: {}",
+                    release["facets"][channel.name()]
                 );
             }
         }
