@@ -21,6 +21,15 @@ fn simulate(export: &std::path::Path, args: &[&str]) -> Vec<Value> {
         .collect()
 }
 
+/// The total variation distance that errors of these standard errors make on average:
+/// E|N(0, se²)| = se·√(2/π) per value, halved.
+fn expected_tvd(standard_errors: impl Iterator<Item = f64>) -> f64 {
+    standard_errors
+        .map(|se| se * (2.0 / std::f64::consts::PI).sqrt())
+        .sum::<f64>()
+        / 2.0
+}
+
 #[test]
 fn simulations_are_reproducible_and_within_their_error_bars() {
     let dir = std::env::temp_dir().join(format!("chorus-simulate-{}", std::process::id()));
@@ -36,35 +45,27 @@ fn simulations_are_reproducible_and_within_their_error_bars() {
     assert_eq!(private["contributors"], 1500);
     assert_eq!(exact["contributor_epsilon"], "inf");
     for (name, facet) in private["facets"].as_object().unwrap() {
-        // The error the estimate's own standard errors predict: E|N(0, se²)| = se·√(2/π) per value.
-        let predicted: f64 = facet["ci95"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|ci| {
-                (ci[1].as_f64().unwrap() - ci[0].as_f64().unwrap()) / (2.0 * 1.96) * (2.0 / std::f64::consts::PI).sqrt()
-            })
-            .sum::<f64>()
-            / 2.0;
+        // The error the estimate's own standard errors predict.
+        let predicted = expected_tvd(
+            facet["ci95"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|ci| (ci[1].as_f64().unwrap() - ci[0].as_f64().unwrap()) / (2.0 * 1.96)),
+        );
         let tvd = facet["tvd"].as_f64().unwrap();
         assert!(
             tvd <= 2.0 * predicted + 0.02,
             "{name}: TVD {tvd} against an expected {predicted}"
         );
-        // Without noise only the sampling of a pooled channel's reports remains: about
-        // ½·Σ √(2/π)·√(p(1−p)/n) over the n reports that carry it.
+        // Without noise only the sampling of a pooled channel's n reports remains: a standard
+        // error of √(p(1−p)/n) per value.
         let exact_facet = &exact["facets"][name];
         let n = exact_facet["reports"].as_f64().unwrap();
-        let sampling: f64 = exact_facet["true"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|p| {
-                let p = p.as_f64().unwrap();
-                (2.0 / std::f64::consts::PI).sqrt() * (p * (1.0 - p) / n).sqrt()
-            })
-            .sum::<f64>()
-            / 2.0;
+        let sampling = expected_tvd(exact_facet["true"].as_object().unwrap().values().map(|p| {
+            let p = p.as_f64().unwrap();
+            (p * (1.0 - p) / n).sqrt()
+        }));
         let exact_tvd = exact_facet["tvd"].as_f64().unwrap();
         assert!(
             exact_tvd <= 1.5 * sampling + 0.01,
