@@ -12,6 +12,7 @@ use crate::analyze::{
 use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage};
 use central::{noisy_counts, LedgerEntry};
+use chorus_shared::privacy::oracle::share_ci95;
 use chorus_shared::privacy::Channel;
 use chorus_shared::release::SignedRelease;
 use chorus_shared::study::CompiledStudy;
@@ -19,7 +20,7 @@ use serde_json::{json, Map, Value};
 use sign::Signer;
 
 /// Version of the release document's layout.
-pub const RELEASE_FORMAT: u32 = 1;
+pub const RELEASE_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Default)]
 pub struct ReleaseOptions {
@@ -91,10 +92,15 @@ pub fn build(
 
     // Counts of cells are shares of this (noisy) total.
     let total = reports[0].max(1) as f64;
-    let cell = |label: &str, share: f64, (lo, hi): (f64, f64)| -> Value {
+    let cell = |label: &str, share: f64, (lo, hi): (f64, f64), normal: Option<Normal>| -> Value {
         if lo * total >= k {
-            json!({"value": label, "share": round(share), "ci95": [round(lo), round(hi)],
-                   "count": (share * total).round(), "count_ci95": [(lo * total).round(), (hi * total).round()]})
+            let mut c = json!({"value": label, "share": round(share), "ci95": [round(lo), round(hi)],
+                   "count": (share * total).round(), "count_ci95": [(lo * total).round(), (hi * total).round()]});
+            if let Some(Normal { unbiased, se }) = normal {
+                c["unbiased"] = json!(round(unbiased));
+                c["se"] = json!(round(se));
+            }
+            c
         } else {
             json!({"value": label, "suppressed": true})
         }
@@ -162,6 +168,7 @@ pub fn build(
             "reports_per_day": days_json,
             "contributors_by_reports_sent": per_contributor_json,
         },
+        "cells": CELLS_METHOD,
         "facets": facets,
         "crosstabs": crosstabs,
     });
@@ -192,16 +199,45 @@ pub fn build(
     Ok(release)
 }
 
-/// A cell from its label, share and 95% interval: published, or suppressed below `k`.
-type CellFn<'a> = dyn Fn(&str, f64, (f64, f64)) -> Value + 'a;
+/// How to read a cell, in the release itself.
+const CELLS_METHOD: &str = "share: the estimate (a facet's shares projected onto the simplex); \
+ci95: the 95% interval of the unbiased estimate, clipped to [0, 1]; unbiased and se: that \
+estimate unclipped and its standard error; count and count_ci95: share and interval times the \
+reports. A cell is published only when the lower end of count_ci95 is at least k. Each interval \
+covers the truth 95% of the time before that threshold, not after it: a small cell clears k \
+only when its estimate came out high, so published small cells lean towards overestimates.";
+
+/// A cell from its label, share, 95% interval and (for a normal interval) the estimate behind
+/// it: published, or suppressed below `k`.
+type CellFn<'a> = dyn Fn(&str, f64, (f64, f64), Option<Normal>) -> Value + 'a;
+
+/// An unbiased estimate and its standard error, published next to the interval they give: the
+/// interval is clipped to [0, 1] (and can collapse to [1, 1]), the estimate is not, so an
+/// auditor can still tell how far off a value is.
+#[derive(Clone, Copy)]
+struct Normal {
+    unbiased: f64,
+    se: f64,
+}
+
+impl Normal {
+    fn ci95(self) -> (f64, f64) {
+        share_ci95(self.unbiased, self.se)
+    }
+}
 
 fn facet_json(f: &FacetEstimate, cell: &CellFn<'_>) -> Value {
-    let ci = f.estimate.ci95();
     let cells: Vec<Value> = f
         .labels
         .iter()
         .enumerate()
-        .map(|(i, l)| cell(l, f.estimate.projected[i], ci[i]))
+        .map(|(i, l)| {
+            let normal = Normal {
+                unbiased: f.estimate.shares[i],
+                se: f.estimate.standard_errors[i],
+            };
+            cell(l, f.estimate.projected[i], normal.ci95(), Some(normal))
+        })
         .collect();
     let mut facet = json!({"oracle": f.oracle, "cells": cells});
     if let Some(d) = &f.debiased {
@@ -209,7 +245,7 @@ fn facet_json(f: &FacetEstimate, cell: &CellFn<'_>) -> Value {
             .labels
             .iter()
             .enumerate()
-            .map(|(i, l)| cell(l, d.shares[i], d.ci95[i]))
+            .map(|(i, l)| cell(l, d.shares[i], d.ci95[i], None))
             .collect::<Vec<_>>()
             .into();
     }
@@ -230,12 +266,11 @@ fn topics_json(study: &CompiledStudy, collected: &Collected, cell: &CellFn<'_>) 
             .iter()
             .enumerate()
             .map(|(i, topic)| {
-                let (share, se) = (estimate.shares[i], estimate.standard_errors[i]);
-                let mut c = cell(
-                    &topic.id,
-                    share.max(0.0),
-                    ((share - 1.96 * se).max(0.0), (share + 1.96 * se).min(1.0)),
-                );
+                let normal = Normal {
+                    unbiased: estimate.shares[i],
+                    se: estimate.standard_errors[i],
+                };
+                let mut c = cell(&topic.id, normal.unbiased.max(0.0), normal.ci95(), Some(normal));
                 c["name"] = json!(topic.name);
                 c["parent"] = json!(topic.parent.map(|p| codebook.levels[depth - 1][p].id.clone()));
                 c["keywords"] = json!(topic.keywords);
@@ -258,12 +293,16 @@ fn crosstab_json(tab: &CrossTab, cell: &CellFn<'_>) -> Value {
     let mut cells = Vec::new();
     for (i, row) in tab.row_labels.iter().enumerate() {
         for (j, column) in tab.column_labels.iter().enumerate() {
-            let (share, se) = (tab.shares[i][j], tab.standard_errors[i][j]);
+            let normal = Normal {
+                unbiased: tab.shares[i][j],
+                se: tab.standard_errors[i][j],
+            };
             // Shares of the reports carrying both channels; counts scale them to all reports.
             let mut c = cell(
                 &format!("{row}|{column}"),
-                share.max(0.0),
-                ((share - 1.96 * se).max(0.0), (share + 1.96 * se).min(1.0)),
+                normal.unbiased.max(0.0),
+                normal.ci95(),
+                Some(normal),
             );
             c["row"] = json!(row);
             c["column"] = json!(column);

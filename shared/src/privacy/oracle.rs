@@ -81,9 +81,18 @@ impl FrequencyEstimate {
         self.shares
             .iter()
             .zip(&self.standard_errors)
-            .map(|(s, se)| ((s - 1.96 * se).clamp(0.0, 1.0), (s + 1.96 * se).clamp(0.0, 1.0)))
+            .map(|(&s, &se)| share_ci95(s, se))
             .collect()
     }
+}
+
+/// The normal 95% interval of a share from its unbiased estimate and standard error, clipped
+/// to [0, 1].
+pub fn share_ci95(estimate: f64, se: f64) -> (f64, f64) {
+    (
+        (estimate - 1.96 * se).clamp(0.0, 1.0),
+        (estimate + 1.96 * se).clamp(0.0, 1.0),
+    )
 }
 
 impl Oracle {
