@@ -3,12 +3,15 @@
 //! file being chosen to the review table (the pinned model already cached, as on a second
 //! visit), with the page's workers, and the peak memory of all of the browser's processes.
 //!
-//! `cargo bench -p chorus-tests --bench browser_analyze [-- CONVERSATIONS RUNS]` (RUNS after
-//! the first; 0 for one run only, e.g. on a whole-corpus export)
+//! `cargo bench -p chorus-tests --bench browser_analyze [-- CONVERSATIONS RUNS] [--chatgpt]`
+//! (RUNS after the first; 0 for one run only). `--chatgpt`: the export is a ChatGPT
+//! `conversations.json` of CONVERSATIONS conversations in the mapping format with a real export's
+//! metadata (the public corpus repeated under new ids past its 17,395) — e.g. `-- 25000 0
+//! --chatgpt` for a year-sized archive of several hundred MB.
 //! (needs Debian's chromium and `npm ci --ignore-scripts` in tests/browser, as
 //! `cargo xtask test` installs them).
 
-use chorus_tests::{cached, workspace_root, write_sharegpt_sample, ServerProcess};
+use chorus_tests::{cached, workspace_root, write_chatgpt_export, write_sharegpt_sample, ServerProcess};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -17,8 +20,19 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("chorus-browser-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let export = dir.join(format!("sharegpt-{conversations}.json"));
-    write_sharegpt_sample(&cached("corpus/sharegpt.json"), conversations, &export);
+    let export = if std::env::args().any(|a| a == "--chatgpt") {
+        let export = dir.join("conversations.json");
+        let bytes = write_chatgpt_export(&cached("corpus/sharegpt.json"), conversations, &export);
+        eprintln!(
+            "browser_analyze: a ChatGPT export of {conversations} conversations, {} MB",
+            bytes >> 20
+        );
+        export
+    } else {
+        let export = dir.join(format!("sharegpt-{conversations}.json"));
+        write_sharegpt_sample(&cached("corpus/sharegpt.json"), conversations, &export);
+        export
+    };
     let www = workspace_root().join("www");
     let server = ServerProcess::start(&dir.join("data"), None, &["--www", www.to_str().unwrap()]);
     let out = std::process::Command::new("node")
@@ -39,18 +53,21 @@ fn main() {
         .iter()
         .map(|s| s.as_f64().unwrap())
         .collect();
+    // The table shows a page of rows, whatever the export's size.
+    assert!(result["rows_rendered"].as_u64().unwrap() <= 500, "{result}");
     // The first run also downloads and caches the model; the rest are what a return visit sees.
     let later = if seconds.len() > 1 { &seconds[1..] } else { &seconds[..] };
     let mean = later.iter().sum::<f64>() / later.len() as f64;
     println!(
-        "browser_analyze: {} conversations, {} workers: first run {:.1} s (model download included), then {:.1} s mean over {} runs ({:.1} ms per conversation); peak RSS of the browser {} MB",
+        "browser_analyze: {} conversations, {} workers: first run {:.1} s (model download included), then {:.1} s mean over {} runs ({:.1} ms per conversation); peak RSS of the browser {} MB; {} table rows rendered",
         result["conversations"],
         result["workers"],
         seconds[0],
         mean,
         later.len(),
         1000.0 * mean / result["conversations"].as_f64().unwrap(),
-        result["peak_rss_mb"]
+        result["peak_rss_mb"],
+        result["rows_rendered"]
     );
     drop(server);
     std::fs::remove_dir_all(&dir).ok();

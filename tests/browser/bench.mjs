@@ -35,7 +35,8 @@ try {
     await input.uploadFile(exportPath);
     await page.waitForSelector('#review:not([hidden])', { timeout: 900_000 });
     out.seconds.push(Number(await page.$eval('#progress-text', (e) => e.dataset.seconds)));
-    out.conversations = await page.$$eval('#conversations tbody tr', (rows) => rows.length);
+    out.conversations = Number(await page.$eval('#progress-text', (e) => e.dataset.conversations));
+    out.rows_rendered = await page.$$eval('#conversations tbody tr', (rows) => rows.length);
     out.workers = await page.evaluate(() => Math.min(2, navigator.hardwareConcurrency || 1));
     await page.close();
   }

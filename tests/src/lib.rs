@@ -91,6 +91,86 @@ pub fn write_sharegpt_sample(export: &Path, n: usize, out: &Path) {
     std::fs::write(out, serde_json::to_vec(&records).unwrap()).unwrap();
 }
 
+/// Writes a ChatGPT data export's `conversations.json` holding `n` conversations: those of the
+/// public export `corpus` (repeated under new ids when `n` is larger) in ChatGPT's `mapping`
+/// format, with a hidden system node and the per-message metadata a real export carries — a
+/// year-sized archive for the browser benchmark. Written one conversation at a time; returns the
+/// file's size in bytes.
+pub fn write_chatgpt_export(corpus: &Path, n: usize, out: &Path) -> u64 {
+    use serde_json::json;
+    use std::io::Write;
+    let conversations = first_conversations(corpus, usize::MAX);
+    assert!(!conversations.is_empty(), "{} holds no conversations", corpus.display());
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out).unwrap());
+    file.write_all(b"[").unwrap();
+    for i in 0..n {
+        let c = &conversations[i % conversations.len()];
+        let created = 1_700_000_000.0 + i as f64 * 1_500.0;
+        let node = |id: &str, parent: Option<&str>, child: Option<String>, message: serde_json::Value| json!({"id": id, "message": message, "parent": parent, "children": child.into_iter().collect::<Vec<_>>()});
+        let mut mapping = serde_json::Map::new();
+        mapping.insert(
+            "root".into(),
+            node("root", None, Some("system".into()), serde_json::Value::Null),
+        );
+        let ids: Vec<String> = (0..c.turns.len())
+            .map(|t| format!("{i:08x}-{t:04x}-4a1b-9c2d-{i:012x}"))
+            .collect();
+        let system = json!({"id": "system", "author": {"role": "system", "name": null, "metadata": {}},
+            "create_time": null, "update_time": null, "content": {"content_type": "text", "parts": [""]},
+            "status": "finished_successfully", "end_turn": true, "weight": 0.0,
+            "metadata": {"is_visually_hidden_from_conversation": true}, "recipient": "all", "channel": null});
+        mapping.insert(
+            "system".into(),
+            node("system", Some("root"), ids.first().cloned(), system),
+        );
+        for (t, turn) in c.turns.iter().enumerate() {
+            let role = if turn.role == chorus_shared::Role::User {
+                "user"
+            } else {
+                "assistant"
+            };
+            let parent = if t == 0 {
+                "system".to_owned()
+            } else {
+                ids[t - 1].clone()
+            };
+            let message = json!({"id": ids[t], "author": {"role": role, "name": null, "metadata": {}},
+                "create_time": created + t as f64 * 20.0, "update_time": null,
+                "content": {"content_type": "text", "parts": [turn.text]},
+                "status": "finished_successfully", "end_turn": role == "assistant", "weight": 1.0,
+                "metadata": {"citations": [], "content_references": [], "model_slug": "gpt-4o",
+                             "default_model_slug": "auto", "parent_id": parent, "request_id": format!("8e{i:014x}-IAD"),
+                             "message_type": null, "finish_details": {"type": "stop", "stop_tokens": [200002]},
+                             "is_complete": true, "timestamp_": "absolute"},
+                "recipient": "all", "channel": null});
+            mapping.insert(
+                ids[t].clone(),
+                node(&ids[t], Some(&parent), ids.get(t + 1).cloned(), message),
+            );
+        }
+        // ChatGPT titles are a few words; these are the request's first words.
+        let title: Vec<&str> = c
+            .first_user_text()
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(6)
+            .collect();
+        let conversation = json!({"title": title.join(" "), "create_time": created,
+            "update_time": created + 600.0, "mapping": mapping,
+            "moderation_results": [], "current_node": ids.last().cloned().unwrap_or_else(|| "system".into()),
+            "plugin_ids": null, "conversation_id": format!("67{i:06x}-0000-8000-a000-{i:012x}"),
+            "conversation_template_id": null, "gizmo_id": null, "is_archived": false, "safe_urls": [],
+            "default_model_slug": "auto", "id": format!("67{i:06x}-0000-8000-a000-{i:012x}")});
+        if i > 0 {
+            file.write_all(b",").unwrap();
+        }
+        serde_json::to_writer(&mut file, &conversation).unwrap();
+    }
+    file.write_all(b"]").unwrap();
+    file.flush().unwrap();
+    std::fs::metadata(out).unwrap().len()
+}
+
 /// A study compiled by the `chorus` binary (which caches it), loaded for use in a test.
 pub fn compile_study(study_toml: Option<&Path>) -> chorus_shared::study::CompiledStudy {
     // Tests of one binary run in parallel threads: each call gets a file of its own.

@@ -123,6 +123,17 @@ fn a_contributor_donates_from_the_page() {
         "{out}"
     );
     assert_eq!(out["outbox_after"], 0, "a donation was left in the outbox");
+    // Chromium has relaxed SIMD: its workers run the faster bundle, never the fallback.
+    let bundles: Vec<&str> = out["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["url"].as_str().filter(|u| u.ends_with(".wasm")))
+        .collect();
+    assert!(
+        !bundles.is_empty() && bundles.iter().all(|u| u.ends_with("/pkg/chorus_client_bg.wasm")),
+        "{bundles:?}"
+    );
     assert_eq!(out["narrow_overflow"], false, "the page overflows a narrow screen");
     assert!(out["model_fetches_first_visit"].as_u64().unwrap() >= 1);
     assert_eq!(

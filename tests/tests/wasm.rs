@@ -1,6 +1,7 @@
 //! The wasm build of the client pipeline, run under Node, against the native build on the same
 //! exports: categories, languages and concern levels must agree exactly, embeddings to cosine
-//! ≥ 0.9999. Needs `cargo xtask wasm` first (the test command runs it).
+//! ≥ 0.9999, for both bundles (relaxed SIMD and plain simd128). Needs `cargo xtask wasm` first
+//! (the test command runs it).
 
 use chorus_shared::embed::{cosine, pins::pins};
 use chorus_tests::{cached, chorus_bin, fixture, workspace_root};
@@ -22,31 +23,42 @@ fn lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// The two bundles `cargo xtask wasm` builds: relaxed SIMD (what Chromium runs) and plain
+/// simd128 (the fallback for browsers without relaxed SIMD).
+const BUNDLES: [&str; 2] = ["chorus_client_bg.wasm", "chorus_client_simd128_bg.wasm"];
+
 fn compare(export: &Path, study_json: &Path) -> usize {
     let native = lines(&run(Command::new(chorus_bin())
         .args(["analyze", "--embeddings"])
         .arg(export)));
-    let script = workspace_root().join("tests/wasm/analyze.mjs");
-    let bundle = workspace_root().join("www/pkg/chorus_client_bg.wasm");
-    assert!(
-        bundle.exists(),
-        "{} is missing: run `cargo xtask wasm`",
-        bundle.display()
-    );
-    let wasm = lines(&run(Command::new("node")
-        .arg(script)
-        .arg(cached(&format!("model/{}", pins().model.file)))
-        .arg(cached(&format!("model/{}", pins().tokenizer.file)))
-        .arg(study_json)
-        .arg(export)));
+    for name in BUNDLES {
+        let bundle = workspace_root().join("www/pkg").join(name);
+        assert!(
+            bundle.exists(),
+            "{} is missing: run `cargo xtask wasm`",
+            bundle.display()
+        );
+        let wasm = lines(&run(Command::new("node")
+            .env("CHORUS_WASM", name)
+            .arg(workspace_root().join("tests/wasm/analyze.mjs"))
+            .arg(cached(&format!("model/{}", pins().model.file)))
+            .arg(cached(&format!("model/{}", pins().tokenizer.file)))
+            .arg(study_json)
+            .arg(export)));
+        agree(export, name, &native, &wasm);
+    }
+    native.len()
+}
+
+fn agree(export: &Path, bundle: &str, native: &[Value], wasm: &[Value]) {
     assert_eq!(
         native.len(),
         wasm.len(),
-        "{}: different numbers of conversations",
+        "{} ({bundle}): different numbers of conversations",
         export.display()
     );
     let mut worst = 1f32;
-    for (n, w) in native.iter().zip(&wasm) {
+    for (n, w) in native.iter().zip(wasm) {
         for field in ["id", "category", "language", "concern", "turns", "chars", "has_code"] {
             assert_eq!(
                 n[field],
@@ -93,11 +105,10 @@ fn compare(export: &Path, study_json: &Path) -> usize {
         );
     }
     eprintln!(
-        "{}: {} conversations agree; lowest cosine {worst}",
+        "{} ({bundle}): {} conversations agree; lowest cosine {worst}",
         export.display(),
         native.len()
     );
-    native.len()
 }
 
 #[test]

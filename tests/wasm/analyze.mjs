@@ -7,14 +7,20 @@
 // --report: the batch the browser would send, built twice from the memo the first call
 //   returned: {"batch": ..., "again": ..., "privacy": ...}.
 import { readFileSync } from 'node:fs';
+import v8 from 'node:v8';
 import { initSync, Client } from '../../www/pkg/chorus_client.js';
+
+// CHORUS_WASM picks the bundle (default: the relaxed-SIMD one, which Node 20 compiles once its
+// V8 flag is on; the simd128 one is `chorus_client_simd128_bg.wasm`).
+v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+const bundle = process.env.CHORUS_WASM ?? 'chorus_client_bg.wasm';
 
 // Browsers and Web Workers define `self`, through which the client reaches crypto.getRandomValues
 // for its secure noise; Node has the same Web Crypto API but no `self`.
 globalThis.self ??= globalThis;
 
 const [model, tokenizer, study, exportPath, mode] = process.argv.slice(2);
-initSync({ module: readFileSync(new URL('../../www/pkg/chorus_client_bg.wasm', import.meta.url)) });
+initSync({ module: readFileSync(new URL(`../../www/pkg/${bundle}`, import.meta.url)) });
 const client = new Client(readFileSync(model), readFileSync(tokenizer), readFileSync(study, 'utf8'));
 const bytes = readFileSync(exportPath);
 const started = performance.now();

@@ -2,6 +2,7 @@
 // wasm client's Ed25519), the topic hierarchy as a tree and a treemap, distributions with 95%
 // intervals, the cross-language comparison, discovered clusters and the privacy panel.
 import init, { verifyRelease } from '/pkg/chorus_client.js';
+import { BUNDLE } from '/js/bundle.js';
 import { barChart, treemap } from '/js/charts.js';
 
 const $ = (id) => document.getElementById(id);
@@ -35,7 +36,7 @@ function table(headers, rows, caption) {
 
 async function verify(id, text) {
   try {
-    await init();
+    await init({ module_or_path: BUNDLE });
     const key = await (await fetch('/api/v1/public-key')).text();
     const verified = verifyRelease(text, key);
     if (verified !== id) throw new Error(`the document is release ${verified}, not ${id}`);

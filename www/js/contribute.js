@@ -84,14 +84,18 @@ function cell(text) {
   return td;
 }
 
+// A year of conversations is tens of thousands of rows: the table shows them a page at a time.
+const PAGE = 500;
+let limit = PAGE;
+let view = { shown: 0, matching: 0 };
+
 function renderRows() {
   const query = $('search').value.trim().toLowerCase();
   const body = $('conversations').tBodies[0];
   body.replaceChildren();
-  let shown = 0;
-  for (const row of rows) {
-    if (query && !row.search.includes(query)) continue;
-    shown++;
+  const matching = query ? rows.filter((row) => row.search.includes(query)) : rows;
+  const shown = Math.min(limit, matching.length);
+  for (const row of matching.slice(0, shown)) {
     const tr = document.createElement('tr');
     const box = document.createElement('input');
     box.type = 'checkbox';
@@ -110,12 +114,19 @@ function renderRows() {
     tr.append(cell(row.language), cell(String(row.concern)), cell(String(row.turns)), cell(row.has_code ? 'yes' : 'no'));
     body.append(tr);
   }
-  countLine(shown);
+  const hidden = matching.length - shown;
+  $('more').hidden = hidden === 0;
+  $('more').textContent = `Show ${Math.min(PAGE, hidden)} more (${hidden} not shown)`;
+  view = { shown, matching: matching.length };
+  countLine();
 }
 
-function countLine(shown) {
+function countLine() {
+  const { shown, matching } = view;
   const included = rows.length - excluded.size;
-  $('review-count').textContent = `${rows.length} conversations, ${included} included${shown !== undefined && shown !== rows.length ? `, ${shown} shown` : ''}.`;
+  const search = matching !== rows.length ? `, ${matching} match the search` : '';
+  const page = shown !== matching ? `, ${shown} shown` : '';
+  $('review-count').textContent = `${rows.length} conversations, ${included} included${search}${page}.`;
 }
 
 let started = 0;
@@ -155,6 +166,8 @@ async function analyzeFile(file) {
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     $('progress-text').textContent = `${rows.length} conversations analysed in ${seconds} s by ${workers.length} worker${workers.length === 1 ? '' : 's'}` + (result.summary.skipped ? ` (${result.summary.skipped} unreadable records skipped)` : '');
     $('progress-text').dataset.seconds = seconds;
+    $('progress-text').dataset.conversations = rows.length;
+    limit = PAGE;
     $('progress').value = 1;
     $('review').hidden = false;
     renderRows();
@@ -230,7 +243,14 @@ $('drop').addEventListener('keydown', (e) => {
     $('file').click();
   }
 });
-$('search').addEventListener('input', renderRows);
+$('search').addEventListener('input', () => {
+  limit = PAGE;
+  renderRows();
+});
+$('more').addEventListener('click', () => {
+  limit += PAGE;
+  renderRows();
+});
 $('prepare').addEventListener('click', () => prepare().catch((e) => showError(e.message)));
 $('donate').addEventListener('click', () => donate().catch((e) => showError(e.message)));
 start().catch((e) => showError(`The study could not be loaded: ${e.message}`));

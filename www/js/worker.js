@@ -3,6 +3,7 @@
 // export, and (the first worker) builds the privatized batch. The export's bytes and the analyses never leave this worker except as the
 // review rows the page shows to the contributor.
 import init, { Client } from '/pkg/chorus_client.js';
+import { BUNDLE } from '/js/bundle.js';
 
 const CACHE = 'chorus-model-v1';
 let client = null;
@@ -34,7 +35,7 @@ async function pinnedFile(pin, report) {
 }
 
 async function load({ study }) {
-  await init();
+  await init({ module_or_path: BUNDLE });
   const pins = await (await fetch('/api/v1/model')).json();
   const status = (text) => postMessage({ type: 'status', text });
   const model = await pinnedFile(pins.model, status);
