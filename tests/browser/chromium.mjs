@@ -8,6 +8,8 @@ export async function launch() {
   return puppeteer.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
+    // A year-sized export keeps a wait pending for many minutes.
+    protocolTimeout: 3_600_000,
     userDataDir: mkdtempSync(join(tmpdir(), 'chorus-chromium-')),
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
