@@ -67,7 +67,7 @@ fn main() {
         common::MIX
     );
     println!("  native (tract, x86-64)    {n:7.1} ms/conversation");
-    println!("  wasm (Node {}, simd128)  {w:7.1} ms/conversation", node_version());
+    println!("  wasm (Node {}, relaxed SIMD){w:7.1} ms/conversation", node_version());
     println!("  wasm / native             {:7.2}", w / n);
     std::fs::remove_dir_all(&dir).ok();
 }
