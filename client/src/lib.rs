@@ -31,6 +31,9 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 mod reader;
+mod text_embedder;
+
+pub use text_embedder::TextEmbedder;
 
 #[wasm_bindgen]
 pub struct Client {

@@ -97,6 +97,90 @@ fn seed_means(points: &[Vec<f64>], k: usize, rng: &mut rand_chacha::ChaCha20Rng)
     means
 }
 
+/// Points per unit of work in the E-step. Partial sums are added in chunk order, so a fit is
+/// the same whatever the number of threads.
+const CHUNK: usize = 4096;
+
+/// One chunk's share of an E-step: responsibility-weighted sums for the M-step.
+struct Partial {
+    means: Vec<Vec<f64>>,
+    spread: Vec<f64>,
+    sums: Vec<f64>,
+    log_likelihood: f64,
+}
+
+fn e_step(chunk: &[Vec<f64>], weights: &[f64], means: &[Vec<f64>], variances: &[f64]) -> Partial {
+    let (d, k) = (means[0].len(), means.len());
+    // The parts of each component's log density that do not depend on the point.
+    let constant: Vec<f64> = (0..k)
+        .map(|j| weights[j].ln() - 0.5 * d as f64 * (2.0 * std::f64::consts::PI * variances[j]).ln())
+        .collect();
+    let mut partial = Partial {
+        means: vec![vec![0f64; d]; k],
+        spread: vec![0f64; k],
+        sums: vec![0f64; k],
+        log_likelihood: 0.0,
+    };
+    let (mut r, mut distance) = (vec![0f64; k], vec![0f64; k]);
+    for p in chunk {
+        let mut max = f64::NEG_INFINITY;
+        for j in 0..k {
+            distance[j] = squared_distance(p, &means[j]);
+            r[j] = constant[j] - distance[j] / (2.0 * variances[j]);
+            max = max.max(r[j]);
+        }
+        let total: f64 = r.iter().map(|x| (x - max).exp()).sum();
+        partial.log_likelihood += max + total.ln();
+        for j in 0..k {
+            let w = (r[j] - max).exp() / total;
+            partial.sums[j] += w;
+            for (m, x) in partial.means[j].iter_mut().zip(p) {
+                *m += w * x;
+            }
+            partial.spread[j] += w * distance[j];
+        }
+    }
+    partial
+}
+
+/// The E-step over all points, chunks shared among the machine's cores.
+fn e_step_parallel(points: &[Vec<f64>], weights: &[f64], means: &[Vec<f64>], variances: &[f64]) -> Partial {
+    let chunks: Vec<&[Vec<f64>]> = points.chunks(CHUNK).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
+    let mut partials: Vec<Option<Partial>> = (0..chunks.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let chunks = &chunks;
+                scope.spawn(move || {
+                    (t..chunks.len())
+                        .step_by(threads)
+                        .map(|c| (c, e_step(chunks[c], weights, means, variances)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for handle in handles {
+            for (c, partial) in handle.join().expect("an E-step thread") {
+                partials[c] = Some(partial);
+            }
+        }
+    });
+    let mut parts = partials.into_iter().map(|p| p.expect("every chunk"));
+    let mut total = parts.next().expect("at least one point");
+    for part in parts {
+        for j in 0..total.sums.len() {
+            total.sums[j] += part.sums[j];
+            total.spread[j] += part.spread[j];
+            for (m, x) in total.means[j].iter_mut().zip(&part.means[j]) {
+                *m += x;
+            }
+        }
+        total.log_likelihood += part.log_likelihood;
+    }
+    total
+}
+
 /// EM for a mixture of spherical Gaussians whose variances are at least σ², from `means`.
 fn fit(points: &[Vec<f64>], mut means: Vec<Vec<f64>>, sigma2: f64) -> Fit {
     let (n, d, k) = (points.len(), points[0].len(), means.len());
@@ -105,39 +189,18 @@ fn fit(points: &[Vec<f64>], mut means: Vec<Vec<f64>>, sigma2: f64) -> Fit {
     let mut log_likelihood = f64::NEG_INFINITY;
     let mut sums = vec![0f64; k];
     for _ in 0..ITERATIONS {
-        let mut new_means = vec![vec![0f64; d]; k];
-        let mut spread = vec![0f64; k];
-        sums = vec![0f64; k];
-        let mut ll = 0.0;
-        let mut r = vec![0f64; k];
-        for p in points {
-            let mut max = f64::NEG_INFINITY;
-            for j in 0..k {
-                let v = variances[j];
-                r[j] = weights[j].ln()
-                    - 0.5 * d as f64 * (2.0 * std::f64::consts::PI * v).ln()
-                    - squared_distance(p, &means[j]) / (2.0 * v);
-                max = max.max(r[j]);
-            }
-            let total: f64 = r.iter().map(|x| (x - max).exp()).sum();
-            ll += max + total.ln();
-            for j in 0..k {
-                let w = (r[j] - max).exp() / total;
-                sums[j] += w;
-                for (m, x) in new_means[j].iter_mut().zip(p) {
-                    *m += w * x;
-                }
-                spread[j] += w * squared_distance(p, &means[j]);
-            }
-        }
+        let step = e_step_parallel(points, &weights, &means, &variances);
+        let mut new_means = step.means;
+        sums = step.sums;
         for j in 0..k {
             let nj = sums[j].max(1e-9);
             weights[j] = nj / n as f64;
             new_means[j].iter_mut().for_each(|m| *m /= nj);
             // Deconvolution: the noise accounts for σ² of the spread; the cluster keeps the rest.
-            variances[j] = (spread[j] / (nj * d as f64)).max(sigma2);
+            variances[j] = (step.spread[j] / (nj * d as f64)).max(sigma2);
         }
         means = new_means;
+        let ll = step.log_likelihood;
         let converged = (ll - log_likelihood).abs() < 1e-6 * ll.abs();
         log_likelihood = ll;
         if converged {
@@ -160,6 +223,15 @@ fn best_fit(points: &[Vec<f64>], k: usize, sigma2: f64, rng: &mut rand_chacha::C
         .map(|_| fit(points, seed_means(points, k, rng), sigma2))
         .max_by(|a, b| a.log_likelihood.total_cmp(&b.log_likelihood))
         .expect("at least one start")
+}
+
+/// The noise-aware fit at a fixed number of clusters `k` (best of several starts), without the
+/// choice of `k` or the support checks: the means and weights. Plain k-means on the same points
+/// is its natural comparison (`bench/`).
+pub fn fit_clusters(points: &[Vec<f64>], k: usize, sigma: f64, seed: u64) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let fit = best_fit(points, k, sigma * sigma, &mut rng);
+    (fit.means, fit.weights)
 }
 
 /// Finds the clusters the noisy embeddings support; a cluster's count must reliably reach
