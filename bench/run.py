@@ -228,13 +228,13 @@ def end_to_end(_rounds):
 
 def render(results, command):
     lines = ["# Benchmarks against peers", "",
-             f"Latest run: {results['date']}, `{command}`.", "",
+             f"Latest run: {results['date']}, `{command}`; each section names the run that measured it.", "",
              f"Machine: {results['machine']}.", "",
              "Each pair ran interleaved (A B A B …); the figures are medians, the ratio is A/B "
              "(below 1: Chorus is faster).", ""]
     embed = results.get("embed")
     if embed:
-        lines += ["## Native embedding", "",
+        lines += ["## Native embedding", "", f"Measured {embed.get('run', '?')}.", "",
                   f"The request texts of the first {embed['texts']} public ShareGPT conversations "
                   "(PII-scrubbed, truncated as on the device), one text at a time, no padding, same "
                   "model file and tokenizer; lowest cosine between the two sets of vectors "
@@ -248,7 +248,7 @@ def render(results, command):
                   "each text on that many intra-op threads.", ""]
     browser = results.get("browser")
     if browser:
-        lines += ["## In-browser embedding", "",
+        lines += ["## In-browser embedding", "", f"Measured {browser.get('run', '?')}.", "",
                   f"The same {browser['texts']} request texts (one per conversation: what the device "
                   "embeds), in Debian's headless Chromium, every file served from one local origin "
                   "(remote models disabled; any other request fails the run). Chorus: the wasm "
@@ -265,13 +265,13 @@ def render(results, command):
         lines.append("")
     cluster = results.get("cluster")
     if cluster:
-        lines += ["## Clustering noisy projected embeddings", "",
+        lines += ["## Clustering noisy projected embeddings", "", f"Measured {cluster.get('run', '?')}.", "",
                   "The request embeddings of all public ShareGPT conversations, projected and clipped "
                   "by the default study's public projection and noised as the device noises them "
                   "(Gaussian, the study's σ per coordinate), drawn with fresh noise up to the size. "
                   f"Every method looks for {cluster['clusters']} clusters with 3 starts. Chorus: the "
-                  "server's noise-aware mixture fit (`discover::fit_clusters`, one thread); faiss and "
-                  "scikit-learn use both cores. Objectives are mean squared distances to the nearest "
+                  "server's noise-aware mixture fit (`discover::fit_clusters`); every method uses both "
+                  "cores. Objectives are mean squared distances to the nearest "
                   "centroid: on the noisy points (what k-means minimises) and on the clean points "
                   "(how well the centroids describe the structure under the noise; the reference "
                   "k-means on the clean points, 10 starts, sets its floor). ARI: each noisy point's "
@@ -290,7 +290,7 @@ def render(results, command):
                      "kmeans": "scikit-learn 1.9.1 KMeans", "minibatch": "scikit-learn 1.9.1 MiniBatchKMeans"}
             for m, r in c["methods"].items():
                 lines.append(f"| {names[m]} | {r['median']:.2f} | {chorus / r['median']:.2f} | "
-                             f"{r['noisy_objective']:.2f} | {r['clean_objective']:.4f} | {r['ari']:.4f} |")
+                             f"{r['noisy_objective']:.2f} | {r['clean_objective']:.4f} | {r['ari'] + 0.0:.4f} |".replace("-0.0000", "0.0000"))
             d = c["discovery"]
             lines += ["", f"Reference clean objective {c['reference_clean_objective']:.4f}. Chorus's whole "
                       f"discovery (its own number of clusters by BIC, support checks) on a "
@@ -299,7 +299,7 @@ def render(results, command):
     e2e = results.get("end_to_end")
     if e2e:
         stages = ["server_start", "import", "analyse", "privatize", "ingest", "release", "fetch_and_verify"]
-        lines += ["## End to end", "",
+        lines += ["## End to end", "", f"Measured {e2e.get('run', '?')}.", "",
                   f"A ChatGPT `conversations.json` of {e2e['conversations']:,} conversations "
                   f"({e2e['export_bytes'] / 1e6:.0f} MB) from the public corpus, each donated as by its own "
                   "contributor (the default study takes one report per contributor), through "
@@ -318,15 +318,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", nargs="*", choices=sorted(PAIRS), default=sorted(PAIRS))
     args = parser.parse_args()
+    command = "bench/run.py" + "".join(f" {a}" for a in sys.argv[1:])
     install()
     stored = PEERS / "results.json"
     results = json.load(open(stored)) if stored.exists() else {}
     for name in args.only:
         results[name] = PAIRS[name](args.rounds)
+        results[name]["run"] = f"{datetime.date.today().isoformat()}, `{command}`"
     results["date"] = datetime.date.today().isoformat()
     results["machine"] = machine()
     json.dump(results, open(stored, "w"), indent=1)
-    command = "bench/run.py" + "".join(f" {a}" for a in sys.argv[1:])
     (ROOT / "bench" / "RESULTS.md").write_text(render(results, command))
     print((ROOT / "bench" / "RESULTS.md").read_text())
 

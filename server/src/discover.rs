@@ -129,10 +129,11 @@ fn e_step(chunk: &[Vec<f64>], weights: &[f64], means: &[Vec<f64>], variances: &[
             r[j] = constant[j] - distance[j] / (2.0 * variances[j]);
             max = max.max(r[j]);
         }
-        let total: f64 = r.iter().map(|x| (x - max).exp()).sum();
+        r.iter_mut().for_each(|x| *x = (*x - max).exp());
+        let total: f64 = r.iter().sum();
         partial.log_likelihood += max + total.ln();
         for j in 0..k {
-            let w = (r[j] - max).exp() / total;
+            let w = r[j] / total;
             partial.sums[j] += w;
             for (m, x) in partial.means[j].iter_mut().zip(p) {
                 *m += w * x;

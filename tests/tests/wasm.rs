@@ -173,3 +173,31 @@ fn wasm_builds_the_batch_the_browser_sends_and_memoises_it() {
     chorus_tests::assert_no_text_of(&export, &out["batch"].to_string());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_embedder_alone_matches_native() {
+    let dir = std::env::temp_dir().join(format!("chorus-wasm-embed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let texts: Vec<String> = chorus_tests::first_conversations(&cached("corpus/sharegpt.json"), 40)
+        .iter()
+        .map(chorus_shared::facets::request_text)
+        .collect();
+    let file = dir.join("texts.json");
+    std::fs::write(&file, serde_json::to_vec(&texts).unwrap()).unwrap();
+    let embedder = chorus_tests::embedder();
+    let native: Vec<Vec<f32>> = texts.iter().map(|t| embedder.embed(&[t]).unwrap().remove(0)).collect();
+    let wasm: Vec<Vec<f32>> = serde_json::from_str(&run(Command::new("node")
+        .arg(workspace_root().join("tests/wasm/analyze.mjs"))
+        .arg(cached(&format!("model/{}", pins().model.file)))
+        .arg(cached(&format!("model/{}", pins().tokenizer.file)))
+        .arg("-")
+        .arg(&file)
+        .arg("--embed-texts")))
+    .unwrap();
+    assert_eq!(wasm.len(), texts.len());
+    for (i, (a, b)) in native.iter().zip(&wasm).enumerate() {
+        let c = cosine(a, b);
+        assert!(c >= 0.9999, "text {i}: cosine {c} between native and wasm");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -6,9 +6,11 @@
 // --time: {"conversations": N, "ms": total analysis time} instead.
 // --report: the batch the browser would send, built twice from the memo the first call
 //   returned: {"batch": ..., "again": ..., "privacy": ...}.
+// --embed-texts: EXPORT is a JSON array of texts; prints their vectors from `TextEmbedder`
+//   (the embedder alone, as the browser benchmark in bench/ runs it) as one JSON array.
 import { readFileSync } from 'node:fs';
 import v8 from 'node:v8';
-import { initSync, Client } from '../../www/pkg/chorus_client.js';
+import { initSync, Client, TextEmbedder } from '../../www/pkg/chorus_client.js';
 
 // CHORUS_WASM picks the bundle (default: the relaxed-SIMD one, which Node 20 compiles once its
 // V8 flag is on; the simd128 one is `chorus_client_simd128_bg.wasm`).
@@ -21,6 +23,12 @@ globalThis.self ??= globalThis;
 
 const [model, tokenizer, study, exportPath, mode] = process.argv.slice(2);
 initSync({ module: readFileSync(new URL(`../../www/pkg/${bundle}`, import.meta.url)) });
+if (mode === '--embed-texts') {
+  const embedder = new TextEmbedder(readFileSync(model), readFileSync(tokenizer));
+  const texts = JSON.parse(readFileSync(exportPath, 'utf8'));
+  process.stdout.write(JSON.stringify(texts.map((t) => Array.from(embedder.embed(t)))) + '\n');
+  process.exit(0);
+}
 const client = new Client(readFileSync(model), readFileSync(tokenizer), readFileSync(study, 'utf8'));
 const bytes = readFileSync(exportPath);
 const started = performance.now();
