@@ -231,7 +231,8 @@ def render(results, command):
              f"Latest run: {results['date']}, `{command}`; each section names the run that measured it.", "",
              f"Machine: {results['machine']}.", "",
              "Each pair ran interleaved (A B A B …); the figures are medians, the ratio is A/B "
-             "(below 1: Chorus is faster).", ""]
+             "(below 1: Chorus is faster). Where Chorus is slower, [PROFILES.md](PROFILES.md) says "
+             "where the time goes.", ""]
     embed = results.get("embed")
     if embed:
         lines += ["## Native embedding", "", f"Measured {embed.get('run', '?')}.", "",
