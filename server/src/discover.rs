@@ -147,7 +147,9 @@ fn e_step(chunk: &[Vec<f64>], weights: &[f64], means: &[Vec<f64>], variances: &[
 /// The E-step over all points, chunks shared among the machine's cores.
 fn e_step_parallel(points: &[Vec<f64>], weights: &[f64], means: &[Vec<f64>], variances: &[f64]) -> Partial {
     let chunks: Vec<&[Vec<f64>]> = points.chunks(CHUNK).collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks.len());
     let mut partials: Vec<Option<Partial>> = (0..chunks.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)

@@ -24,22 +24,23 @@ globalThis.self ??= globalThis;
 const [model, tokenizer, study, exportPath, mode] = process.argv.slice(2);
 initSync({ module: readFileSync(new URL(`../../www/pkg/${bundle}`, import.meta.url)) });
 if (mode === '--embed-texts') {
+  // Written once, without process.exit (which would cut a piped stdout short).
   const embedder = new TextEmbedder(readFileSync(model), readFileSync(tokenizer));
   const texts = JSON.parse(readFileSync(exportPath, 'utf8'));
   process.stdout.write(JSON.stringify(texts.map((t) => Array.from(embedder.embed(t)))) + '\n');
-  process.exit(0);
-}
-const client = new Client(readFileSync(model), readFileSync(tokenizer), readFileSync(study, 'utf8'));
-const bytes = readFileSync(exportPath);
-const started = performance.now();
-const result = JSON.parse(client.analyze(bytes, mode === undefined, null));
-const ms = performance.now() - started;
-if (mode === '--time') {
-  process.stdout.write(JSON.stringify({ conversations: result.conversations.length, ms }) + '\n');
-} else if (mode === '--report') {
-  const first = JSON.parse(client.report('', '[]'));
-  const again = JSON.parse(client.report(JSON.stringify(first.memo), '[]'));
-  process.stdout.write(JSON.stringify({ batch: first.batch, again: again.batch, privacy: JSON.parse(client.privacy()) }) + '\n');
 } else {
-  for (const c of result.conversations) process.stdout.write(JSON.stringify(c) + '\n');
+  const client = new Client(readFileSync(model), readFileSync(tokenizer), readFileSync(study, 'utf8'));
+  const bytes = readFileSync(exportPath);
+  const started = performance.now();
+  const result = JSON.parse(client.analyze(bytes, mode === undefined, null));
+  const ms = performance.now() - started;
+  if (mode === '--time') {
+    process.stdout.write(JSON.stringify({ conversations: result.conversations.length, ms }) + '\n');
+  } else if (mode === '--report') {
+    const first = JSON.parse(client.report('', '[]'));
+    const again = JSON.parse(client.report(JSON.stringify(first.memo), '[]'));
+    process.stdout.write(JSON.stringify({ batch: first.batch, again: again.batch, privacy: JSON.parse(client.privacy()) }) + '\n');
+  } else {
+    for (const c of result.conversations) process.stdout.write(JSON.stringify(c) + '\n');
+  }
 }
