@@ -226,6 +226,15 @@ def end_to_end(_rounds):
     return last_json(example("end_to_end"), 11_000, WORK / "end-to-end")
 
 
+def pair_rows(result, unit):
+    """Table rows of a pair measured at 1 and 2 threads or workers."""
+    rows = []
+    for n in (1, 2):
+        r = result[f"{unit}_{n}"]
+        rows.append(f"| {n} | {r['a_median']:.2f} | {r['b_median']:.2f} | {r['ratio']:.2f} |")
+    return rows
+
+
 def render(results, command):
     lines = ["# Benchmarks against peers", "",
              f"Latest run: {results['date']}, `{command}`; each section names the run that measured it.", "",
@@ -242,9 +251,7 @@ def render(results, command):
                   f"{embed['lowest_cosine']:.7f}.", "",
                   "| threads | Chorus (tract), ms/text | onnxruntime (Python), ms/text | ratio |",
                   "|---|---|---|---|"]
-        for threads in (1, 2):
-            r = embed[f"threads_{threads}"]
-            lines.append(f"| {threads} | {r['a_median']:.2f} | {r['b_median']:.2f} | {r['ratio']:.2f} |")
+        lines += pair_rows(embed, "threads")
         lines += ["", "Chorus runs one embedder per thread over different texts; onnxruntime runs "
                   "each text on that many intra-op threads.", ""]
     browser = results.get("browser")
@@ -260,9 +267,7 @@ def render(results, command):
                   f"the two sets of vectors {browser['lowest_cosine']:.7f}. Model loading excluded.", "",
                   "| workers | Chorus (wasm), ms/conversation | transformers.js, ms/conversation | ratio |",
                   "|---|---|---|---|"]
-        for workers in (1, 2):
-            r = browser[f"workers_{workers}"]
-            lines.append(f"| {workers} | {r['a_median']:.2f} | {r['b_median']:.2f} | {r['ratio']:.2f} |")
+        lines += pair_rows(browser, "workers")
         lines.append("")
     cluster = results.get("cluster")
     if cluster:
