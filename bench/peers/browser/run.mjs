@@ -22,7 +22,7 @@ const transformersDist = join(peers, 'node_modules', '@huggingface', 'transforme
 const ortDist = join(peers, 'node_modules', 'onnxruntime-web', 'dist');
 
 // all-MiniLM-L6-v2's public configuration, and its tokenizer without the file's own
-// truncation (128) and padding: the worker truncates as Chorus does (256 tokens).
+// truncation and padding: the worker truncates as Chorus does (128 tokens).
 const tokenizer = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8'));
 tokenizer.truncation = null;
 tokenizer.padding = null;
@@ -34,7 +34,7 @@ const generated = {
     type_vocab_size: 2,
   }),
   '/models/minilm/tokenizer_config.json': JSON.stringify({
-    tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 256,
+    tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 128,
     clean_up_tokenization_spaces: true,
   }),
 };

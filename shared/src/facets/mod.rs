@@ -8,8 +8,8 @@ pub mod pii;
 
 use crate::conversation::Conversation;
 
-/// Longest request text kept, in characters. The embedder reads at most 256 tokens, which
-/// is about 1,000 characters of English; the margin covers denser scripts.
+/// Longest request text kept, in characters. The embedder reads at most 128 tokens, which
+/// is about 500 characters of English; the margin covers denser scripts and code.
 pub const MAX_REQUEST_CHARS: usize = 1500;
 
 /// Facets that come from the text alone.

@@ -11,7 +11,7 @@ use crate::privacy::{PrivacyError, PrivacyPlan};
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused.
-pub const COMPILED_FORMAT: u32 = 6;
+pub const COMPILED_FORMAT: u32 = 7;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
