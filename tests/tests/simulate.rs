@@ -53,9 +53,12 @@ fn simulations_are_reproducible_and_within_their_error_bars() {
                 .values()
                 .map(|ci| (ci[1].as_f64().unwrap() - ci[0].as_f64().unwrap()) / (2.0 * 1.96)),
         );
+        // For a two-valued facet the TVD is one |error|, whose expectation is 0.8σ: twice that
+        // (plus the slack) is a 1.8σ bound that about one seed in thirteen fails; three times
+        // is 2.6σ (one in a hundred).
         let tvd = facet["tvd"].as_f64().unwrap();
         assert!(
-            tvd <= 2.0 * predicted + 0.02,
+            tvd <= 3.0 * predicted + 0.02,
             "{name}: TVD {tvd} against an expected {predicted}"
         );
         // Without noise only the sampling of a pooled channel's n reports remains: a standard
