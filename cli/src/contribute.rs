@@ -1,10 +1,11 @@
 //! `chorus contribute --server URL --study ID EXPORT...`: the browser's donation flow run
-//! natively. Fetches the study from the server, analyses the exports on this machine, builds
-//! (or re-reads) the memoised batch, and posts exactly what the browser would post; a retry
-//! re-sends the same batch with the same key, so it is stored once.
+//! natively. Fetches the study from the server, analyses the exports on this machine, prepares
+//! the batch from the memo (leaving out `--exclude`d conversations), records in the memo that it
+//! is being sent (the device's ledger, the study's lifetime cap), and posts exactly what the
+//! browser would post; a retry re-sends the same batch with the same key, so it is stored once.
 
-use crate::local::{cache_dir, load_embedder, privacy_statement};
-use crate::report::memoised_batch;
+use crate::local::{load_embedder, privacy_statement};
+use crate::report::{memo_path, prepare_batch, write_memo, DeviceArgs};
 use crate::StudyArgs;
 use chorus_shared::embed::pins::pins;
 use chorus_shared::study::CompiledStudy;
@@ -22,15 +23,11 @@ pub struct Args {
     /// The study's id on that server.
     #[arg(long, value_name = "ID")]
     study: String,
-    /// The memo file [default: memo.json in the cache directory].
-    #[arg(long, value_name = "FILE")]
-    memo: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Directory holding the pinned model.
     #[arg(long, value_name = "DIR", env = "CHORUS_MODEL_DIR")]
     model_dir: Option<PathBuf>,
-    /// Worker threads [default: the number of cores].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
     #[arg(required = true, value_name = "EXPORT")]
     exports: Vec<PathBuf>,
 }
@@ -100,9 +97,13 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     })?;
     let analyzer = Arc::new(Analyzer::new(embedder, study).map_err(|e| e.to_string())?);
     eprintln!("chorus: {}", privacy_statement(analyzer.study()));
-    let memo_path = args.memo.clone().unwrap_or_else(|| cache_dir().join("memo.json"));
-    let (batch, failed_files) = memoised_batch(&analyzer, &args.exports, args.threads, &memo_path)?;
-    let body = serde_json::to_string(&batch).expect("the batch serialises");
+    let (prepared, mut memo, failed_files) = prepare_batch(&analyzer, &args.exports, &args.device)?;
+    // The memo first: once it says the batch is sent, a retry re-sends this very batch, and the
+    // ledger holds what it cost even if the process dies before the server answers.
+    memo.commit(analyzer.study(), &prepared.batch.idempotency_key)
+        .map_err(|e| e.to_string())?;
+    write_memo(&memo_path(&args.device), &memo)?;
+    let body = serde_json::to_string(&prepared.batch).expect("the batch serialises");
     let url = format!("{base}/api/v1/studies/{}/reports", args.study);
     let (status, answer) = with_retries("posting the batch", || {
         agent

@@ -12,7 +12,7 @@ use crate::local::load_embedder;
 use crate::StudyArgs;
 use chorus_server::release::{cut, sign::Signer, ReleaseOptions};
 use chorus_server::storage::Storage;
-use chorus_shared::privacy::memo::{digest, Memo};
+use chorus_shared::device::{digest, Memo};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::{Analysis, Analyzer, Conversation};
@@ -118,8 +118,10 @@ fn seed(s: &Seeding) -> Result<String, String> {
                     };
                     // Each demo contributor is a device of its own: its own memo and pseudonym.
                     let batch = Memo::new(&mut noise).map_err(|e| e.to_string()).and_then(|mut memo| {
-                        memo.batch(&s.study, &[(digest, &analysis)], &mut noise)
-                            .map_err(|e| e.to_string())
+                        let prepared = memo
+                            .prepare(&s.study, &[(digest, &analysis)], &mut noise)
+                            .map_err(|e| e.to_string())?;
+                        Ok(prepared.batch)
                     });
                     let result = batch.and_then(|batch| {
                         let body = serde_json::to_string(&batch).expect("a batch serialises");

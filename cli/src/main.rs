@@ -5,6 +5,7 @@
 mod analyze;
 mod codebook_cmd;
 mod contribute;
+mod coverage;
 mod demo;
 mod exports;
 mod local;

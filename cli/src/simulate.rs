@@ -6,10 +6,10 @@
 use crate::exports::analyze_exports;
 use crate::local::load_analyzer;
 use crate::StudyArgs;
-use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
+use chorus_server::analyze::debias_category;
 use chorus_shared::privacy::embedding::estimate_mean;
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::privacy::oracle::{Oracle, Privatized};
+use chorus_shared::privacy::oracle::Privatized;
 use chorus_shared::privacy::{Channel, PrivacyPlan};
 use chorus_shared::protocol::Report;
 use chorus_shared::study::CompiledStudy;
@@ -25,8 +25,13 @@ pub struct Args {
     study: StudyArgs,
     /// The contributor-level ε, spread over the channels in the study's proportions; `inf`
     /// adds no noise. Several values, comma-separated, print one document each.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "releases")]
     epsilon: Vec<f64>,
+    /// Instead: repeat the whole client → server path N times with the study as shipped and
+    /// report how often each kind of published interval covers its truth, and how many
+    /// published cells are phantoms (true count below k). Seeded by --seed (default 1).
+    #[arg(long, value_name = "N", conflicts_with = "epsilon")]
+    releases: Option<usize>,
     /// Reports per contributor assumed by the accounting [default: the study's].
     #[arg(long)]
     m: Option<u32>,
@@ -54,6 +59,10 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
         return Err("no conversations to simulate".into());
     }
     let study = analyzer.study();
+    if let Some(releases) = args.releases {
+        let document = crate::coverage::coverage(study, &analyses, releases, args.seed.unwrap_or(1))?;
+        println!("{}", serde_json::to_string(&document).expect("coverage serialises"));
+    }
     for (i, &epsilon) in args.epsilon.iter().enumerate() {
         let mut base = study.privacy.clone();
         if let Some(m) = args.m {
@@ -117,22 +126,20 @@ fn simulate(
             "tvd": round(tvd),
         });
         if let (Channel::Category, Some(confusion)) = (channel.channel, &study.category_confusion) {
-            // Through both the noise and the classifier's errors, from the reports themselves when
-            // the category was sent by randomized response.
-            let debiased = match channel.oracle {
-                Oracle::Krr { .. } => {
-                    let mut shares = vec![0f64; labels.len()];
-                    for r in reports.iter().filter_map(|r| r.channels.get(&Channel::Category)) {
-                        if let Privatized::Value(v) = r {
-                            shares[*v as usize] += 1.0 / estimate.n as f64;
-                        }
-                    }
-                    let (keep, lie) = channel.oracle.support_probabilities();
-                    debias_randomized_response(&shares, keep, lie, confusion, ITERATIONS)
-                }
-                _ => debias(&estimate.projected, confusion, ITERATIONS),
-            };
-            facet["debiased"] = by_label(&debiased);
+            // The server's correction for the classifier's errors, with its bootstrap intervals
+            // (the devices' noise and the confusion's uncertainty), to hold against a true mix.
+            let values: Vec<&Privatized> = reports
+                .iter()
+                .filter_map(|r| r.channels.get(&Channel::Category))
+                .collect();
+            let debiased = debias_category(channel, &values, confusion, noise_seed(noise));
+            facet["debiased"] = by_label(&debiased.shares);
+            facet["debiased_ci95"] = labels
+                .iter()
+                .zip(&debiased.ci95)
+                .map(|(l, (lo, hi))| (l.clone(), json!([round(*lo), round(*hi)])))
+                .collect::<Map<_, _>>()
+                .into();
         }
         facets.insert(channel.channel.name().to_owned(), facet);
     }
@@ -175,6 +182,12 @@ fn simulate(
         });
     }
     Ok(document)
+}
+
+/// A seed for the debiasing's bootstrap: drawn from the simulation's noise, so that a seeded
+/// simulation is reproducible.
+fn noise_seed(noise: &mut Noise) -> u64 {
+    noise.uniform_u64().unwrap_or(0)
 }
 
 /// A number, or the string "inf" (JSON has no infinity).

@@ -7,8 +7,11 @@
 //! // analysed.conversations: [{id, title, language, category, concern, topic_path, turns, chars, has_code}]
 //! // analysed.summary: {conversations, skipped, truncated}
 //! const privacy = JSON.parse(client.privacy());          // what a report and a contributor cost
-//! const { batch, memo } = JSON.parse(client.report(memoJson, JSON.stringify(excludedIds)));
-//! // batch: the ReportBatch to send; memo: to store on the device and hand back next time
+//! const prepared = JSON.parse(client.report(memoJson, JSON.stringify(excludedIds)));
+//! // prepared.batch: the ReportBatch to send, as JSON text (send these very bytes);
+//! // prepared.memo: to store on the device and hand back next time; prepared.sampled: the ids of
+//! // the conversations reported; prepared.cost, .lifetime_before, .lifetime_after: (ε, δ)
+//! const { memo } = JSON.parse(client.commit(prepared.memo, batchKey)); // before sending it
 //! verifyRelease(releaseJson, publicKeyJson);              // the release id, or an error
 //! ```
 //!
@@ -16,9 +19,9 @@
 //! at a time) and analyses its share of the conversations; one worker gathers the others'
 //! analyses (`takeAnalyses` → `addAnalyses`) and builds the batch.
 
+use chorus_shared::device::{digest, Memo};
 use chorus_shared::embed::Embedder;
 use chorus_shared::import::{read_export, ImportSummary};
-use chorus_shared::privacy::memo::{digest, study_key, Memo};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::{Analysis, Analyzer};
@@ -238,27 +241,57 @@ impl Client {
 
     /// The batch to send for the last analysed export, leaving out the conversations whose ids
     /// are in `excluded_ids_json` (a JSON array). `memo_json` is the memo this device stored
-    /// last time (empty for a new device); the result is `{batch, memo}`, and the new memo must
-    /// be stored before the batch is sent, so that a retry re-sends the same batch.
+    /// (empty for a new device). The result is JSON: `batch` (the `ReportBatch` as JSON text:
+    /// post these very bytes, never a re-serialisation), `memo` (JSON text to store before
+    /// anything is sent), `sampled` (the ids of the conversations reported, in batch order),
+    /// `sent` (this batch was sent before), `cost`, `lifetime_before`, `lifetime_after` ((ε, δ)
+    /// of sending it and of the device's total in the study) and `lifetime_cap`.
     pub fn report(&self, memo_json: &str, excluded_ids_json: &str) -> Result<String, JsError> {
         let study = self.analyzer.study();
-        let excluded: Vec<String> = serde_json::from_str(excluded_ids_json)
+        let excluded: std::collections::HashSet<String> = serde_json::from_str(excluded_ids_json)
             .map_err(|e| JsError::new(&format!("excluded ids must be a JSON array of strings: {e}")))?;
         let mut noise = Noise::Secure;
-        let mut memo = if memo_json.trim().is_empty() {
-            Memo::new(&mut noise)?
-        } else {
-            serde_json::from_str(memo_json).map_err(|e| JsError::new(&format!("the stored memo is damaged: {e}")))?
-        };
-        let version = study_key(study);
-        let candidates: Vec<(String, &Analysis)> = self
+        let mut memo = load_memo(memo_json, &mut noise)?;
+        let included: Vec<&Analysed> = self
             .analysed
             .iter()
             .filter(|a| !excluded.contains(&a.analysis.id))
-            .map(|a| (memo.key(&version, &a.digest), &a.analysis))
             .collect();
-        let batch = memo.batch(study, &candidates, &mut noise)?;
-        Ok(json!({ "batch": batch, "memo": memo }).to_string())
+        let candidates: Vec<(String, &Analysis)> = included
+            .iter()
+            .map(|a| (memo.key(&study.id, &a.digest), &a.analysis))
+            .collect();
+        let prepared = memo.prepare(study, &candidates, &mut noise)?;
+        let sampled: Vec<&str> = prepared
+            .sampled
+            .iter()
+            .map(|&i| included[i].analysis.id.as_str())
+            .collect();
+        Ok(json!({
+            "batch": serde_json::to_string(&prepared.batch).expect("a batch serialises"),
+            "memo": serde_json::to_string(&memo).expect("the memo serialises"),
+            "sampled": sampled,
+            "sent": prepared.sent,
+            "cost": prepared.cost,
+            "lifetime_before": prepared.lifetime_before,
+            "lifetime_after": prepared.lifetime_after,
+            "lifetime_cap": prepared.lifetime_cap,
+        })
+        .to_string())
+    }
+
+    /// Records in the memo that the prepared batch with this key is being sent (its values have
+    /// left the device; the ledger gains what they cost); refused past the study's lifetime cap.
+    /// Returns JSON `{memo, spend}`; store the memo before sending the batch.
+    pub fn commit(&self, memo_json: &str, batch_key: &str) -> Result<String, JsError> {
+        let mut noise = Noise::Secure;
+        let mut memo = load_memo(memo_json, &mut noise)?;
+        let spend = memo.commit(self.analyzer.study(), batch_key)?;
+        Ok(json!({
+            "memo": serde_json::to_string(&memo).expect("the memo serialises"),
+            "spend": spend,
+        })
+        .to_string())
     }
 
     /// The compiled study's id and version, e.g. `chorus-default@3f2a…`.
@@ -266,6 +299,14 @@ impl Client {
     pub fn study_version(&self) -> String {
         format!("{}@{}", self.analyzer.study().id, self.analyzer.study().version)
     }
+}
+
+/// The device's memo from its stored JSON (a new one when nothing is stored).
+fn load_memo(json: &str, noise: &mut Noise) -> Result<Memo, JsError> {
+    if json.trim().is_empty() {
+        return Ok(Memo::new(noise)?);
+    }
+    Ok(Memo::from_json(json)?)
 }
 
 /// Checks a signed release document (its JSON text) against the server's public key (hex, or

@@ -87,11 +87,38 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, Rejection> 
     Ok(HttpResponse::Ok().json(json!({"status": "ok"})))
 }
 
+/// The counters behind the admin token: request and batch counts, read in real time, would
+/// time every contribution.
 #[get("/metrics")]
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, Rejection> {
+    require_admin(&state, &request)?;
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(state.metrics.render()))
+}
+
+/// Admits a request carrying the configured admin bearer token.
+fn require_admin(state: &AppState, request: &HttpRequest) -> Result<(), Rejection> {
+    let Some(token) = &state.config.admin_token else {
+        return Err(Rejection::new(
+            403,
+            "admin_disabled",
+            "no admin token is configured on this server",
+        ));
+    };
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        return Err(Rejection::new(
+            401,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        ));
+    }
+    Ok(())
 }
 
 #[get("/api/v1/openapi.json")]
@@ -260,25 +287,7 @@ async fn cut_release(
     id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, Rejection> {
-    let Some(token) = &state.config.admin_token else {
-        return Err(Rejection::new(
-            403,
-            "admin_disabled",
-            "no admin token is configured on this server",
-        ));
-    };
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        return Err(Rejection::new(
-            401,
-            "unauthorized",
-            "a valid admin bearer token is required",
-        ));
-    }
+    require_admin(&state, &request)?;
     let entry = state
         .studies
         .get(id.as_str())

@@ -13,8 +13,8 @@ use crate::privacy::Channel;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of this wire format.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of this wire format (2: OLH hash seeds travel as decimal strings).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

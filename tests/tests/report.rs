@@ -1,8 +1,8 @@
 //! What leaves the device: the batch built from real conversations holds none of their text,
-//! is memoised (a second run sends the very same batch), and can only be built with secure
-//! noise.
+//! `chorus report` prints the very same batch on every run and never a conversation left out,
+//! and a batch can only be built with secure noise. The memo's rules are in `device.rs`.
 
-use chorus_shared::privacy::memo::{digest, study_key, Memo};
+use chorus_shared::device::{digest, Memo};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::protocol::{BatchError, ReportBatch};
 use chorus_shared::{Analysis, Analyzer};
@@ -12,10 +12,7 @@ use std::process::Command;
 #[test]
 fn a_batch_of_every_conversation_holds_none_of_their_text() {
     let mut study = compile_study(None);
-    // Report every conversation of the export, not just one.
-    study.privacy.reports_per_contributor = 100;
-    let analyzer = Analyzer::new(embedder(), study).unwrap();
-    let study = analyzer.study();
+    let analyzer = Analyzer::new(embedder(), study.clone()).unwrap();
     for export in [
         fixture("chatgpt-export.zip"),
         fixture("claude/conversations.json"),
@@ -26,14 +23,16 @@ fn a_batch_of_every_conversation_holds_none_of_their_text() {
             .iter()
             .map(|c| analyzer.analyze(c, true).unwrap())
             .collect();
+        // Report every conversation of the export, not just one.
+        study.privacy.reports_per_contributor = conversations.len() as u32;
         let mut noise = Noise::Secure;
         let mut memo = Memo::new(&mut noise).unwrap();
         let candidates: Vec<(String, &Analysis)> = conversations
             .iter()
             .zip(&analyses)
-            .map(|(c, a)| (memo.key(&study_key(study), &digest(c)), a))
+            .map(|(c, a)| (memo.key(&study.id, &digest(c)), a))
             .collect();
-        let batch = memo.batch(study, &candidates, &mut noise).unwrap();
+        let batch = memo.prepare(&study, &candidates, &mut noise).unwrap().batch;
         assert_eq!(batch.reports.len(), conversations.len());
         let json = serde_json::to_string(&batch).unwrap();
         assert_no_text_of(&export, &json);
@@ -43,72 +42,43 @@ fn a_batch_of_every_conversation_holds_none_of_their_text() {
 }
 
 #[test]
-fn reports_are_drawn_once_and_sent_again_unchanged() {
-    let study = compile_study(None);
-    let analyzer = Analyzer::new(embedder(), study).unwrap();
-    let study = analyzer.study();
-    let conversations = first_conversations(&fixture("chatgpt-export.zip"), usize::MAX);
-    let analyses: Vec<Analysis> = conversations
-        .iter()
-        .map(|c| analyzer.analyze(c, true).unwrap())
-        .collect();
-    let mut noise = Noise::Secure;
-    let mut memo = Memo::new(&mut noise).unwrap();
-    let candidates: Vec<(String, &Analysis)> = conversations
-        .iter()
-        .zip(&analyses)
-        .map(|(c, a)| (memo.key("v", &digest(c)), a))
-        .collect();
-    let first = memo
-        .reports("v", &study.privacy, &study.category_ids(), &candidates, &mut noise)
-        .unwrap()
-        .clone();
-    assert_eq!(first.selected.len(), 1, "m = 1: one conversation is sampled");
-    // Later runs, even over other conversations, re-send the same report, pseudonym and key.
-    let again = memo
-        .reports("v", &study.privacy, &study.category_ids(), &candidates[2..], &mut noise)
-        .unwrap()
-        .clone();
-    assert_eq!(first, again);
-    // Another study version is a new round.
-    let other = memo
-        .reports("v2", &study.privacy, &study.category_ids(), &candidates, &mut noise)
-        .unwrap()
-        .clone();
-    assert_ne!(other.contributor, first.contributor);
-}
-
-#[test]
 fn simulation_noise_can_never_be_sent() {
     let noise = Noise::seeded(1);
     let refused = ReportBatch::new("s", "v", "c", "k", vec![], &noise);
     assert!(matches!(refused, Err(BatchError::InsecureNoise)));
 }
 
+/// `chorus report` with a memo file and exclusions: what the stderr says, and the batch.
+fn chorus_report(memo: &std::path::Path, excluded: &[&str]) -> Result<(String, String), String> {
+    let mut command = Command::new(chorus_bin());
+    command.args(["report", "--memo"]).arg(memo);
+    for id in excluded {
+        command.args(["--exclude", id]);
+    }
+    let out = command.arg(fixture("chatgpt-export.zip")).output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    if !out.status.success() {
+        return Err(stderr);
+    }
+    Ok((String::from_utf8(out.stdout).unwrap(), stderr))
+}
+
+/// The conversation a `chorus report` run says it reported.
+fn reported(stderr: &str) -> String {
+    stderr.rsplit("reported: ").next().unwrap().trim().to_owned()
+}
+
 #[test]
-fn chorus_report_prints_the_same_batch_every_run() {
+fn chorus_report_prints_the_same_batch_every_run_and_never_an_excluded_conversation() {
     let memo = std::env::temp_dir().join(format!("chorus-memo-{}.json", std::process::id()));
-    let run = || {
-        let out = Command::new(chorus_bin())
-            .args(["report", "--memo"])
-            .arg(&memo)
-            .arg(fixture("chatgpt-export.zip"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        (
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    };
-    let (first, first_err) = run();
-    let (second, second_err) = run();
+    let (first, first_err) = chorus_report(&memo, &[]).unwrap();
+    let (second, second_err) = chorus_report(&memo, &[]).unwrap();
     assert_eq!(first, second);
     assert!(
-        first_err.contains("1 of 7 conversations reported (drawn now)"),
+        first_err.contains("1 report of 1 conversation (7 included, 0 excluded)"),
         "{first_err}"
     );
-    assert!(second_err.contains("(the same as before)"), "{second_err}");
+    assert_eq!(reported(&first_err), reported(&second_err));
     assert!(
         first_err.contains("spends at most ε = 2.99"),
         "the privacy statement: {first_err}"
@@ -116,5 +86,19 @@ fn chorus_report_prints_the_same_batch_every_run() {
     let batch: ReportBatch = serde_json::from_str(&first).unwrap();
     assert_eq!(batch.reports.len(), 1);
     assert_no_text_of(&fixture("chatgpt-export.zip"), &first);
+    // Leaving out the reported conversation reports another one.
+    let sampled = reported(&first_err);
+    let (third, third_err) = chorus_report(&memo, &[&sampled]).unwrap();
+    assert!(third_err.contains("(6 included, 1 excluded)"), "{third_err}");
+    assert_ne!(reported(&third_err), sampled);
+    assert_ne!(third, first);
+    // Leaving out every conversation: nothing to send, and the reason.
+    let ids: Vec<String> = first_conversations(&fixture("chatgpt-export.zip"), usize::MAX)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let all: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let refused = chorus_report(&memo, &all).unwrap_err();
+    assert!(refused.contains("every conversation is excluded"), "{refused}");
     std::fs::remove_file(&memo).ok();
 }

@@ -8,6 +8,8 @@ let study = null;
 let rows = [];
 const excluded = new Set();
 let pending = null;
+// The device's memo (its reports, sample and ledger for every study) lives under one key.
+const DEVICE = 'device';
 
 // One worker per core, two at most: each reads the whole export and analyses its share of
 // the conversations; the first gathers the analyses and builds the batch.
@@ -105,6 +107,7 @@ function renderRows() {
     box.addEventListener('change', () => {
       box.checked ? excluded.delete(row.id) : excluded.add(row.id);
       $('payload-section').hidden = true;
+      pending = null;
       countLine();
     });
     const include = document.createElement('td');
@@ -127,6 +130,9 @@ function countLine() {
   const search = matching !== rows.length ? `, ${matching} match the search` : '';
   const page = shown !== matching ? `, ${shown} shown` : '';
   $('review-count').textContent = `${rows.length} conversations, ${included} included${search}${page}.`;
+  // Nothing can be sent without an included conversation: the button says why.
+  $('prepare').disabled = included === 0;
+  $('prepare').textContent = included === 0 ? 'Include at least one conversation to donate' : 'Show what will be sent';
 }
 
 let started = 0;
@@ -177,16 +183,26 @@ async function analyzeFile(file) {
   }
 }
 
+function guarantee(g) {
+  return `ε = ${plainEpsilon(g.epsilon)}` + (g.delta ? ` (δ = ${g.delta})` : '');
+}
+
 async function prepare() {
-  const studyKey = `${study.id}@${study.version}`;
-  const result = await call('report', { memo: await memo.get(studyKey), excluded: [...excluded] });
+  const result = await call('report', { memo: await memo.get(DEVICE), excluded: [...excluded] });
   // The memo first: a retry after a refresh must re-send this very batch.
-  await memo.put(studyKey, JSON.stringify(result.memo));
-  pending = result.batch;
-  $('payload').textContent = JSON.stringify(result.batch, null, 2);
-  const a = study.privacy.accounting;
-  $('payload-cost').textContent = `${result.batch.reports.length} report${result.batch.reports.length === 1 ? '' : 's'}; sending ${result.batch.reports.length === 1 ? 'it' : 'them'} costs at most ε = ${plainEpsilon(a.contributor.epsilon)} (δ = ${a.contributor.delta}). Nothing else is sent.`;
+  await memo.put(DEVICE, result.memo);
+  // The batch is kept as the exact text the device built: that text is what is sent.
+  pending = { text: result.batch, batch: JSON.parse(result.batch), memo: result.memo };
+  $('payload').textContent = JSON.stringify(pending.batch, null, 2);
+  const n = pending.batch.reports.length;
+  const titles = result.sampled.map((id) => rows.find((r) => r.id === id)?.title ?? id);
+  const cost = result.sent
+    ? 'This batch was sent before: sending it again repeats the same reports and costs nothing more.'
+    : `Sending ${n === 1 ? 'it' : 'them'} costs ${guarantee(result.cost)}; this device's total for this study becomes ${guarantee(result.lifetime_after)}` +
+      (result.lifetime_cap ? ` (the study allows at most ε = ${plainEpsilon(result.lifetime_cap)} per device).` : '.');
+  $('payload-cost').textContent = `${n} report${n === 1 ? '' : 's'}, drawn at random from the conversations you included: ${titles.join('; ')}. ${cost} Nothing else is sent.`;
   $('payload-section').hidden = false;
+  $('donate').disabled = false;
 }
 
 async function deliver(donation) {
@@ -204,9 +220,13 @@ async function deliver(donation) {
 
 async function donate() {
   if (!pending) return;
-  const donation = { key: pending.idempotency_key, study: pending.study_id, body: JSON.stringify(pending) };
-  await outbox.put(donation);
   $('donate').disabled = true;
+  // Recorded as sent before it is queued: the ledger holds what it costs even if the tab dies
+  // here, and a later visit re-sends this very batch instead of drawing another.
+  const committed = await call('commit', { memo: pending.memo, key: pending.batch.idempotency_key });
+  await memo.put(DEVICE, committed.memo);
+  const donation = { key: pending.batch.idempotency_key, study: pending.batch.study_id, body: pending.text };
+  await outbox.put(donation);
   await deliver(donation);
 }
 

@@ -66,7 +66,10 @@ const handlers = {
   analyze,
   take: () => client.takeAnalyses(),
   add: ({ json }) => client.addAnalyses(json),
+  // `batch` and `memo` come back as JSON text and stay text: the page sends and stores these
+  // very bytes (a number parsed by JavaScript may not be the number the device drew).
   report: ({ memo, excluded }) => JSON.parse(client.report(memo ?? '', JSON.stringify(excluded))),
+  commit: ({ memo, key }) => JSON.parse(client.commit(memo, key)),
 };
 
 onmessage = async ({ data }) => {

@@ -8,16 +8,28 @@
 //! joining or leaving: 1 for the contributor count and the reports-per-contributor histogram,
 //! `m` (the cap) for the report count and the reports-per-day histogram. The noise scale is
 //! sensitivity / ε, and OpenDP's own privacy map confirms the ε spent, which goes to the ledger.
+//!
+//! The ledger is cumulative per study version: every release lists every central spending of
+//! the version so far. A release spends `central_epsilon` while the version's
+//! `central_epsilon_total` allows it; after that, releases re-publish the last noisy counts
+//! (post-processing, free) instead of drawing fresh noise that averaging would remove.
 
+use crate::storage::Storage;
+use chorus_shared::privacy::noise::Noise;
+use chorus_shared::study::CompiledStudy;
 use opendp::domains::{AtomDomain, VectorDomain};
 use opendp::measurements::make_laplace;
 use opendp::measures::MaxDivergence;
 use opendp::metrics::L1Distance;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 
 /// One line of a release's privacy ledger.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
+    /// The release that spent it.
+    #[serde(default)]
+    pub release: String,
     pub quantity: String,
     pub mechanism: String,
     /// L1 sensitivity to one contributor joining or leaving.
@@ -27,12 +39,141 @@ pub struct LedgerEntry {
     pub delta: f64,
 }
 
+/// What earlier releases of the same study version spent and published.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Every central spending of the version so far, oldest first.
+    pub entries: Vec<LedgerEntry>,
+    /// The latest release of the version: its id and its published counts.
+    pub last: Option<(String, Value)>,
+}
+
+impl History {
+    /// Reads the version's earlier releases from the store (they are immutable and signed, so
+    /// they are the ledger).
+    pub fn read(storage: &dyn Storage, study: &CompiledStudy) -> Result<History, String> {
+        let mut history = History::default();
+        let summaries = storage.releases().map_err(|e| e.to_string())?;
+        for summary in summaries.iter().filter(|s| s.study_id == study.id) {
+            let Some(text) = storage.release(&summary.id).map_err(|e| e.to_string())? else {
+                continue;
+            };
+            let document: Value = serde_json::from_str(&text).map_err(|e| format!("release {}: {e}", summary.id))?;
+            let release = &document["release"];
+            if release["study"]["version"] != study.version.as_str() {
+                continue;
+            }
+            for entry in release["ledger"]["central"].as_array().into_iter().flatten() {
+                let mut entry: LedgerEntry =
+                    serde_json::from_value(entry.clone()).map_err(|e| format!("release {}: {e}", summary.id))?;
+                if entry.release.is_empty() {
+                    entry.release = summary.id.clone();
+                }
+                if !history.entries.contains(&entry) {
+                    history.entries.push(entry);
+                }
+            }
+            history.last = Some((summary.id.clone(), release["counts"].clone()));
+        }
+        Ok(history)
+    }
+
+    pub fn spent(&self) -> f64 {
+        self.entries.iter().map(|e| e.epsilon).sum()
+    }
+}
+
+/// What the server counts un-noised, before the central mechanism.
+pub struct ExactCounts<'a> {
+    pub contributors: i64,
+    pub reports: i64,
+    /// Reports per day from the study's start to the release's day (none without a start).
+    pub per_day: Option<(i64, Vec<i64>)>,
+    /// Contributors by the number of reports they sent (1..=m).
+    pub by_reports_sent: Vec<i64>,
+    pub m: i64,
+    pub release: &'a str,
+}
+
+/// The counts a release publishes and the ledger after it.
+pub struct Central {
+    /// `{contributors, reports, reports_per_day?, contributors_by_reports_sent, republished_from?}`
+    pub counts: Value,
+    /// The noisy number of reports, which cell counts scale shares by.
+    pub reports: f64,
+    pub ledger: Vec<LedgerEntry>,
+    /// What this release spent (0 when it re-published earlier counts).
+    pub spent_now: f64,
+}
+
+/// Fresh noisy counts while the version's budget allows, else the last release's counts again.
+pub fn central_counts(
+    study: &CompiledStudy,
+    exact: &ExactCounts<'_>,
+    history: &History,
+    k: f64,
+    noise: &mut Noise,
+) -> Result<Central, String> {
+    let config = &study.release;
+    let mut ledger = history.entries.clone();
+    if history.spent() + config.central_epsilon > config.central_epsilon_total + 1e-9 {
+        if let Some((id, counts)) = &history.last {
+            let mut counts = counts.clone();
+            counts["republished_from"] = json!(id);
+            let reports = counts["reports"].as_f64().unwrap_or(0.0);
+            return Ok(Central {
+                counts,
+                reports,
+                ledger,
+                spent_now: 0.0,
+            });
+        }
+        return Err("the study version's central budget is spent and no earlier release holds counts".into());
+    }
+    let histograms = if exact.per_day.is_some() { 4.0 } else { 3.0 };
+    let epsilon = config.central_epsilon / histograms;
+    let mut noisy = |quantity: &str, counts: &[i64], sensitivity: i64| -> Result<Vec<i64>, String> {
+        let (values, mut entry) = noisy_counts(quantity, counts, sensitivity, epsilon, noise)?;
+        entry.release = exact.release.to_owned();
+        ledger.push(entry);
+        Ok(values)
+    };
+    let contributors = noisy("contributors", &[exact.contributors], 1)?[0].max(0);
+    let reports = noisy("reports", &[exact.reports], exact.m)?[0].max(0);
+    let by_sent = noisy("contributors by reports sent", &exact.by_reports_sent, 1)?;
+    let mut counts = json!({
+        "contributors": contributors,
+        "reports": reports,
+        "contributors_by_reports_sent": by_sent.iter().enumerate()
+            .map(|(i, &n)| ((i + 1).to_string(), json!(n.max(0)))).collect::<Map<_, _>>(),
+    });
+    if let Some((start, days)) = &exact.per_day {
+        let noisy_days = noisy("reports per day", days, exact.m)?;
+        counts["reports_per_day"] = noisy_days
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let value = if (n as f64) >= k { json!(n) } else { json!("suppressed") };
+                (super::date(start + i as i64), value)
+            })
+            .collect::<Map<_, _>>()
+            .into();
+    }
+    Ok(Central {
+        counts,
+        reports: reports as f64,
+        ledger,
+        spent_now: config.central_epsilon,
+    })
+}
+
 /// `counts` with discrete Laplace noise for a pure-ε guarantee at the given sensitivity.
 pub fn noisy_counts(
     quantity: &str,
     counts: &[i64],
     sensitivity: i64,
     epsilon: f64,
+    noise: &mut Noise,
 ) -> Result<(Vec<i64>, LedgerEntry), String> {
     let scale = sensitivity as f64 / epsilon;
     let measurement = make_laplace::<_, _, MaxDivergence>(
@@ -43,10 +184,20 @@ pub fn noisy_counts(
     )
     .map_err(|e| e.to_string())?;
     let spent = measurement.map(&sensitivity).map_err(|e| e.to_string())?;
-    let noisy = measurement.invoke(&counts.to_vec()).map_err(|e| e.to_string())?;
+    let noisy = if noise.is_secure() {
+        measurement.invoke(&counts.to_vec()).map_err(|e| e.to_string())?
+    } else {
+        // A simulation's seeded draws of the same distribution (never for a stored release).
+        counts
+            .iter()
+            .map(|&c| Ok(c + noise.discrete_laplace(scale)?))
+            .collect::<Result<_, chorus_shared::privacy::noise::NoiseError>>()
+            .map_err(|e| e.to_string())?
+    };
     Ok((
         noisy,
         LedgerEntry {
+            release: String::new(),
             quantity: quantity.to_owned(),
             mechanism: "discrete Laplace (OpenDP make_laplace), central".into(),
             sensitivity,

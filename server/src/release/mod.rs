@@ -1,26 +1,32 @@
 //! Release: a signed, immutable JSON document of everything the study may publish — estimates
-//! with 95% intervals, cells suppressed unless their count is reliably at least `k`, central-DP
-//! counts, the study's privacy parameters and the ledger of what the release spent.
+//! with 95% intervals, cells withheld unless their count is reliably at least `k` (with false
+//! discoveries controlled across the release), central-DP counts, the study's privacy parameters
+//! and the cumulative ledger of the version's central spending.
 
+pub mod cells;
 pub mod central;
 pub mod csv;
+pub mod publish;
 pub mod sign;
 
 use crate::analyze::{
     collect, cross_tab, embedding_mean, estimate_facets, estimate_groups, Axis, Collected, CrossTab, FacetEstimate,
+    GroupEstimate,
 };
 use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage};
-use central::{noisy_counts, LedgerEntry};
-use chorus_shared::privacy::oracle::share_ci95;
+use cells::{round, Cells, TableRange};
+use central::{central_counts, Central, ExactCounts, History};
+use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::Channel;
 use chorus_shared::release::SignedRelease;
 use chorus_shared::study::CompiledStudy;
+use publish::Candidate;
 use serde_json::{json, Map, Value};
 use sign::Signer;
 
 /// Version of the release document's layout.
-pub const RELEASE_FORMAT: u32 = 2;
+pub const RELEASE_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, Default)]
 pub struct ReleaseOptions {
@@ -29,8 +35,9 @@ pub struct ReleaseOptions {
     pub demo: bool,
 }
 
-/// Cuts the next release of `study`: reads every stored report, estimates, thresholds, adds
-/// central noise, signs, and stores the document. Returns its summary and the signed document.
+/// Cuts the next release of `study`: reads every stored report, estimates, decides what is
+/// published, adds central noise within the version's budget, signs, and stores the document.
+/// Returns its summary and the signed document.
 pub fn cut(
     storage: &dyn Storage,
     study: &CompiledStudy,
@@ -44,103 +51,101 @@ pub fn cut(
             study.id, study.version
         ));
     }
+    let history = History::read(storage, study)?;
     let number = storage.release_count(&study.id).map_err(|e| e.to_string())? + 1;
+    let now = now_secs();
     let summary = ReleaseSummary {
         id: format!("{}-r{number}", study.id),
         study_id: study.id.clone(),
-        created: timestamp(now_secs()),
+        created: timestamp(now),
     };
-    let release = build(study, &collected, &summary, options)?;
+    let release = build(
+        study,
+        &collected,
+        &summary,
+        now.div_euclid(86_400),
+        options,
+        &history,
+        &mut Noise::Secure,
+    )?;
     let signed = signer.sign(release);
     let document = serde_json::to_string_pretty(&signed).expect("a release serialises");
     storage.insert_release(&summary, &document).map_err(|e| e.to_string())?;
     Ok((summary, signed))
 }
 
-/// The release document (unsigned).
+/// The release document (unsigned), cut on day `today` (days since 1970-01-01), after the
+/// version's earlier releases (`history`). `noise` draws the central noise: OpenDP's secure
+/// sampler for a stored release, a seeded one only in simulations.
 pub fn build(
     study: &CompiledStudy,
     collected: &Collected,
     summary: &ReleaseSummary,
+    today: i64,
     options: &ReleaseOptions,
+    history: &History,
+    noise: &mut Noise,
 ) -> Result<Value, String> {
-    let plan = &study.privacy;
-    let (k, central) = (study.release.k as f64, study.release.central_epsilon);
-    let m = plan.reports_per_contributor as i64;
-    let quarter = central / 4.0;
-    let mut ledger: Vec<LedgerEntry> = Vec::new();
+    let k = study.release.k as f64;
+    let central = central_counts(
+        study,
+        &exact_counts(study, collected, &summary.id, today),
+        history,
+        k,
+        noise,
+    )?;
+    let total = central.reports.max(1.0);
+    let seed = seed_from(&summary.id);
+    let facets = estimate_facets(study, &collected.reports, seed);
+    let levels = topic_levels(study, collected);
+    let tabs = crosstabs(study, collected);
 
-    let (contributors, entry) = noisy_counts("contributors", &[collected.per_contributor.len() as i64], 1, quarter)?;
-    ledger.push(entry);
-    let (reports, entry) = noisy_counts("reports", &[collected.reports.len() as i64], m, quarter)?;
-    ledger.push(entry);
-    let (first, last) = (
-        *collected.per_day.keys().next().expect("reports were collected"),
-        *collected.per_day.keys().last().expect("reports were collected"),
-    );
-    let days: Vec<i64> = (first..=last)
-        .map(|d| collected.per_day.get(&d).copied().unwrap_or(0) as i64)
+    let mut cells = Cells::default();
+    let facet_ranges: Vec<TableRange> = facets
+        .iter()
+        .map(|f| cells.add(candidates(&f.estimate.shares, &f.estimate.standard_errors)))
         .collect();
-    let (noisy_days, entry) = noisy_counts("reports per day", &days, m, quarter)?;
-    ledger.push(entry);
-    let mut per_contributor = vec![0i64; m as usize];
-    for &n in collected.per_contributor.values() {
-        per_contributor[(n.clamp(1, m as u32) - 1) as usize] += 1;
-    }
-    let (noisy_per_contributor, entry) = noisy_counts("contributors by reports sent", &per_contributor, 1, quarter)?;
-    ledger.push(entry);
+    let level_ranges: Vec<TableRange> = levels
+        .iter()
+        .map(|e| cells.add(candidates(&e.shares, &e.standard_errors)))
+        .collect();
+    // The debiased mix is a table of its own, published only where the study's validation found
+    // that the correction beats the devices' estimate on held-out labelled examples.
+    let debiased = facets
+        .iter()
+        .find(|f| f.channel == Channel::Category)
+        .and_then(|f| f.debiased.as_ref())
+        .filter(|_| study.category_validation.as_ref().is_some_and(|v| v.debias));
+    let debiased_range = debiased.map(|d| {
+        cells.add(
+            d.shares
+                .iter()
+                .zip(&d.se)
+                .zip(&d.ci95)
+                .map(|((&unbiased, &se), &ci)| Candidate {
+                    unbiased,
+                    se,
+                    tested: true,
+                    interval: Some(ci),
+                }),
+        )
+    });
+    let tab_ranges: Vec<TableRange> = tabs
+        .iter()
+        .map(|tab| cells.add(crosstab_candidates(study, tab, &facets, &levels, total)))
+        .collect();
+    cells.decide(k, total);
 
-    // Counts of cells are shares of this (noisy) total.
-    let total = reports[0].max(1) as f64;
-    let cell = |label: &str, share: f64, (lo, hi): (f64, f64), normal: Option<Normal>| -> Value {
-        if lo * total >= k {
-            let mut c = json!({"value": label, "share": round(share), "ci95": [round(lo), round(hi)],
-                   "count": (share * total).round(), "count_ci95": [(lo * total).round(), (hi * total).round()]});
-            if let Some(Normal { unbiased, se }) = normal {
-                c["unbiased"] = json!(round(unbiased));
-                c["se"] = json!(round(se));
+    let mut facets_json = Map::new();
+    for (f, range) in facets.iter().zip(&facet_ranges) {
+        if !f.channel.is_topic() {
+            let mut facet = facet_json(f, &cells, *range, total);
+            if f.channel == Channel::Category {
+                category_mix(study, &mut facet, &f.labels, &cells, debiased_range, total);
             }
-            c
-        } else {
-            json!({"value": label, "suppressed": true})
-        }
-    };
-    // Topic channels are published as the codebook's hierarchy (`topics`), with names.
-    let facets: Map<String, Value> = estimate_facets(study, &collected.reports, seed_from(&summary.id))
-        .iter()
-        .filter(|f| !f.channel.is_topic())
-        .map(|f| (f.channel.name().to_owned(), facet_json(f, &cell)))
-        .collect();
-    let topics = topics_json(study, collected, &cell);
-    // Which categories and topics are over- or under-represented in each language (Clio's
-    // cross-language comparison); the leaves are too fine for the reports a language gets.
-    let mut crosstabs = Map::new();
-    let language = Axis::channel(study, Channel::Language);
-    let depth = study.codebook.as_ref().map_or(0, |c| c.levels.len());
-    let rows = std::iter::once(Axis::channel(study, Channel::Category))
-        .chain((0..depth.saturating_sub(1)).map(|level| Axis::topic_level(study, level)));
-    for row in rows.flatten() {
-        if let Some(tab) = language
-            .as_ref()
-            .and_then(|l| cross_tab(study, &row, l, &collected.reports))
-        {
-            crosstabs.insert(format!("{}_by_{}", tab.rows, tab.columns), crosstab_json(&tab, &cell));
+            facets_json.insert(f.channel.name().to_owned(), facet);
         }
     }
-    let days_json: Map<String, Value> = noisy_days
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| {
-            let value = if (n as f64) >= k { json!(n) } else { json!("suppressed") };
-            (date(first + i as i64), value)
-        })
-        .collect();
-    let per_contributor_json: Map<String, Value> = noisy_per_contributor
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| ((i + 1).to_string(), json!(n.max(0))))
-        .collect();
-    let a = &plan.accounting;
     let mut release = json!({
         "format": RELEASE_FORMAT,
         "id": summary.id,
@@ -148,31 +153,19 @@ pub fn build(
         "demo": options.demo,
         "study": {"id": study.id, "version": study.version, "title": study.title,
                   "description": study.description, "model_sha256": study.model_sha256},
-        "privacy": {
-            "per_report": a.per_report, "contributor": a.contributor, "composition": a.composition,
-            "reports_per_contributor": plan.reports_per_contributor,
-            "channels": plan.channels.iter().map(|c| json!({"channel": c.channel, "oracle": c.oracle,
-                         "pool": c.pool, "values": c.labels})).collect::<Vec<_>>(),
-            "embedding": plan.embedding.as_ref().map(|e| json!({"dimensions": e.dimensions(), "clip": e.clip, "sigma": e.sigma})),
-            "k": study.release.k,
-            "central_epsilon": central,
-        },
-        "ledger": {
-            "local": {"guarantee": a.contributor, "mechanisms": "frequency oracles and the Gaussian mechanism on each device (see privacy); estimates and intervals are post-processing of those reports"},
-            "central": ledger,
-            "central_epsilon_total": ledger.iter().map(|e| e.epsilon).sum::<f64>(),
-        },
-        "counts": {
-            "contributors": contributors[0].max(0),
-            "reports": reports[0].max(0),
-            "reports_per_day": days_json,
-            "contributors_by_reports_sent": per_contributor_json,
-        },
+        "privacy": privacy_json(study),
+        "ledger": ledger_json(study, &central),
+        "counts": central.counts,
+        "publication": {"rule": publish::rule(study.release.k, study.release.crosstab_min_reports),
+                        "family_error": publish::FAMILY_ERROR, "cells_tested": cells.tested(),
+                        "cells_published": cells.published()},
         "cells": CELLS_METHOD,
-        "facets": facets,
-        "crosstabs": crosstabs,
+        "facets": facets_json,
+        "crosstabs": tabs.iter().zip(&tab_ranges)
+            .map(|(tab, range)| (format!("{}_by_{}", tab.rows, tab.columns), crosstab_json(tab, &cells, *range, total)))
+            .collect::<Map<_, _>>(),
     });
-    if let Some(topics) = topics {
+    if let Some(topics) = topics_json(study, &cells, &level_ranges, total) {
         release["topics"] = topics;
     }
     let embeddings: Vec<&[f32]> = collected
@@ -180,10 +173,9 @@ pub fn build(
         .iter()
         .filter_map(|r| r.embedding.as_deref())
         .collect();
-    if let Some(found) = discover(study, &embeddings, k, seed_from(&summary.id)) {
+    if let Some(found) = discover(study, &embeddings, k, seed) {
         release["discovery"] = json!({
             "method": "Gaussian mixture with the known noise variance (deconvolved EM), clusters chosen by BIC, kept when their count is reliably at least k and their centroids are separated beyond their standard errors",
-            "points": found.points,
             "sigma": found.sigma,
             "fitted": found.fitted,
             "clusters": found.clusters,
@@ -199,123 +191,255 @@ pub fn build(
     Ok(release)
 }
 
-/// How to read a cell, in the release itself.
-const CELLS_METHOD: &str = "share: the estimate (a facet's shares projected onto the simplex); \
-ci95: the 95% interval of the unbiased estimate, clipped to [0, 1]; unbiased and se: that \
-estimate unclipped and its standard error; count and count_ci95: share and interval times the \
-reports. A cell is published only when the lower end of count_ci95 is at least k. Each interval \
-covers the truth 95% of the time before that threshold, not after it: a small cell clears k \
-only when its estimate came out high, so published small cells lean towards overestimates.";
-
-/// A cell from its label, share, 95% interval and (for a normal interval) the estimate behind
-/// it: published, or suppressed below `k`.
-type CellFn<'a> = dyn Fn(&str, f64, (f64, f64), Option<Normal>) -> Value + 'a;
-
-/// An unbiased estimate and its standard error, published next to the interval they give: the
-/// interval is clipped to [0, 1] (and can collapse to [1, 1]), the estimate is not, so an
-/// auditor can still tell how far off a value is.
-#[derive(Clone, Copy)]
-struct Normal {
-    unbiased: f64,
-    se: f64,
-}
-
-impl Normal {
-    fn ci95(self) -> (f64, f64) {
-        share_ci95(self.unbiased, self.se)
+/// What the server counts un-noised, for the central mechanism.
+fn exact_counts<'a>(study: &CompiledStudy, collected: &Collected, release: &'a str, today: i64) -> ExactCounts<'a> {
+    let m = study.privacy.reports_per_contributor as i64;
+    let per_day = study.release.start_day().filter(|&start| start <= today).map(|start| {
+        let days: Vec<i64> = (start..=today)
+            .map(|d| collected.per_day.get(&d).copied().unwrap_or(0) as i64)
+            .collect();
+        (start, days)
+    });
+    let mut by_reports_sent = vec![0i64; m as usize];
+    for &n in collected.per_contributor.values() {
+        by_reports_sent[(n.clamp(1, m as u32) - 1) as usize] += 1;
+    }
+    ExactCounts {
+        contributors: collected.per_contributor.len() as i64,
+        reports: collected.reports.len() as i64,
+        per_day,
+        by_reports_sent,
+        m,
+        release,
     }
 }
 
-fn facet_json(f: &FacetEstimate, cell: &CellFn<'_>) -> Value {
-    let cells: Vec<Value> = f
+fn candidates(shares: &[f64], standard_errors: &[f64]) -> Vec<Candidate> {
+    shares
+        .iter()
+        .zip(standard_errors)
+        .map(|(&unbiased, &se)| Candidate {
+            unbiased,
+            se,
+            tested: true,
+            interval: None,
+        })
+        .collect()
+}
+
+/// Every level of the codebook's hierarchy, estimated (top first); empty without a codebook.
+fn topic_levels(study: &CompiledStudy, collected: &Collected) -> Vec<GroupEstimate> {
+    let depth = study.codebook.as_ref().map_or(0, |c| c.levels.len());
+    let levels: Option<Vec<GroupEstimate>> = (0..depth)
+        .map(|level| estimate_groups(study, &Axis::topic_level(study, level)?, &collected.reports))
+        .collect();
+    levels.unwrap_or_default()
+}
+
+/// Which categories and topics are over- or under-represented in each language (Clio's
+/// cross-language comparison); the leaves are too fine for the reports a language gets.
+fn crosstabs(study: &CompiledStudy, collected: &Collected) -> Vec<CrossTab> {
+    let Some(language) = Axis::channel(study, Channel::Language) else {
+        return Vec::new();
+    };
+    let depth = study.codebook.as_ref().map_or(0, |c| c.levels.len());
+    std::iter::once(Axis::channel(study, Channel::Category))
+        .chain((0..depth.saturating_sub(1)).map(|level| Axis::topic_level(study, level)))
+        .flatten()
+        .filter_map(|row| cross_tab(study, &row, &language, &collected.reports))
+        .collect()
+}
+
+/// A cross-tab's cells as candidates: a row or column is tested only when the reports carrying
+/// both channels are expected to hold at least `crosstab_min_reports` of its value (its own
+/// estimate's lower 95% bound, times the reports, times the share of reports carrying both).
+fn crosstab_candidates(
+    study: &CompiledStudy,
+    tab: &CrossTab,
+    facets: &[FacetEstimate],
+    levels: &[GroupEstimate],
+    total: f64,
+) -> Vec<Candidate> {
+    let carried = |channel: Channel| -> f64 {
+        let plan = study.privacy.channel(channel);
+        let pool = plan.and_then(|c| c.pool.as_deref());
+        pool.map_or(1.0, |p| 1.0 / study.privacy.pools()[p].len() as f64)
+    };
+    let both = total * carried(tab.row_channel) * carried(tab.column_channel);
+    let margin = |name: &str, channel: Channel| -> Vec<bool> {
+        let (shares, errors) = match name.strip_prefix("topic_level").and_then(|l| l.parse::<usize>().ok()) {
+            Some(level) => (&levels[level - 1].shares, &levels[level - 1].standard_errors),
+            None => {
+                let f = facets
+                    .iter()
+                    .find(|f| f.channel == channel)
+                    .expect("a cross-tab's channel is a facet");
+                (&f.estimate.shares, &f.estimate.standard_errors)
+            }
+        };
+        let min = study.release.crosstab_min_reports as f64;
+        shares
+            .iter()
+            .zip(errors)
+            .map(|(s, se)| (s - 1.96 * se).max(0.0) * both >= min)
+            .collect()
+    };
+    let (rows, columns) = (
+        margin(&tab.rows, tab.row_channel),
+        margin(&tab.columns, tab.column_channel),
+    );
+    let mut out = Vec::with_capacity(rows.len() * columns.len());
+    for (i, row_ok) in rows.iter().enumerate() {
+        for (j, column_ok) in columns.iter().enumerate() {
+            out.push(Candidate {
+                unbiased: tab.shares[i][j],
+                se: tab.standard_errors[i][j],
+                tested: *row_ok && *column_ok,
+                interval: None,
+            });
+        }
+    }
+    out
+}
+
+fn privacy_json(study: &CompiledStudy) -> Value {
+    let plan = &study.privacy;
+    let a = &plan.accounting;
+    json!({
+        "per_report": a.per_report, "contributor": a.contributor, "composition": a.composition,
+        "reports_per_contributor": plan.reports_per_contributor,
+        "lifetime_epsilon_cap": plan.lifetime_epsilon_cap,
+        "channels": plan.channels.iter().map(|c| json!({"channel": c.channel, "oracle": c.oracle,
+                     "pool": c.pool, "values": c.labels})).collect::<Vec<_>>(),
+        "embedding": plan.embedding.as_ref().map(|e| json!({"dimensions": e.dimensions(), "clip": e.clip, "sigma": e.sigma})),
+        "k": study.release.k,
+        "central_epsilon": study.release.central_epsilon,
+        "central_epsilon_total": study.release.central_epsilon_total,
+    })
+}
+
+fn ledger_json(study: &CompiledStudy, central: &Central) -> Value {
+    let a = &study.privacy.accounting;
+    json!({
+        "local": {"guarantee": a.contributor, "mechanisms": "frequency oracles and the Gaussian mechanism on each device (see privacy); estimates and intervals are post-processing of those reports"},
+        "central": central.ledger,
+        "central_epsilon_spent": central.ledger.iter().map(|e| e.epsilon).sum::<f64>(),
+        "central_epsilon_total": study.release.central_epsilon_total,
+        "central_epsilon_this_release": central.spent_now,
+        "note": "central spending is cumulative over every release of this study version; once the total is spent, releases re-publish the last noisy counts instead of drawing new noise",
+    })
+}
+
+/// How to read a cell, in the release itself.
+const CELLS_METHOD: &str = "share: the estimate of the value's share, in [0, 1]; ci95: its 95% \
+interval (normal approximation of the unbiased estimate, clipped to [0, 1]); unbiased and se: \
+that estimate unclipped (its noise can take it slightly outside [0, 1]) and its standard error; \
+count and count_ci95: share and interval times the (noisy) number of reports. A withheld cell \
+says why: 'below k' (its count is not reliably at least k) or 'too few reports' (its cross-tab \
+row or column holds too few reports to test it) — a withheld cell is not a zero. Counts carry \
+noise twice (the reports' local noise and the central noise on the total), so published counts \
+can add up to more than the reports.";
+
+fn facet_json(f: &FacetEstimate, cells: &Cells, range: TableRange, total: f64) -> Value {
+    let cells_json: Vec<Value> = f
         .labels
         .iter()
         .enumerate()
-        .map(|(i, l)| {
-            let normal = Normal {
-                unbiased: f.estimate.shares[i],
-                se: f.estimate.standard_errors[i],
-            };
-            cell(l, f.estimate.projected[i], normal.ci95(), Some(normal))
-        })
+        .map(|(i, l)| cells.cell(range, i, l, total))
         .collect();
-    let mut facet = json!({"oracle": f.oracle, "cells": cells});
-    if let Some(d) = &f.debiased {
-        facet["debiased"] = f
-            .labels
+    json!({"oracle": f.oracle, "cells": cells_json})
+}
+
+/// What the category facet says of the true mix of categories: the debiased mix where the
+/// study's validation found it beats the devices' estimate, else the devices' estimate with the
+/// classifier-error band that validation measured.
+fn category_mix(
+    study: &CompiledStudy,
+    facet: &mut Value,
+    labels: &[String],
+    cells: &Cells,
+    debiased: Option<TableRange>,
+    total: f64,
+) {
+    let Some(v) = &study.category_validation else {
+        facet["estimates"] = json!("the categories as the devices' classifier assigns them; the classifier's errors were not measured (the study has no labelled examples)");
+        return;
+    };
+    let validation = json!({"held_out_mixes": v.mixes, "tvd_devices": round(v.tvd_devices),
+        "tvd_debiased": round(v.tvd_debiased), "tvd_classify_and_count": round(v.tvd_counted),
+        "band": labels.iter().zip(&v.band).map(|(l, b)| (l.clone(), json!(round(*b)))).collect::<Map<_, _>>()});
+    facet["validation"] = validation;
+    if let Some(range) = debiased {
+        facet["estimates"] = json!("cells: the categories as the devices' classifier assigns them; debiased: the true mix, corrected for the classifier's errors, which beat the devices' estimate on held-out labelled conversations (validation); its intervals carry the devices' noise and the uncertainty of the classifier's measured errors; the band is how far the debiased mix was from the truth in 95% of held-out shifted mixes");
+        facet["debiased"] = labels
             .iter()
             .enumerate()
-            .map(|(i, l)| cell(l, d.shares[i], d.ci95[i], None))
+            .map(|(i, l)| cells.cell(range, i, l, total))
             .collect::<Vec<_>>()
             .into();
+    } else {
+        facet["estimates"] = json!(format!(
+            "the categories as the devices' classifier assigns them, not the true mix: correcting for the classifier's errors did not beat this estimate on held-out labelled conversations (mean distance from the true mix {:.3} corrected, {:.3} uncorrected, over {} shifted mixes). The true share of a category was within its band of this estimate in 95% of those mixes: read a cell as its interval widened by the band.",
+            v.tvd_debiased, v.tvd_devices, v.mixes
+        ));
     }
-    facet
 }
 
 /// The codebook's hierarchy with an estimate for every topic at every level (top first); a
-/// topic's names and public example are public, so a suppressed topic keeps them.
-fn topics_json(study: &CompiledStudy, collected: &Collected, cell: &CellFn<'_>) -> Option<Value> {
+/// topic's names and public example are public, so a withheld topic keeps them.
+fn topics_json(study: &CompiledStudy, cells: &Cells, ranges: &[TableRange], total: f64) -> Option<Value> {
     let codebook = study.codebook.as_ref()?;
-    let mut levels = Vec::new();
-    let mut n = 0;
-    for (depth, topics) in codebook.levels.iter().enumerate() {
-        let axis = Axis::topic_level(study, depth)?;
-        let estimate = estimate_groups(study, &axis, &collected.reports)?;
-        n = estimate.n;
-        let cells: Vec<Value> = topics
-            .iter()
-            .enumerate()
-            .map(|(i, topic)| {
-                let normal = Normal {
-                    unbiased: estimate.shares[i],
-                    se: estimate.standard_errors[i],
-                };
-                let mut c = cell(&topic.id, normal.unbiased.max(0.0), normal.ci95(), Some(normal));
-                c["name"] = json!(topic.name);
-                c["parent"] = json!(topic.parent.map(|p| codebook.levels[depth - 1][p].id.clone()));
-                c["keywords"] = json!(topic.keywords);
-                c["example"] = json!(topic.example);
-                c["public_share"] = json!(round(topic.public_share));
-                c
-            })
-            .collect();
-        levels.push(Value::Array(cells));
+    if ranges.len() != codebook.levels.len() {
+        return None;
     }
+    let levels: Vec<Value> = codebook
+        .levels
+        .iter()
+        .zip(ranges)
+        .enumerate()
+        .map(|(depth, (topics, range))| {
+            let level: Vec<Value> = topics
+                .iter()
+                .enumerate()
+                .map(|(i, topic)| {
+                    let mut c = cells.cell(*range, i, &topic.id, total);
+                    c["name"] = json!(topic.name);
+                    c["parent"] = json!(topic.parent.map(|p| codebook.levels[depth - 1][p].id.clone()));
+                    c["keywords"] = json!(topic.keywords);
+                    c["example"] = json!(topic.example);
+                    c["public_share"] = json!(round(topic.public_share));
+                    c
+                })
+                .collect();
+            Value::Array(level)
+        })
+        .collect();
     Some(json!({
         "method": "each report carries its topic at one level of the codebook (drawn at random) through that level's frequency oracle; a level's shares are the means of the reports' unbiased indicators; a level the study does not report sums its leaves' indicators",
         "source": codebook.source,
-        "reports": n,
         "levels": levels,
     }))
 }
 
-fn crosstab_json(tab: &CrossTab, cell: &CellFn<'_>) -> Value {
-    let mut cells = Vec::new();
+fn crosstab_json(tab: &CrossTab, cells: &Cells, range: TableRange, total: f64) -> Value {
+    let mut out = Vec::new();
     for (i, row) in tab.row_labels.iter().enumerate() {
         for (j, column) in tab.column_labels.iter().enumerate() {
-            let normal = Normal {
-                unbiased: tab.shares[i][j],
-                se: tab.standard_errors[i][j],
-            };
-            // Shares of the reports carrying both channels; counts scale them to all reports.
-            let mut c = cell(
+            // Joint shares of all conversations; counts scale them to all reports.
+            let mut c = cells.cell(
+                range,
+                i * tab.column_labels.len() + j,
                 &format!("{row}|{column}"),
-                normal.unbiased.max(0.0),
-                normal.ci95(),
-                Some(normal),
+                total,
             );
             c["row"] = json!(row);
             c["column"] = json!(column);
             c.as_object_mut().expect("a cell is an object").remove("value");
-            cells.push(c);
+            out.push(c);
         }
     }
     json!({"rows": tab.rows, "columns": tab.columns, "row_values": tab.row_labels,
-           "column_values": tab.column_labels, "cells": cells})
-}
-
-fn round(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
+           "column_values": tab.column_labels, "cells": out})
 }
 
 /// A deterministic seed for a release's bootstrap (its intervals do not change on re-reading).
@@ -372,5 +496,8 @@ mod tests {
         assert_eq!(date(11_016), "2000-02-29");
         assert_eq!(date(20_786), "2026-11-29");
         assert_eq!(timestamp(1_796_000_000), "2026-11-30T00:53:20Z");
+        for days in [-1, 0, 11_016, 20_786, 60_000] {
+            assert_eq!(chorus_shared::study::days_from_date(&date(days)), Some(days));
+        }
     }
 }

@@ -90,8 +90,8 @@ pub fn zcdp_epsilon(rho: f64, delta: f64) -> f64 {
 
 /// Accounts for `reports` reports per contributor, at the study's δ.
 pub fn account(cost: &ReportCost, reports: u32, delta: f64) -> Accounting {
-    let (per_report, _) = compose(cost, 1, delta);
-    let (contributor, composition) = compose(cost, reports, delta);
+    let (per_report, _) = compose_reports(std::slice::from_ref(cost), delta);
+    let (contributor, composition) = compose_reports(&vec![cost.clone(); reports as usize], delta);
     Accounting {
         per_report,
         contributor,
@@ -99,21 +99,25 @@ pub fn account(cost: &ReportCost, reports: u32, delta: f64) -> Accounting {
     }
 }
 
-fn compose(cost: &ReportCost, m: u32, delta: f64) -> (Guarantee, &'static str) {
-    let m = m as f64;
-    let dearest: Vec<f64> = cost
-        .pools
+/// What sending all these reports spends together, with the name of the composition that gave
+/// the smaller ε ("pure", "basic" or "zcdp"); nothing at all for no reports.
+pub fn compose_reports(costs: &[ReportCost], delta: f64) -> (Guarantee, &'static str) {
+    // A pool costs its dearest channel (each report carries one, chosen independently of the data).
+    let paid: Vec<f64> = costs
         .iter()
-        .map(|pool| pool.iter().cloned().fold(0.0, f64::max))
+        .flat_map(|cost| {
+            let dearest = cost.pools.iter().map(|pool| pool.iter().cloned().fold(0.0, f64::max));
+            cost.pure.iter().cloned().chain(dearest)
+        })
         .collect();
-    let paid = || cost.pure.iter().chain(&dearest);
-    let pure = paid().sum::<f64>();
-    let pure_rho = paid().map(|e| e * e / 2.0).sum::<f64>();
-    let (basic, basic_name) = if cost.rho == 0.0 {
+    let pure = paid.iter().sum::<f64>();
+    let pure_rho = paid.iter().map(|e| e * e / 2.0).sum::<f64>();
+    let rho = costs.iter().map(|c| c.rho).sum::<f64>();
+    let (basic, basic_name) = if rho == 0.0 {
         // Pure only: basic composition is exact, and δ = 0.
         (
             Guarantee {
-                epsilon: m * pure,
+                epsilon: pure,
                 delta: 0.0,
             },
             "pure",
@@ -121,17 +125,17 @@ fn compose(cost: &ReportCost, m: u32, delta: f64) -> (Guarantee, &'static str) {
     } else {
         (
             Guarantee {
-                epsilon: m * pure + zcdp_epsilon(m * cost.rho, delta),
+                epsilon: pure + zcdp_epsilon(rho, delta),
                 delta,
             },
             "basic",
         )
     };
     let zcdp = Guarantee {
-        epsilon: zcdp_epsilon(m * (pure_rho + cost.rho), delta),
+        epsilon: zcdp_epsilon(pure_rho + rho, delta),
         delta,
     };
-    if basic.epsilon <= zcdp.epsilon {
+    if basic.epsilon <= zcdp.epsilon || pure_rho + rho == 0.0 {
         (basic, basic_name)
     } else {
         (zcdp, "zcdp")

@@ -3,14 +3,13 @@
 //! A report is built from one conversation's [`Analysis`] by privatizing each of the study's
 //! channels: every categorical facet through a frequency oracle ([`oracle`]), the embedding
 //! through the Gaussian mechanism ([`embedding`]). Noise comes from OpenDP ([`noise`]). The
-//! [`accountant`] states what a report and a contributor cost; [`memo`] makes sure a
-//! conversation's report is drawn once and re-sent unchanged. The server's estimators sit next
-//! to each mechanism, and [`debias`] undoes the classifier's errors.
+//! [`accountant`] states what a report and a contributor cost ([`crate::device`] keeps what a
+//! device drew and spent). The server's estimators sit next to each mechanism, and [`debias`]
+//! undoes the classifier's errors.
 
 pub mod accountant;
 pub mod debias;
 pub mod embedding;
-pub mod memo;
 pub mod noise;
 pub mod oracle;
 
@@ -90,6 +89,9 @@ pub struct PrivacyConfig {
     pub reports_per_contributor: u32,
     /// A study whose contributor-level ε exceeds this is refused.
     pub contributor_epsilon_cap: f64,
+    /// What a device may spend on the study over all its versions (each new version whose
+    /// mechanisms changed costs anew); the device refuses to send past it. None: no cap.
+    pub lifetime_epsilon_cap: Option<f64>,
     /// Pure ε per report for each categorical channel; a channel left out is not reported.
     pub channels: BTreeMap<Channel, ChannelConfig>,
     /// The Gaussian embedding channel; absent means no embedding is reported.
@@ -145,6 +147,7 @@ impl Default for PrivacyConfig {
             delta: 1e-6,
             reports_per_contributor: 1,
             contributor_epsilon_cap: 2.0,
+            lifetime_epsilon_cap: None,
             channels: BTreeMap::from([
                 (Channel::Category, always(1.5)),
                 (Channel::Language, pooled(0.35)),
@@ -194,6 +197,9 @@ pub struct PrivacyPlan {
     pub delta: f64,
     pub reports_per_contributor: u32,
     pub contributor_epsilon_cap: f64,
+    /// What a device may spend on the study over all its versions ([`crate::device`] enforces it).
+    #[serde(default)]
+    pub lifetime_epsilon_cap: Option<f64>,
     pub channels: Vec<ChannelPlan>,
     pub embedding: Option<EmbeddingPlan>,
     pub accounting: Accounting,
@@ -218,6 +224,12 @@ impl PrivacyPlan {
         }
         if config.reports_per_contributor == 0 {
             return invalid("reports_per_contributor must be at least 1");
+        }
+        if config
+            .lifetime_epsilon_cap
+            .is_some_and(|cap| cap.is_nan() || cap < config.contributor_epsilon_cap)
+        {
+            return invalid("lifetime_epsilon_cap must be at least contributor_epsilon_cap");
         }
         if config.turn_buckets.is_empty() || !config.turn_buckets.windows(2).all(|w| w[0] < w[1]) {
             return invalid("turn_buckets must be increasing and not empty");
@@ -267,6 +279,7 @@ impl PrivacyPlan {
             delta: config.delta,
             reports_per_contributor: config.reports_per_contributor,
             contributor_epsilon_cap: config.contributor_epsilon_cap,
+            lifetime_epsilon_cap: config.lifetime_epsilon_cap,
             channels,
             embedding,
             accounting: accountant::account(
@@ -397,16 +410,8 @@ impl PrivacyPlan {
             carried.push(pool[noise.uniform_below(pool.len())?].channel);
         }
         let mut channels = BTreeMap::new();
-        for plan in self.channels.iter().filter(|c| carried.contains(&c.channel)) {
-            let value = match (plan.channel, &analysis.category_probabilities) {
-                // The category is drawn from the classifier's probabilities, which lets the server
-                // correct for the classifier's errors (see `debias`).
-                (Channel::Category, Some(probabilities)) => noise.categorical(probabilities)?,
-                _ => self
-                    .channel_value(plan.channel, analysis, categories)
-                    .ok_or_else(|| PrivacyError::Invalid(format!("the analysis has no {}", plan.channel.name())))?,
-            };
-            channels.insert(plan.channel, plan.oracle.privatize(value, noise)?);
+        for channel in carried {
+            channels.insert(channel, self.privatize_channel(channel, analysis, categories, noise)?);
         }
         let embedding = match &self.embedding {
             Some(plan) => {
@@ -419,6 +424,28 @@ impl PrivacyPlan {
             _ => None,
         };
         Ok(Report { channels, embedding })
+    }
+
+    /// One channel's privatized value for an analysed conversation, through the channel's oracle.
+    pub fn privatize_channel(
+        &self,
+        channel: Channel,
+        analysis: &Analysis,
+        categories: &[String],
+        noise: &mut Noise,
+    ) -> Result<oracle::Privatized, PrivacyError> {
+        let plan = self
+            .channel(channel)
+            .ok_or_else(|| PrivacyError::Invalid(format!("the study has no {} channel", channel.name())))?;
+        let value = match (channel, &analysis.category_probabilities) {
+            // The category is drawn from the classifier's probabilities, which lets the server
+            // correct for the classifier's errors (see `debias`).
+            (Channel::Category, Some(probabilities)) => noise.categorical(probabilities)?,
+            _ => self
+                .channel_value(channel, analysis, categories)
+                .ok_or_else(|| PrivacyError::Invalid(format!("the analysis has no {}", channel.name())))?,
+        };
+        Ok(plan.oracle.privatize(value, noise)?)
     }
 
     /// The same plan with every channel's budget scaled so that a contributor spends `epsilon`

@@ -123,6 +123,34 @@ impl Noise {
         Ok(probabilities.len().saturating_sub(1))
     }
 
+    /// An integer from the discrete Laplace distribution, P(x) ∝ e^(−|x|/scale) (OpenDP's
+    /// `make_laplace` on an integer, for a server's central noise; seeded, the difference of two
+    /// geometric draws).
+    pub fn discrete_laplace(&mut self, scale: f64) -> Result<i64, NoiseError> {
+        match self {
+            Noise::Secure => {
+                let measurement = opendp::measurements::make_laplace::<_, _, opendp::measures::MaxDivergence>(
+                    AtomDomain::<i64>::default(),
+                    opendp::metrics::AbsoluteDistance::<i64>::default(),
+                    scale,
+                    None,
+                )
+                .map_err(opendp_err)?;
+                measurement.invoke(&0).map_err(opendp_err)
+            }
+            #[cfg(feature = "seeded-noise")]
+            Noise::Seeded(rng) => {
+                use rand::Rng;
+                let alpha = (-1.0 / scale).exp();
+                let mut geometric = || {
+                    let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+                    (u.ln() / alpha.ln()).floor() as i64
+                };
+                Ok(geometric() - geometric())
+            }
+        }
+    }
+
     /// A uniformly random 64-bit value (for the public hash seed of local hashing).
     pub fn uniform_u64(&mut self) -> Result<u64, NoiseError> {
         match self {

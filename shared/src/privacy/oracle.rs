@@ -58,8 +58,43 @@ pub enum OracleChoice {
 #[serde(untagged)]
 pub enum Privatized {
     Value(u32),
-    Hashed { seed: u64, bucket: u32 },
+    Hashed {
+        /// Written as a decimal string: a JSON number above 2^53 loses digits in JavaScript,
+        /// and a seed that is off by one hashes every value elsewhere.
+        #[serde(with = "seed_text")]
+        seed: u64,
+        bucket: u32,
+    },
     Bits(Vec<u32>),
+}
+
+/// OLH seeds as decimal strings on the wire (numbers are still read, as stores written before
+/// protocol 2 hold them).
+mod seed_text {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(seed: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(seed)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        struct Seed;
+        impl Visitor<'_> for Seed {
+            type Value = u64;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a 64-bit hash seed as a decimal string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+                v.parse()
+                    .map_err(|_| E::custom("a hash seed must be a decimal 64-bit integer"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_any(Seed)
+    }
 }
 
 /// The server's estimate of a distribution over a channel's domain.

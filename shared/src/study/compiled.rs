@@ -3,6 +3,7 @@
 
 use super::classifier::{argmax, Classifier, TrainOptions};
 use super::evaluate::{cross_validate_vectors, fold_assignment};
+use super::validation::{validate_debiasing, DebiasValidation};
 use super::{Category, ReleaseConfig, Study};
 use crate::codebook::Codebook;
 use crate::embed::{self, EmbedError, Embedder};
@@ -11,7 +12,7 @@ use crate::privacy::{PrivacyError, PrivacyPlan};
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused.
-pub const COMPILED_FORMAT: u32 = 7;
+pub const COMPILED_FORMAT: u32 = 8;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -23,7 +24,7 @@ pub struct CompiledStudy {
     pub id: String,
     pub title: String,
     pub description: String,
-    /// Hash of the study file and its labelled examples.
+    /// Hash of what the study means: its settings, taxonomy, examples and codebook, not its formatting.
     pub version: String,
     /// SHA-256 of the model file the classifiers were trained with.
     pub model_sha256: String,
@@ -37,6 +38,10 @@ pub struct CompiledStudy {
     /// cross-validation on the labelled examples (none for a study classified by prototypes).
     /// What the server needs to estimate the true category mix from the reported one.
     pub category_confusion: Option<Vec<Vec<f64>>>,
+    /// Whether correcting for the classifier's errors beat the devices' own estimate on held-out
+    /// labelled examples (nested cross-validation), and the classifier-error band a release
+    /// states with the category mix it publishes.
+    pub category_validation: Option<DebiasValidation>,
     /// What leaves the device and what it costs.
     pub privacy: PrivacyPlan,
     /// What the server may publish.
@@ -99,8 +104,8 @@ impl CompiledStudy {
         let (train, concern) = vectors.split_at(texts.len());
 
         let classes = study.categories.len();
-        let (classifier, category_confusion) = if study.examples.is_empty() {
-            (Classifier::prototypes(train, &labels, classes), None)
+        let (classifier, category_confusion, category_validation) = if study.examples.is_empty() {
+            (Classifier::prototypes(train, &labels, classes), None, None)
         } else {
             for (c, category) in study.categories.iter().enumerate() {
                 let found = labels.iter().filter(|&&l| l == c).count();
@@ -113,9 +118,11 @@ impl CompiledStudy {
             }
             let folds = fold_assignment(study, CONFUSION_FOLDS);
             let confusion = cross_validate_vectors(train, &labels, &folds, classes, CONFUSION_FOLDS, options).soft;
+            let validation = validate_debiasing(train, &labels, &folds, classes, CONFUSION_FOLDS, options);
             (
                 Classifier::train_linear(train, &labels, classes, options),
                 Some(confusion),
+                validation,
             )
         };
         let pinned = &embed::pins::pins().model.sha256;
@@ -148,8 +155,9 @@ impl CompiledStudy {
             classifier,
             concern_threshold: study.concern_threshold,
             category_confusion,
+            category_validation,
             privacy,
-            release: study.release,
+            release: study.release.clone(),
             codebook: study.topics.clone(),
             concern_terms: study
                 .concerns

@@ -126,6 +126,9 @@ pub fn cross_validate_vectors(
     let mut hard = vec![vec![0u32; classes]; classes];
     let mut soft = vec![vec![0f64; classes]; classes];
     for fold in 0..folds {
+        if !fold_of.contains(&Some(fold)) {
+            continue;
+        }
         let train: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] != Some(fold)).collect();
         let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
         let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();

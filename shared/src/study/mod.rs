@@ -22,12 +22,14 @@
 mod classifier;
 mod compiled;
 mod evaluate;
+mod validation;
 
 pub use classifier::{argmax, Classifier, TrainOptions};
 pub use compiled::{
     example_text, CompileError, CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT,
 };
 pub use evaluate::{cross_validate, CategoryScore, Evaluation};
+pub use validation::{DebiasValidation, MARGIN as DEBIAS_MARGIN};
 
 use crate::codebook::Codebook;
 use crate::embed::pins::sha256_hex;
@@ -66,20 +68,30 @@ pub struct Study {
     /// Filled by [`Study::parse`]: the codebook read from `codebook`.
     #[serde(skip)]
     pub topics: Option<Codebook>,
-    /// Filled by [`Study::parse`]: a hash of the study file and its examples.
+    /// Filled by [`Study::parse`]: a hash of what the study means (see `meaning_hash`).
     #[serde(skip)]
     pub version: String,
 }
 
 /// The `[release]` table of a study file: what the server may publish.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReleaseConfig {
-    /// A cell is published only when the lower end of its count's 95% interval is at least `k`.
+    /// A cell is published only when its count is reliably at least `k` (see the server's
+    /// publication rule: one-sided tests, Holm's procedure over the whole release).
     pub k: u32,
     /// Central ε spent per release on the counts the server sees un-noised (contributors,
     /// reports, reports per day, reports per contributor), split evenly between them.
     pub central_epsilon: f64,
+    /// Central ε all releases of one study version may spend together; once spent, releases
+    /// re-publish the last noisy counts.
+    pub central_epsilon_total: f64,
+    /// The day the study starts collecting (`YYYY-MM-DD`, public): reports per day are published
+    /// from it to the release's day. Without it, no per-day counts are published.
+    pub start: Option<String>,
+    /// A cross-tab tests a row or column only when it is expected to hold this many of the
+    /// reports that carry both of its channels.
+    pub crosstab_min_reports: u32,
 }
 
 impl Default for ReleaseConfig {
@@ -87,8 +99,37 @@ impl Default for ReleaseConfig {
         ReleaseConfig {
             k: 10,
             central_epsilon: 1.0,
+            central_epsilon_total: 3.0,
+            start: None,
+            crosstab_min_reports: 50,
         }
     }
+}
+
+impl ReleaseConfig {
+    /// The start day as days since 1970-01-01.
+    pub fn start_day(&self) -> Option<i64> {
+        self.start.as_deref().and_then(days_from_date)
+    }
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian calendar).
+pub fn days_from_date(date: &str) -> Option<i64> {
+    let mut parts = date.splitn(3, '-');
+    let (y, m, d): (i64, i64, i64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    if date.len() != 10 || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -176,24 +217,30 @@ impl Study {
         if let Some(json) = contents.codebook {
             study.topics = Some(parse_codebook(json)?);
         }
-        // The version covers the files and the effective privacy settings too, defaults
-        // included: the same version always means the same budget and the same codebook.
-        let mut hashed = study_toml.as_bytes().to_vec();
-        for content in [contents.labelled_examples, contents.codebook] {
-            hashed.extend_from_slice(sha256_hex(content.unwrap_or_default().as_bytes()).as_bytes());
-        }
-        hashed.extend_from_slice(
-            serde_json::to_string(&study.privacy)
-                .expect("settings serialise")
-                .as_bytes(),
-        );
-        hashed.extend_from_slice(
-            serde_json::to_string(&study.release)
-                .expect("settings serialise")
-                .as_bytes(),
-        );
-        study.version = sha256_hex(&hashed)[..16].to_owned();
+        study.version = study.meaning_hash();
         Ok(study)
+    }
+
+    /// The study's version: a hash of what it means, not of how its files are written. Comments,
+    /// whitespace, the order of keys and the names of the files it points to leave it unchanged;
+    /// any change to the taxonomy, the labelled examples, the codebook or the settings (defaults
+    /// included) makes a new version. Devices draw new reports only where a version's
+    /// mechanisms changed ([`crate::device`]).
+    fn meaning_hash(&self) -> String {
+        let mut meaning = serde_json::to_value(self).expect("a study serialises");
+        meaning["labelled_examples"] = serde_json::Value::Null;
+        meaning["codebook"] = serde_json::Value::Null;
+        let parts = [
+            serde_json::to_string(&meaning),
+            serde_json::to_string(&self.examples),
+            serde_json::to_string(&self.topics),
+        ];
+        let mut hashed = Vec::new();
+        for part in parts {
+            let part = part.expect("a study serialises");
+            hashed.extend_from_slice(sha256_hex(part.as_bytes()).as_bytes());
+        }
+        sha256_hex(&hashed)[..16].to_owned()
     }
 
     /// The files a study file names, read before the whole study is parsed (the caller needs
@@ -219,8 +266,15 @@ impl Study {
                 self.id
             ));
         }
-        if self.release.k == 0 || !(self.release.central_epsilon > 0.0 && self.release.central_epsilon.is_finite()) {
+        let release = &self.release;
+        if release.k == 0 || !(release.central_epsilon > 0.0 && release.central_epsilon.is_finite()) {
             return invalid("[release] needs k ≥ 1 and a positive, finite central_epsilon".into());
+        }
+        if !(release.central_epsilon_total >= release.central_epsilon && release.central_epsilon_total.is_finite()) {
+            return invalid("[release] central_epsilon_total must be finite and at least central_epsilon".into());
+        }
+        if release.start.is_some() && release.start_day().is_none() {
+            return invalid("[release] start must be a date written YYYY-MM-DD".into());
         }
         if self.categories.len() < 2 {
             return invalid("a study needs at least two categories".into());

@@ -5,15 +5,15 @@
 //! mean of the noisy embeddings.
 
 use crate::storage::{Storage, StorageError, StoredBatch};
-use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
 use chorus_shared::privacy::embedding::{estimate_mean, MeanEstimate};
 use chorus_shared::privacy::oracle::{FrequencyEstimate, Oracle, Privatized};
 use chorus_shared::privacy::{Channel, ChannelPlan};
 use chorus_shared::protocol::Report;
 use chorus_shared::study::CompiledStudy;
-use rand::SeedableRng;
-use rand_distr::{Binomial, Distribution};
 use std::collections::{BTreeMap, HashMap};
+
+mod debiased;
+pub use debiased::{debias_category, Debiased, BOOTSTRAP};
 
 /// What the server holds for one study version, read back from the store.
 #[derive(Debug, Default)]
@@ -58,15 +58,7 @@ pub struct FacetEstimate {
     pub debiased: Option<Debiased>,
 }
 
-#[derive(Debug, Clone)]
-pub struct Debiased {
-    pub shares: Vec<f64>,
-    pub ci95: Vec<(f64, f64)>,
-}
-
-/// Bootstrap replicates behind a debiased interval.
-const BOOTSTRAP: usize = 200;
-
+/// Every channel's estimate; the category's also corrected for the classifier's errors.
 pub fn estimate_facets(study: &CompiledStudy, reports: &[Report], seed: u64) -> Vec<FacetEstimate> {
     study
         .privacy
@@ -76,8 +68,8 @@ pub fn estimate_facets(study: &CompiledStudy, reports: &[Report], seed: u64) -> 
             let values: Vec<&Privatized> = reports.iter().filter_map(|r| r.channels.get(&plan.channel)).collect();
             let estimate = plan.oracle.estimate(values.iter().copied());
             let debiased = match (plan.channel, &study.category_confusion) {
-                (Channel::Category, Some(confusion)) if estimate.n > 0 => {
-                    Some(debias_category(plan, &values, &estimate, confusion, seed))
+                (Channel::Category, Some(confusion)) if estimate.n > 1 => {
+                    Some(debias_category(plan, &values, confusion, seed))
                 }
                 _ => None,
             };
@@ -90,72 +82,6 @@ pub fn estimate_facets(study: &CompiledStudy, reports: &[Report], seed: u64) -> 
             }
         })
         .collect()
-}
-
-/// The true category mix from the reported one. With k-RR the EM runs on the report counts
-/// themselves (through the noise and the confusion); intervals come from a parametric
-/// bootstrap of those counts.
-fn debias_category(
-    plan: &ChannelPlan,
-    values: &[&Privatized],
-    estimate: &FrequencyEstimate,
-    confusion: &[Vec<f64>],
-    seed: u64,
-) -> Debiased {
-    let k = plan.labels.len();
-    let point = |shares: &[f64]| -> Vec<f64> {
-        match plan.oracle {
-            Oracle::Krr { .. } => {
-                let (keep, lie) = plan.oracle.support_probabilities();
-                debias_randomized_response(shares, keep, lie, confusion, ITERATIONS)
-            }
-            _ => debias(shares, confusion, ITERATIONS),
-        }
-    };
-    let n = values.len();
-    let observed: Vec<f64> = match plan.oracle {
-        Oracle::Krr { .. } => {
-            let mut shares = vec![0f64; k];
-            for v in values {
-                if let Privatized::Value(x) = v {
-                    shares[*x as usize] += 1.0 / n as f64;
-                }
-            }
-            shares
-        }
-        _ => estimate.projected.clone(),
-    };
-    let shares = point(&observed);
-    // Resample the observed mix as a multinomial of n reports (sequential binomials).
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let mut replicates: Vec<Vec<f64>> = Vec::with_capacity(BOOTSTRAP);
-    for _ in 0..BOOTSTRAP {
-        let (mut left, mut mass) = (n as u64, 1.0f64);
-        let mut sample = vec![0f64; k];
-        for (i, &p) in observed.iter().enumerate() {
-            if left == 0 {
-                break;
-            }
-            let draw = if i == k - 1 || mass <= 0.0 {
-                left
-            } else {
-                Binomial::new(left, (p.max(0.0) / mass).clamp(0.0, 1.0)).map_or(0, |b| b.sample(&mut rng))
-            };
-            sample[i] = draw as f64 / n as f64;
-            left -= draw;
-            mass -= p.max(0.0);
-        }
-        replicates.push(point(&sample));
-    }
-    let ci95 = (0..k)
-        .map(|i| {
-            let mut column: Vec<f64> = replicates.iter().map(|r| r[i]).collect();
-            column.sort_by(f64::total_cmp);
-            let at = |q: f64| column[((q * (BOOTSTRAP - 1) as f64).round() as usize).min(BOOTSTRAP - 1)];
-            (at(0.025), at(0.975))
-        })
-        .collect();
-    Debiased { shares, ci95 }
 }
 
 /// One side of an estimate over indicator sums: a channel whose values are grouped (a topic
@@ -286,6 +212,8 @@ impl Moments {
 pub struct CrossTab {
     pub rows: String,
     pub columns: String,
+    pub row_channel: Channel,
+    pub column_channel: Channel,
     pub row_labels: Vec<String>,
     pub column_labels: Vec<String>,
     pub n: usize,
@@ -321,6 +249,8 @@ pub fn cross_tab(study: &CompiledStudy, rows: &Axis, columns: &Axis, reports: &[
     Some(CrossTab {
         rows: rows.name.clone(),
         columns: columns.name.clone(),
+        row_channel: rows.channel,
+        column_channel: columns.channel,
         row_labels: rows.labels.clone(),
         column_labels: columns.labels.clone(),
         n,

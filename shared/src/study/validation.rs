@@ -1,0 +1,204 @@
+//! Does correcting for the classifier's errors earn its place? Measured by nested
+//! cross-validation over the study's uniformly sampled labelled examples, when the study is
+//! compiled: each of the study's folds is held out in turn; a classifier and its confusion
+//! matrix (by cross-validation over the other folds) are trained on the rest, as the study
+//! itself is trained on everything; the held-out
+//! examples are resampled into shifted mixes of categories; and on each mix the devices'
+//! estimate (the mean of the classifier's probabilities: what the category channel estimates
+//! without correction) and the debiased estimate are compared with the true mix of labels.
+//!
+//! A release calls the debiased mix the true one only when it beat the devices' estimate here
+//! by at least [`MARGIN`] in mean total variation distance; otherwise it publishes the devices'
+//! estimate with the band this validation measured: for each category, the 95th percentile of
+//! how far the published estimate was from the true share over the held-out mixes.
+
+use super::classifier::{argmax, Classifier, TrainOptions};
+use super::evaluate::cross_validate_vectors;
+use crate::codebook::kmeans::SplitMix;
+use crate::privacy::debias::{debias, ITERATIONS};
+use serde::{Deserialize, Serialize};
+
+/// Shifted mixes drawn from each outer fold's held-out examples (plus its natural mix).
+pub const MIXES_PER_FOLD: usize = 20;
+/// Examples drawn (with replacement) into each mix.
+pub const DRAWS: usize = 2000;
+/// How much lower the debiased estimate's mean TVD must be for the release to publish it.
+pub const MARGIN: f64 = 0.005;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DebiasValidation {
+    /// Held-out mixes the figures below are over.
+    pub mixes: usize,
+    /// Mean total variation distance from the true mix: of the devices' estimate (probabilistic
+    /// classify-and-count), of the debiased estimate, and of plain classify-and-count (the most
+    /// probable category's counts), for reference.
+    pub tvd_devices: f64,
+    pub tvd_debiased: f64,
+    pub tvd_counted: f64,
+    /// Whether the release publishes the debiased mix as the true one.
+    pub debias: bool,
+    /// Per category: the 95th percentile over the held-out mixes of |estimate − true share| for
+    /// the estimate the release publishes (the classifier-error band).
+    pub band: Vec<f64>,
+}
+
+/// One evaluation set: held-out vectors and labels, and a model and confusion trained without them.
+struct Fold {
+    probabilities: Vec<Vec<f32>>,
+    labels: Vec<usize>,
+    confusion: Vec<Vec<f64>>,
+}
+
+/// Nested cross-validation of the debiasing over the examples with a fold (`fold_of[i]` is
+/// `Some` for uniformly sampled examples; the others are always trained on). None when there
+/// are too few held-out examples to measure anything.
+pub fn validate_debiasing(
+    vectors: &[Vec<f32>],
+    labels: &[usize],
+    fold_of: &[Option<usize>],
+    classes: usize,
+    folds: usize,
+    options: TrainOptions,
+) -> Option<DebiasValidation> {
+    let sampled = fold_of.iter().filter(|f| f.is_some()).count();
+    if sampled < 10 * folds {
+        return None;
+    }
+    let mut rng = SplitMix(0x05ee_dde1_a5ed);
+    let mut errors = Errors::new(classes);
+    for outer in 0..folds {
+        let fold = train_without(vectors, labels, fold_of, classes, folds, options, outer);
+        if fold.labels.is_empty() {
+            continue;
+        }
+        let natural = mix_of(&fold.labels, classes);
+        errors.add(&fold, &natural, &mut rng);
+        for _ in 0..MIXES_PER_FOLD {
+            // A shifted mix: each category's natural weight tilted by a log-normal factor.
+            let mix: Vec<f64> = natural.iter().map(|w| w * (gaussian(&mut rng)).exp()).collect();
+            errors.add(&fold, &mix, &mut rng);
+        }
+    }
+    errors.finish()
+}
+
+/// Fold `outer` held out: a classifier, and its confusion by cross-validation over the other
+/// folds, trained on everything else.
+fn train_without(
+    vectors: &[Vec<f32>],
+    labels: &[usize],
+    fold_of: &[Option<usize>],
+    classes: usize,
+    folds: usize,
+    options: TrainOptions,
+    outer: usize,
+) -> Fold {
+    let train: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] != Some(outer)).collect();
+    let test: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] == Some(outer)).collect();
+    let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
+    let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
+    let inner: Vec<Option<usize>> = train.iter().map(|&i| fold_of[i]).collect();
+    let confusion = cross_validate_vectors(&xs, &ys, &inner, classes, folds, options).soft;
+    let model = Classifier::train_linear(&xs, &ys, classes, options);
+    Fold {
+        probabilities: test.iter().map(|&i| model.probabilities(&vectors[i])).collect(),
+        labels: test.iter().map(|&i| labels[i]).collect(),
+        confusion,
+    }
+}
+
+fn mix_of(labels: &[usize], classes: usize) -> Vec<f64> {
+    let mut mix = vec![0f64; classes];
+    labels.iter().for_each(|&l| mix[l] += 1.0);
+    mix
+}
+
+/// A standard normal draw (Box–Muller).
+fn gaussian(rng: &mut SplitMix) -> f64 {
+    let u = rng.unit().max(f64::MIN_POSITIVE);
+    (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * rng.unit()).cos()
+}
+
+fn tvd(a: &[f64], b: &[f64]) -> f64 {
+    0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>()
+}
+
+/// The errors of each estimate over the held-out mixes.
+struct Errors {
+    classes: usize,
+    tvd: [Vec<f64>; 3],
+    /// Per mix and category: |devices − truth| and |debiased − truth|.
+    devices: Vec<Vec<f64>>,
+    debiased: Vec<Vec<f64>>,
+}
+
+impl Errors {
+    fn new(classes: usize) -> Errors {
+        Errors {
+            classes,
+            tvd: [Vec::new(), Vec::new(), Vec::new()],
+            devices: Vec::new(),
+            debiased: Vec::new(),
+        }
+    }
+
+    /// Draws a mix of the fold's examples by category weight and records each estimate's error.
+    fn add(&mut self, fold: &Fold, weights: &[f64], rng: &mut SplitMix) {
+        let k = self.classes;
+        let members: Vec<Vec<usize>> = (0..k)
+            .map(|c| (0..fold.labels.len()).filter(|&i| fold.labels[i] == c).collect())
+            .collect();
+        let total: f64 = (0..k).filter(|&c| !members[c].is_empty()).map(|c| weights[c]).sum();
+        let (mut truth, mut devices, mut counted) = (vec![0f64; k], vec![0f64; k], vec![0f64; k]);
+        let share = 1.0 / DRAWS as f64;
+        for _ in 0..DRAWS {
+            let mut u = rng.unit() * total;
+            let c = (0..k)
+                .filter(|&c| !members[c].is_empty())
+                .find(|&c| {
+                    u -= weights[c];
+                    u < 0.0
+                })
+                .unwrap_or_else(|| (0..k).rev().find(|&c| !members[c].is_empty()).expect("a label"));
+            let item = members[c][rng.below(members[c].len())];
+            truth[c] += share;
+            let p = &fold.probabilities[item];
+            devices.iter_mut().zip(p).for_each(|(d, x)| *d += *x as f64 * share);
+            counted[argmax(p)] += share;
+        }
+        let debiased = debias(&devices, &fold.confusion, ITERATIONS);
+        self.tvd[0].push(tvd(&devices, &truth));
+        self.tvd[1].push(tvd(&debiased, &truth));
+        self.tvd[2].push(tvd(&counted, &truth));
+        self.devices
+            .push((0..k).map(|c| (devices[c] - truth[c]).abs()).collect());
+        self.debiased
+            .push((0..k).map(|c| (debiased[c] - truth[c]).abs()).collect());
+    }
+
+    fn finish(self) -> Option<DebiasValidation> {
+        let n = self.tvd[0].len();
+        if n == 0 {
+            return None;
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let (tvd_devices, tvd_debiased) = (mean(&self.tvd[0]), mean(&self.tvd[1]));
+        let debias = tvd_debiased + MARGIN <= tvd_devices;
+        let errors = if debias { &self.debiased } else { &self.devices };
+        let band = (0..self.classes)
+            .map(|c| {
+                let mut column: Vec<f64> = errors.iter().map(|e| e[c]).collect();
+                column.sort_by(f64::total_cmp);
+                column[((0.95 * n as f64).ceil() as usize).clamp(1, n) - 1]
+            })
+            .collect();
+        Some(DebiasValidation {
+            mixes: n,
+            tvd_devices,
+            tvd_debiased,
+            tvd_counted: mean(&self.tvd[2]),
+            debias,
+            band,
+        })
+    }
+}
