@@ -102,7 +102,7 @@ pub fn coverage(study: &CompiledStudy, analyses: &[Analysis], releases: usize, s
 
 /// Adds one release's published cells to the tallies.
 fn judge(release: &Value, truth: &Truth, k: f64, n: f64, tallies: &mut BTreeMap<String, Tally>) {
-    let mut check = |quantity: String, cell: &Value, t: f64| {
+    let mut check = |quantity: String, cell: &Value, t: f64, count: bool| {
         if cell["suppressed"] == true {
             return;
         }
@@ -114,7 +114,7 @@ fn judge(release: &Value, truth: &Truth, k: f64, n: f64, tallies: &mut BTreeMap<
         );
         // Bounds are rounded to 10⁻⁶ in the release.
         tally.covered += u64::from(lo - 5e-7 <= t && t <= hi + 5e-7);
-        tally.phantoms += u64::from(t * n < k);
+        tally.phantoms += u64::from(count && t * n < k);
     };
     for (name, facet) in release["facets"].as_object().into_iter().flatten() {
         let table = &truth.tables[&format!("facets.{name}")];
@@ -123,6 +123,7 @@ fn judge(release: &Value, truth: &Truth, k: f64, n: f64, tallies: &mut BTreeMap<
                 format!("facet {name}"),
                 cell,
                 table[cell["value"].as_str().unwrap_or_default()],
+                true,
             );
         }
     }
@@ -133,6 +134,7 @@ fn judge(release: &Value, truth: &Truth, k: f64, n: f64, tallies: &mut BTreeMap<
                 name.clone(),
                 cell,
                 truth.tables[&name][cell["value"].as_str().unwrap_or_default()],
+                true,
             );
         }
     }
@@ -147,6 +149,7 @@ fn judge(release: &Value, truth: &Truth, k: f64, n: f64, tallies: &mut BTreeMap<
                 format!("crosstab {name}"),
                 cell,
                 joint.get(&key).copied().unwrap_or(0.0),
+                true,
             );
         }
     }
@@ -157,7 +160,7 @@ fn judge(release: &Value, truth: &Truth, k: f64, n: f64, tallies: &mut BTreeMap<
             mean["standard_errors"][j].as_f64().unwrap_or(0.0),
         );
         let cell = json!({"ci95": [m - 1.96 * se, m + 1.96 * se]});
-        check("embedding_mean".into(), &cell, *t);
+        check("embedding_mean".into(), &cell, *t, false);
     }
 }
 

@@ -132,7 +132,11 @@ fn simulate(
                 .iter()
                 .filter_map(|r| r.channels.get(&Channel::Category))
                 .collect();
-            let debiased = debias_category(channel, &values, confusion, noise_seed(noise));
+            let band = study
+                .category_validation
+                .as_ref()
+                .map(|v| v.debiased_rms_error.as_slice());
+            let debiased = debias_category(channel, &values, confusion, band, noise_seed(noise));
             facet["debiased"] = by_label(&debiased.shares);
             facet["debiased_ci95"] = labels
                 .iter()

@@ -1,16 +1,20 @@
-//! Shift tracking: the server's estimate of the *true* category mix must follow real changes
-//! in what people ask, although the on-device classifier is wrong a third of the time.
+//! The true category mix, on labelled public conversations the classifier never saw: a fifth of
+//! the default study's uniformly sampled labelled examples is held out and a study compiled from
+//! the rest (classifier, confusion matrix, nested validation). Populations of 3,000 held-out
+//! conversations in shifted mixes then go through the shipped category channel (a category drawn
+//! from the classifier's probabilities, OLH at the study's ε) and the server's correction.
 //!
-//! A fifth of the default study's uniformly sampled labelled examples is held out; a study
-//! compiled from the rest (classifier and cross-validated confusion matrix) classifies them;
-//! they are then resampled into shifted mixes and the debiased estimate is compared with the
-//! true mix, against plain classify-and-count (the mix of the most probable categories).
+//! What must hold: the study's own validation decides whether the release calls the corrected mix
+//! the true one, and the figures behind that decision are right on data it was not fitted on; the
+//! corrected mix's 95% intervals cover the true mix of labels 93–97% of the time; the devices'
+//! estimate widened by the validation's classifier-error band covers it at least 93% of the time.
 
+use chorus_server::analyze::debias_category;
 use chorus_shared::codebook::kmeans::SplitMix;
-use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::privacy::oracle::{Oracle, OracleChoice, Privatized};
-use chorus_shared::study::{example_text, LabelledExample};
+use chorus_shared::privacy::oracle::{share_ci95, Privatized};
+use chorus_shared::privacy::Channel;
+use chorus_shared::study::{example_text, CompiledStudy, LabelledExample};
 use chorus_tests::{compile_study, embedder, workspace_root};
 
 fn fnv(text: &str) -> u64 {
@@ -18,19 +22,22 @@ fn fnv(text: &str) -> u64 {
         .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
-fn tvd(a: &[f64], b: &[f64]) -> f64 {
-    0.5 * a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>()
+/// A standard normal draw (Box–Muller).
+fn gaussian(rng: &mut SplitMix) -> f64 {
+    let u = rng.unit().max(f64::MIN_POSITIVE);
+    (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * rng.unit()).cos()
 }
 
-#[test]
-fn debiased_estimates_follow_shifted_mixes() {
+/// The default study compiled without its held-out fifth, and the held-out examples' labels and
+/// classifier probabilities.
+fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
     let dir = workspace_root().join("studies/default");
     let examples: Vec<LabelledExample> = std::fs::read_to_string(dir.join("examples.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let held_out = |e: &LabelledExample| e.source.as_deref() == Some("sample") && fnv(&e.text).is_multiple_of(5);
+    let is_held_out = |e: &LabelledExample| e.source.as_deref() == Some("sample") && fnv(&e.text).is_multiple_of(5);
     let temp = std::env::temp_dir().join(format!("chorus-debias-{}", std::process::id()));
     std::fs::create_dir_all(&temp).unwrap();
     for file in ["study.toml", "codebook.json"] {
@@ -38,139 +45,168 @@ fn debiased_estimates_follow_shifted_mixes() {
     }
     let kept: Vec<String> = examples
         .iter()
-        .filter(|e| !held_out(e))
+        .filter(|e| !is_held_out(e))
         .map(|e| serde_json::to_string(e).unwrap())
         .collect();
     std::fs::write(temp.join("examples.jsonl"), kept.join("\n")).unwrap();
     let study = compile_study(Some(&temp.join("study.toml")));
     std::fs::remove_dir_all(&temp).ok();
-    let confusion = study
-        .category_confusion
-        .clone()
-        .expect("a study with labelled examples has a confusion matrix");
-
-    let test: Vec<&LabelledExample> = examples.iter().filter(|e| held_out(e)).collect();
+    let test: Vec<&LabelledExample> = examples.iter().filter(|e| is_held_out(e)).collect();
     let texts: Vec<String> = test.iter().map(|e| example_text(&e.text)).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = embedder().embed_many(&refs, |_| {}).unwrap();
-    let k = study.categories.len();
-    let truth: Vec<usize> = test
+    let labels = test
         .iter()
         .map(|e| study.categories.iter().position(|c| c.id == e.category).unwrap())
         .collect();
-    let probabilities: Vec<Vec<f32>> = vectors.iter().map(|v| study.classifier.probabilities(v)).collect();
-    let predicted: Vec<usize> = vectors.iter().map(|v| study.category(v)).collect();
-    let by_category: Vec<Vec<usize>> = (0..k)
-        .map(|c| (0..test.len()).filter(|&i| truth[i] == c).collect())
-        .collect();
+    let probabilities = vectors.iter().map(|v| study.classifier.probabilities(v)).collect();
+    (study, labels, probabilities)
+}
 
-    let id = |name: &str| study.categories.iter().position(|c| c.id == name).unwrap();
-    let natural: Vec<f64> = by_category.iter().map(|items| items.len() as f64).collect();
-    let heavy = |boosted: &[&str], share: f64| -> Vec<f64> {
-        let ids: Vec<usize> = boosted.iter().map(|b| id(b)).collect();
-        let rest: f64 = (0..k).filter(|c| !ids.contains(c)).map(|c| natural[c]).sum();
-        let boosted_total: f64 = ids.iter().map(|&c| natural[c]).sum();
-        (0..k)
-            .map(|c| {
-                if ids.contains(&c) {
-                    share * natural[c] / boosted_total
-                } else {
-                    (1.0 - share) * natural[c] / rest
-                }
-            })
-            .collect()
-    };
-    let mixes = [
-        ("natural", natural.clone()),
-        ("coding-heavy", heavy(&["software_development", "data_and_ai"], 0.7)),
-        (
-            "writing-heavy",
-            heavy(
-                &["professional_writing", "creative_writing", "marketing_and_sales"],
-                0.6,
-            ),
-        ),
-        ("flattened", vec![1.0; k]),
-        (
-            "advice-heavy",
-            heavy(
-                &[
-                    "health_and_wellbeing",
-                    "law_and_finance",
-                    "career_and_jobs",
-                    "lifestyle_and_leisure",
-                ],
-                0.5,
-            ),
-        ),
-    ];
+/// Coverage tallies of one kind of interval, with the share covered in each population.
+#[derive(Default)]
+struct Coverage {
+    intervals: u64,
+    covered: u64,
+    per_population: Vec<f64>,
+}
 
-    let draws = 4000;
-    let mut rng = SplitMix(42);
-    let oracle = Oracle::new(OracleChoice::Krr, k, 2.0);
-    let (keep, lie) = oracle.support_probabilities();
-    let mut noise = Noise::seeded(9);
-    let (mut debiased_sum, mut counted_sum, mut private_sum) = (0.0, 0.0, 0.0);
-    let mut shifted_gains = Vec::new();
-    for (name, weights) in &mixes {
-        let total: f64 = weights.iter().sum();
-        let (mut true_mix, mut counted_mix, mut drawn_mix, mut reported) =
-            (vec![0f64; k], vec![0f64; k], vec![0f64; k], vec![0f64; k]);
-        for _ in 0..draws {
-            // Pick a category by the mix's weights, then one of its held-out examples.
-            let mut u = rng.unit() * total;
-            let c = (0..k)
-                .find(|&c| {
-                    u -= weights[c];
-                    u < 0.0
-                })
-                .unwrap_or(k - 1);
-            let item = by_category[c][rng.below(by_category[c].len())];
-            true_mix[truth[item]] += 1.0 / draws as f64;
-            counted_mix[predicted[item]] += 1.0 / draws as f64;
-            // What a device reports: a category drawn from the classifier's probabilities.
-            let drawn = noise.categorical(&probabilities[item]).unwrap();
-            drawn_mix[drawn] += 1.0 / draws as f64;
-            if let Privatized::Value(v) = oracle.privatize(drawn, &mut noise).unwrap() {
-                reported[v as usize] += 1.0 / draws as f64;
-            }
+impl Coverage {
+    fn add(&mut self, population: usize, (lo, hi): (f64, f64), truth: f64, cells: usize) {
+        self.intervals += 1;
+        let hit = lo <= truth && truth <= hi;
+        self.covered += u64::from(hit);
+        if self.per_population.len() <= population {
+            self.per_population.resize(population + 1, 0.0);
         }
-        let debiased = debias(&drawn_mix, &confusion, ITERATIONS);
-        let private = debias_randomized_response(&reported, keep, lie, &confusion, ITERATIONS);
-        let (d, c, p) = (
-            1.0 - tvd(&debiased, &true_mix),
-            1.0 - tvd(&counted_mix, &true_mix),
-            1.0 - tvd(&private, &true_mix),
-        );
-        eprintln!(
-            "{name:>14}: 1−TVD debiased {d:.3}, classify-and-count {c:.3}; at ε = 2 through k-RR: debiased {p:.3}"
-        );
-        if ["writing-heavy", "flattened", "advice-heavy"].contains(name) {
-            shifted_gains.push((name, d - c));
-        }
-        debiased_sum += d;
-        counted_sum += c;
-        private_sum += p;
+        self.per_population[population] += f64::from(u8::from(hit)) / cells as f64;
     }
-    let n = mixes.len() as f64;
-    let (debiased_mean, counted_mean) = (debiased_sum / n, counted_sum / n);
+
+    fn rate(&self) -> f64 {
+        self.covered as f64 / self.intervals as f64
+    }
+
+    /// The standard error of the rate, from the spread between populations (which carries the
+    /// correlation between the intervals of one population).
+    fn standard_error(&self) -> f64 {
+        let n = self.per_population.len() as f64;
+        let mean = self.per_population.iter().sum::<f64>() / n;
+        let variance = self.per_population.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        (variance / n).sqrt()
+    }
+}
+
+#[test]
+fn the_true_mix_is_covered_as_often_as_the_release_says() {
+    let (study, labels, probabilities) = held_out();
+    // The correction loses to the devices' estimate at 3,000 reports and wins at 30,000 (the
+    // validation's figures): each size is judged by what the release publishes there, on a core
+    // of its own.
+    std::thread::scope(|scope| {
+        let runs = [(3000, 200), (30_000, 500)].map(|(size, populations)| {
+            let (study, labels, probabilities) = (&study, &labels, &probabilities);
+            scope.spawn(move || judge(study, labels, probabilities, size, populations))
+        });
+        for run in runs {
+            run.join().unwrap();
+        }
+    });
+}
+
+fn judge(study: &CompiledStudy, labels: &[usize], probabilities: &[Vec<f32>], size: usize, populations: usize) {
+    let k = study.categories.len();
+    let validation = study
+        .category_validation
+        .clone()
+        .expect("a study with labelled examples is validated");
+    let confusion = study.category_confusion.clone().unwrap();
+    let plan = study.privacy.channel(Channel::Category).unwrap();
     eprintln!(
-        "mean 1−TVD: debiased {debiased_mean:.3}, classify-and-count {counted_mean:.3}, debiased at ε = 2 {:.3}",
-        private_sum / n
+        "validation over {} held-out mixes: mean TVD devices {:.3}, debiased {:.3}, classify-and-count {:.3}; the release publishes {}",
+        validation.mixes,
+        validation.tvd_devices,
+        validation.tvd_debiased,
+        validation.tvd_counted,
+        if validation.debias_at(size as f64) { "the debiased mix" } else { "the devices' estimate with its band" }
     );
-    assert!(
-        debiased_mean >= 0.85,
-        "debiased estimates do not follow the mix: mean 1−TVD {debiased_mean:.3}"
+    let by_category: Vec<Vec<usize>> = (0..k)
+        .map(|c| (0..labels.len()).filter(|&i| labels[i] == c).collect())
+        .collect();
+    let natural: Vec<f64> = by_category.iter().map(|m| m.len() as f64).collect();
+
+    // Each population is a new shifted mix of held-out conversations with new noise. The
+    // coverage rate's standard error, from the spread between populations (which carries the
+    // correlation of one population's sixteen intervals), is printed below: 0.0023 for the
+    // debiased intervals at 30,000 reports over 500 populations, whose coverage measured 0.958,
+    // so the nearer bound (0.97) is 5.2σ away — a chance failure (the seeds are fixed, so only a
+    // change to the code re-draws) far below one in a thousand. The devices' estimate widened by
+    // its band is held to at least 0.93, where it measured 0.95–0.97.
+    let mut rng = SplitMix(2026 + size as u64);
+    let mut noise = Noise::seeded(7 + size as u64);
+    let (mut debiased, mut banded) = (Coverage::default(), Coverage::default());
+    let (mut tvd_debiased, mut tvd_devices) = (0.0, 0.0);
+    for population in 0..populations {
+        let weights: Vec<f64> = natural.iter().map(|w| w * gaussian(&mut rng).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        let mut truth = vec![0f64; k];
+        let mut reports: Vec<Privatized> = Vec::with_capacity(size);
+        for _ in 0..size {
+            let mut u = rng.unit() * total;
+            let c = (0..k).find(|&c| {
+                u -= weights[c];
+                u < 0.0
+            });
+            let c = c.unwrap_or(k - 1);
+            let item = by_category[c][rng.below(by_category[c].len())];
+            truth[c] += 1.0 / size as f64;
+            let drawn = noise.categorical(&probabilities[item]).unwrap();
+            reports.push(plan.oracle.privatize(drawn, &mut noise).unwrap());
+        }
+        let values: Vec<&Privatized> = reports.iter().collect();
+        let corrected = debias_category(
+            plan,
+            &values,
+            &confusion,
+            Some(&validation.debiased_rms_error),
+            population as u64,
+        );
+        let devices = plan.oracle.estimate(values.iter().copied());
+        for (c, &t) in truth.iter().enumerate() {
+            debiased.add(population, corrected.ci95[c], t, k);
+            let (lo, hi) = share_ci95(devices.shares[c], devices.standard_errors[c]);
+            banded.add(
+                population,
+                (lo - validation.band[c], hi + validation.band[c]),
+                t,
+                k,
+            );
+        }
+        let tvd = |e: &[f64]| 0.5 * e.iter().zip(&truth).map(|(a, b)| (a - b).abs()).sum::<f64>();
+        tvd_debiased += tvd(&corrected.shares) / populations as f64;
+        tvd_devices += tvd(&devices.projected) / populations as f64;
+    }
+    eprintln!(
+        "{populations} populations of {size}: debiased 95% intervals cover {:.3} (standard error {:.4}); the devices' estimate ± band covers {:.3} ({:.4}); mean TVD debiased {tvd_debiased:.3}, devices {tvd_devices:.3}",
+        debiased.rate(),
+        debiased.standard_error(),
+        banded.rate(),
+        banded.standard_error()
     );
-    assert!(
-        counted_mean < debiased_mean,
-        "classify-and-count {counted_mean:.3} does as well as debiasing"
-    );
-    // Where the mix moves away from the one the classifier learnt on, counting falls behind.
-    for (name, gain) in shifted_gains {
+    // The validation's verdict holds on these populations too (it was measured without noise).
+    if validation.debias_at(size as f64) {
         assert!(
-            gain >= 0.03,
-            "{name}: debiasing gains only {gain:.3} over classify-and-count"
+            tvd_debiased < tvd_devices,
+            "the correction does not help here: {tvd_debiased} vs {tvd_devices}"
+        );
+        assert!(
+            (0.93..=0.97).contains(&debiased.rate()),
+            "debiased intervals cover {:.3}",
+            debiased.rate()
         );
     }
+    assert!(
+        banded.rate() >= 0.93,
+        "the devices' estimate ± band covers {:.3}",
+        banded.rate()
+    );
 }

@@ -1,16 +1,16 @@
-//! The true category mix, corrected for the classifier's errors, with intervals that carry every
-//! source of error the estimate has: the devices' local noise and the sampling of reports
-//! (through the estimate's full covariance, or the multinomial of k-RR report counts), and the
-//! uncertainty of the confusion matrix, which was measured on a few dozen labelled examples per
-//! category (each row redrawn from a Dirichlet distribution with its examples as counts). A
-//! parametric bootstrap redraws both and recomputes the correction; the interval is the middle
-//! 95% of the replicates.
+//! The true category mix, corrected for the classifier's errors, with intervals that carry both
+//! sources of error the estimate has: the devices' local noise and the sampling of reports (a
+//! parametric bootstrap through the estimate's full covariance, or the multinomial of k-RR report
+//! counts, recomputing the correction each time: the middle 95% of the replicates), and the error
+//! the correction itself leaves, which the study's validation measured on held-out labelled
+//! conversations (its root mean square error, as a normal error of that size added to each side
+//! in quadrature: two independent errors).
 
-use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS, ROW_PSEUDO_COUNT};
+use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
 use chorus_shared::privacy::oracle::{Oracle, Privatized};
 use chorus_shared::privacy::ChannelPlan;
 use rand::{Rng, SeedableRng};
-use rand_distr::{Binomial, Distribution, Gamma, StandardNormal};
+use rand_distr::{Binomial, Distribution, StandardNormal};
 
 /// Bootstrap replicates behind a debiased interval.
 pub const BOOTSTRAP: usize = 400;
@@ -19,13 +19,20 @@ pub const BOOTSTRAP: usize = 400;
 pub struct Debiased {
     pub shares: Vec<f64>,
     pub ci95: Vec<(f64, f64)>,
-    /// The standard deviation of each share over the replicates.
+    /// The standard error of each share: the replicates' spread and the correction's error, together.
     pub se: Vec<f64>,
 }
 
 /// The true category mix behind the category channel's `values`, through the noise and the
-/// classifier's `confusion` (soft cross-validation sums, `[true][reported]`).
-pub fn debias_category(plan: &ChannelPlan, values: &[&Privatized], confusion: &[Vec<f64>], seed: u64) -> Debiased {
+/// classifier's `confusion` (soft cross-validation sums, `[true][reported]`); `rms_error` is the
+/// validation's root mean square error of the correction, per category (none: noise only).
+pub fn debias_category(
+    plan: &ChannelPlan,
+    values: &[&Privatized],
+    confusion: &[Vec<f64>],
+    rms_error: Option<&[f64]>,
+    seed: u64,
+) -> Debiased {
     let k = plan.labels.len();
     let krr = matches!(plan.oracle, Oracle::Krr { .. });
     let point = |observed: &[f64], confusion: &[Vec<f64>]| -> Vec<f64> {
@@ -75,7 +82,7 @@ pub fn debias_category(plan: &ChannelPlan, values: &[&Privatized], confusion: &[
                     .map(|a| mean[a] + (0..=a).map(|b| root[a][b] * z[b]).sum::<f64>())
                     .collect()
             };
-            point(&observed, &redraw_confusion(&mut rng, confusion))
+            point(&observed, confusion)
         })
         .collect();
     let mut ci95 = Vec::with_capacity(k);
@@ -83,10 +90,13 @@ pub fn debias_category(plan: &ChannelPlan, values: &[&Privatized], confusion: &[
     for c in 0..k {
         let mut column: Vec<f64> = replicates.iter().map(|r| r[c]).collect();
         let m = column.iter().sum::<f64>() / BOOTSTRAP as f64;
-        se.push((column.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (BOOTSTRAP - 1) as f64).sqrt());
+        let spread = (column.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (BOOTSTRAP - 1) as f64).sqrt();
         column.sort_by(f64::total_cmp);
         let at = |q: f64| column[((q * (BOOTSTRAP - 1) as f64).round() as usize).min(BOOTSTRAP - 1)];
-        ci95.push((at(0.025), at(0.975)));
+        let b = 1.96 * rms_error.map_or(0.0, |e| e[c]);
+        let (below, above) = ((shares[c] - at(0.025)).max(0.0), (at(0.975) - shares[c]).max(0.0));
+        ci95.push((shares[c] - below.hypot(b), shares[c] + above.hypot(b)));
+        se.push(spread.hypot(b / 1.96));
     }
     Debiased { shares, ci95, se }
 }
@@ -110,25 +120,6 @@ fn multinomial(rng: &mut impl Rng, n: u64, shares: &[f64]) -> Vec<f64> {
         mass -= p.max(0.0);
     }
     sample
-}
-
-/// Each row of the confusion sums redrawn from a Dirichlet distribution with those sums (plus
-/// the smoothing pseudo-count) as its parameters, scaled back to the row's total: the
-/// uncertainty of a row measured on that many examples.
-fn redraw_confusion(rng: &mut impl Rng, confusion: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    confusion
-        .iter()
-        .map(|row| {
-            let total: f64 = row.iter().sum();
-            let alpha = ROW_PSEUDO_COUNT / row.len() as f64;
-            let draws: Vec<f64> = row
-                .iter()
-                .map(|&s| Gamma::new(s + alpha, 1.0).map_or(0.0, |g| g.sample(rng)))
-                .collect();
-            let sum: f64 = draws.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-            draws.iter().map(|d| d / sum * total).collect()
-        })
-        .collect()
 }
 
 /// The lower-triangular L with L·Lᵀ = `a` (a covariance matrix; a vanishing pivot gets a

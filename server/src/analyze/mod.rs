@@ -69,7 +69,11 @@ pub fn estimate_facets(study: &CompiledStudy, reports: &[Report], seed: u64) -> 
             let estimate = plan.oracle.estimate(values.iter().copied());
             let debiased = match (plan.channel, &study.category_confusion) {
                 (Channel::Category, Some(confusion)) if estimate.n > 1 => {
-                    Some(debias_category(plan, &values, confusion, seed))
+                    let band = study
+                        .category_validation
+                        .as_ref()
+                        .map(|v| v.debiased_rms_error.as_slice());
+                    Some(debias_category(plan, &values, confusion, band, seed))
                 }
                 _ => None,
             };

@@ -3,8 +3,7 @@
 //! then written as published (its share in [0, 1], its interval, its unbiased estimate and
 //! standard error, its count) or withheld with the reason.
 
-use super::publish::{publish, Candidate};
-use chorus_shared::privacy::oracle::share_ci95;
+use super::publish::{publish, selective_interval, Candidate};
 use serde_json::{json, Value};
 
 /// Why a cell is not published.
@@ -21,7 +20,8 @@ pub enum Withheld {
 #[derive(Default)]
 pub struct Cells {
     candidates: Vec<Candidate>,
-    published: Vec<bool>,
+    /// For each published cell, the share its estimate had to clear.
+    published: Vec<Option<f64>>,
 }
 
 /// A table's place among the release's cells.
@@ -53,27 +53,32 @@ impl Cells {
     }
 
     pub fn published(&self) -> usize {
-        self.published.iter().filter(|&&p| p).count()
+        self.published.iter().filter(|p| p.is_some()).count()
     }
 
     /// Cell `i` of a table, as JSON: `{value, share, ci95, unbiased, se, count, count_ci95}`
-    /// when published, else `{value, suppressed: true, reason}`.
+    /// when published, else `{value, suppressed: true, reason}`. A published cell's share and
+    /// interval account for its having been selected: the median and 95% interval of its
+    /// estimate given that it cleared the threshold ([`selective_interval`]), in [0, 1].
     pub fn cell(&self, table: TableRange, i: usize, label: &str, total: f64) -> Value {
         assert!(i < table.len, "cell {i} of a table of {}", table.len);
         let c = self.candidates[table.start + i];
-        if !self.published[table.start + i] {
+        let Some(threshold) = self.published[table.start + i] else {
             let reason = if c.tested {
                 Withheld::BelowK
             } else {
                 Withheld::TooFewReports
             };
             return withheld(label, reason);
-        }
-        let (lo, hi) = c.interval.map_or_else(
-            || share_ci95(c.unbiased, c.se),
-            |(lo, hi)| (lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0)),
-        );
-        let share = c.unbiased.clamp(0.0, 1.0);
+        };
+        let (lo, median, hi) = selective_interval(c.unbiased, c.se, threshold);
+        // A bootstrap interval (the debiased mix) is widened below by as much as selection asks.
+        let (lo, hi) = match c.interval {
+            Some((b_lo, b_hi)) => (b_lo - (c.unbiased - 1.96 * c.se - lo).max(0.0), b_hi),
+            None => (lo, hi),
+        };
+        let (lo, hi) = (lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0));
+        let share = median.clamp(lo, hi);
         json!({
             "value": label,
             "share": round(share),

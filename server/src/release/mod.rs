@@ -115,7 +115,7 @@ pub fn build(
         .iter()
         .find(|f| f.channel == Channel::Category)
         .and_then(|f| f.debiased.as_ref())
-        .filter(|_| study.category_validation.as_ref().is_some_and(|v| v.debias));
+        .filter(|_| study.category_validation.as_ref().is_some_and(|v| v.debias_at(total)));
     let debiased_range = debiased.map(|d| {
         cells.add(
             d.shares
@@ -365,12 +365,15 @@ fn category_mix(
         facet["estimates"] = json!("the categories as the devices' classifier assigns them; the classifier's errors were not measured (the study has no labelled examples)");
         return;
     };
-    let validation = json!({"held_out_mixes": v.mixes, "tvd_devices": round(v.tvd_devices),
-        "tvd_debiased": round(v.tvd_debiased), "tvd_classify_and_count": round(v.tvd_counted),
+    let validation = json!({"held_out_mixes": v.mixes,
+        "without_noise": {"tvd_devices": round(v.tvd_devices), "tvd_debiased": round(v.tvd_debiased),
+                          "tvd_classify_and_count": round(v.tvd_counted)},
+        "through_the_channel": v.noisy.iter().map(|a| json!({"reports": a.reports,
+            "tvd_devices": round(a.tvd_devices), "tvd_debiased": round(a.tvd_debiased)})).collect::<Vec<_>>(),
         "band": labels.iter().zip(&v.band).map(|(l, b)| (l.clone(), json!(round(*b)))).collect::<Map<_, _>>()});
     facet["validation"] = validation;
     if let Some(range) = debiased {
-        facet["estimates"] = json!("cells: the categories as the devices' classifier assigns them; debiased: the true mix, corrected for the classifier's errors, which beat the devices' estimate on held-out labelled conversations (validation); its intervals carry the devices' noise and the uncertainty of the classifier's measured errors; the band is how far the debiased mix was from the truth in 95% of held-out shifted mixes");
+        facet["estimates"] = json!("cells: the categories as the devices' classifier assigns them; debiased: the true mix, corrected for the classifier's errors, which at this many reports beat the devices' estimate on held-out labelled conversations (validation); its intervals carry the devices' noise and the uncertainty of the classifier's measured errors");
         facet["debiased"] = labels
             .iter()
             .enumerate()
@@ -379,8 +382,8 @@ fn category_mix(
             .into();
     } else {
         facet["estimates"] = json!(format!(
-            "the categories as the devices' classifier assigns them, not the true mix: correcting for the classifier's errors did not beat this estimate on held-out labelled conversations (mean distance from the true mix {:.3} corrected, {:.3} uncorrected, over {} shifted mixes). The true share of a category was within its band of this estimate in 95% of those mixes: read a cell as its interval widened by the band.",
-            v.tvd_debiased, v.tvd_devices, v.mixes
+            "the categories as the devices' classifier assigns them, not the true mix: at this many reports, correcting for the classifier's errors did not beat this estimate on held-out labelled conversations ({} shifted mixes; see validation: the correction amplifies the devices' noise). The true share of a category was within its band of this estimate in 95% of those mixes: read a cell as its interval widened by the band.",
+            v.mixes
         ));
     }
 }

@@ -39,26 +39,79 @@ pub fn p_value(c: &Candidate, k: f64, total: f64) -> f64 {
     normal_upper_tail((c.unbiased - k / total) / c.se)
 }
 
-/// Holm's step-down procedure: which of these p-values are rejected with the family-wise error
-/// held at `alpha` (over the hypotheses tested, those with p < 1).
-pub fn holm(p_values: &[f64], alpha: f64) -> Vec<bool> {
+/// The z with P(Z ≥ z) = p (by bisection; p in (0, 1)).
+pub fn normal_upper_quantile(p: f64) -> f64 {
+    let (mut lo, mut hi) = (-40.0, 40.0);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if normal_upper_tail(mid) > p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Holm's step-down procedure: for each of these p-values, the level it was rejected at, with
+/// the family-wise error held at `alpha` over the hypotheses tested (those with p < 1); none
+/// for the hypotheses kept.
+pub fn holm(p_values: &[f64], alpha: f64) -> Vec<Option<f64>> {
     let tested = p_values.iter().filter(|&&p| p < 1.0).count();
     let mut order: Vec<usize> = (0..p_values.len()).collect();
     order.sort_by(|&a, &b| p_values[a].total_cmp(&p_values[b]));
-    let mut rejected = vec![false; p_values.len()];
+    let mut rejected = vec![None; p_values.len()];
     for (rank, &i) in order.iter().enumerate().take(tested) {
-        if p_values[i] > alpha / (tested - rank) as f64 {
+        let level = alpha / (tested - rank) as f64;
+        if p_values[i] > level {
             break;
         }
-        rejected[i] = true;
+        rejected[i] = Some(level);
     }
     rejected
 }
 
-/// Which candidates are published: Holm over all of them at [`FAMILY_ERROR`].
-pub fn publish(candidates: &[Candidate], k: f64, total: f64) -> Vec<bool> {
+/// Which candidates are published: Holm over all of them at [`FAMILY_ERROR`]. For each published
+/// cell, the share its estimate had to reach (k over the total, plus its critical value in
+/// standard errors): the truncation point of its selective interval.
+pub fn publish(candidates: &[Candidate], k: f64, total: f64) -> Vec<Option<f64>> {
     let p: Vec<f64> = candidates.iter().map(|c| p_value(c, k, total)).collect();
     holm(&p, FAMILY_ERROR)
+        .into_iter()
+        .zip(candidates)
+        .map(|(level, c)| level.map(|level| k / total + normal_upper_quantile(level) * c.se))
+        .collect()
+}
+
+/// The 95% interval and median of a normal estimate `x` (standard error `se`) that is reported
+/// only because it cleared `threshold`: the values μ for which x sits between the 2.5% and
+/// 97.5% points of N(μ, se²) truncated below at the threshold (Lee et al. 2016). Far above the
+/// threshold this is x ± 1.96 se; just above it, the interval reaches down to where an estimate
+/// this high is the rule rather than luck, so published cells do not lean towards overestimates.
+pub fn selective_interval(x: f64, se: f64, threshold: f64) -> (f64, f64, f64) {
+    // The probability, given that the estimate cleared the threshold, of an estimate below x.
+    let below = |mu: f64| {
+        let (t, z) = ((threshold - mu) / se, (x - mu) / se);
+        let tail = normal_upper_tail(t);
+        if tail <= 0.0 {
+            return 0.0;
+        }
+        1.0 - normal_upper_tail(z) / tail
+    };
+    // `below` falls as μ grows: bisect for each level.
+    let solve = |level: f64| {
+        let (mut lo, mut hi) = (x - 40.0 * se, x + 10.0 * se);
+        for _ in 0..100 {
+            let mid = 0.5 * (lo + hi);
+            if below(mid) > level {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    (solve(0.975), solve(0.5), solve(0.025))
 }
 
 /// The rule in words, for the release itself.
@@ -83,10 +136,23 @@ mod tests {
     #[test]
     fn holm_steps_down() {
         // Four tests at α = 0.05: thresholds 0.0125, 0.0167, 0.025, 0.05.
-        let rejected = holm(&[0.01, 0.04, 0.012, 0.03, 1.0], 0.05);
+        let rejected: Vec<bool> = holm(&[0.01, 0.04, 0.012, 0.03, 1.0], 0.05)
+            .iter()
+            .map(Option::is_some)
+            .collect();
         assert_eq!(rejected, [true, false, true, false, false]);
-        assert_eq!(holm(&[0.001, 0.002, 0.02, 0.04], 0.05), [true, true, true, true]);
+        let all = holm(&[0.001, 0.002, 0.02, 0.04], 0.05);
+        assert_eq!(all, [Some(0.0125), Some(0.05 / 3.0), Some(0.025), Some(0.05)]);
         assert!((normal_upper_tail(1.959964) - 0.025).abs() < 1e-6);
         assert!((normal_upper_tail(3.719016) - 1e-4).abs() < 1e-8);
+        assert!((normal_upper_quantile(1e-4) - 3.719016).abs() < 1e-5);
+    }
+
+    #[test]
+    fn selective_intervals_widen_only_near_the_threshold() {
+        let (lo, mid, hi) = selective_interval(10.0, 1.0, 0.0);
+        assert!((lo - 8.04).abs() < 0.01 && (mid - 10.0).abs() < 0.01 && (hi - 11.96).abs() < 0.01);
+        let (lo, mid, hi) = selective_interval(3.2, 1.0, 3.0);
+        assert!(lo < 0.0 && mid < 3.2 && hi < 3.2 + 1.96, "{lo} {mid} {hi}");
     }
 }

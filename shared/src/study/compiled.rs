@@ -104,8 +104,9 @@ impl CompiledStudy {
         let (train, concern) = vectors.split_at(texts.len());
 
         let classes = study.categories.len();
-        let (classifier, category_confusion, category_validation) = if study.examples.is_empty() {
-            (Classifier::prototypes(train, &labels, classes), None, None)
+        let folds = fold_assignment(study, CONFUSION_FOLDS);
+        let (classifier, category_confusion) = if study.examples.is_empty() {
+            (Classifier::prototypes(train, &labels, classes), None)
         } else {
             for (c, category) in study.categories.iter().enumerate() {
                 let found = labels.iter().filter(|&&l| l == c).count();
@@ -116,13 +117,10 @@ impl CompiledStudy {
                     });
                 }
             }
-            let folds = fold_assignment(study, CONFUSION_FOLDS);
             let confusion = cross_validate_vectors(train, &labels, &folds, classes, CONFUSION_FOLDS, options).soft;
-            let validation = validate_debiasing(train, &labels, &folds, classes, CONFUSION_FOLDS, options);
             (
                 Classifier::train_linear(train, &labels, classes, options),
                 Some(confusion),
-                validation,
             )
         };
         let pinned = &embed::pins::pins().model.sha256;
@@ -144,6 +142,10 @@ impl CompiledStudy {
             })
             .unwrap_or_default();
         let privacy = PrivacyPlan::build(&study.privacy, &category_ids, &topic_ids, train)?;
+        let category_validation = category_confusion.as_ref().and_then(|_| {
+            let oracle = privacy.channel(crate::privacy::Channel::Category).map(|c| c.oracle);
+            validate_debiasing(train, &labels, &folds, classes, CONFUSION_FOLDS, options, oracle)
+        });
         Ok(CompiledStudy {
             format: COMPILED_FORMAT,
             id: study.id.clone(),

@@ -29,7 +29,7 @@ pub use compiled::{
     example_text, CompileError, CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT,
 };
 pub use evaluate::{cross_validate, CategoryScore, Evaluation};
-pub use validation::{DebiasValidation, MARGIN as DEBIAS_MARGIN};
+pub use validation::{AtReports, DebiasValidation, MARGIN as DEBIAS_MARGIN};
 
 use crate::codebook::Codebook;
 use crate::embed::pins::sha256_hex;

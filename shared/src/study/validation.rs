@@ -2,20 +2,25 @@
 //! cross-validation over the study's uniformly sampled labelled examples, when the study is
 //! compiled: each of the study's folds is held out in turn; a classifier and its confusion
 //! matrix (by cross-validation over the other folds) are trained on the rest, as the study
-//! itself is trained on everything; the held-out
-//! examples are resampled into shifted mixes of categories; and on each mix the devices'
-//! estimate (the mean of the classifier's probabilities: what the category channel estimates
-//! without correction) and the debiased estimate are compared with the true mix of labels.
+//! itself is trained on everything; the held-out examples are resampled into shifted mixes of
+//! categories; and on each mix the devices' estimate (the mean of the classifier's
+//! probabilities: what the category channel estimates without correction) and the debiased
+//! estimate are compared with the true mix of labels — first without noise (the classifier's
+//! errors alone), then through the study's category channel at several numbers of reports (the
+//! channel's noise, drawn from the normal distribution its unbiased estimate follows; the
+//! correction amplifies it).
 //!
-//! A release calls the debiased mix the true one only when it beat the devices' estimate here
-//! by at least [`MARGIN`] in mean total variation distance; otherwise it publishes the devices'
-//! estimate with the band this validation measured: for each category, the 95th percentile of
-//! how far the published estimate was from the true share over the held-out mixes.
+//! A release calls the debiased mix the true one only when, at its number of reports, it beat
+//! the devices' estimate here by at least [`MARGIN`] in mean total variation distance; otherwise
+//! it publishes the devices' estimate with the band this validation measured: for each category,
+//! the 95th percentile of how far the devices' estimate was from the true share over the
+//! held-out mixes, without noise (the release's intervals carry the noise).
 
 use super::classifier::{argmax, Classifier, TrainOptions};
 use super::evaluate::cross_validate_vectors;
 use crate::codebook::kmeans::SplitMix;
 use crate::privacy::debias::{debias, ITERATIONS};
+use crate::privacy::oracle::{project_to_simplex, Oracle};
 use serde::{Deserialize, Serialize};
 
 /// Shifted mixes drawn from each outer fold's held-out examples (plus its natural mix).
@@ -24,34 +29,64 @@ pub const MIXES_PER_FOLD: usize = 20;
 pub const DRAWS: usize = 2000;
 /// How much lower the debiased estimate's mean TVD must be for the release to publish it.
 pub const MARGIN: f64 = 0.005;
+/// Numbers of reports the estimates are compared at, through the category channel's noise.
+pub const REPORTS: [usize; 6] = [1_000, 3_000, 10_000, 30_000, 100_000, 1_000_000];
+/// Noise draws per held-out mix and number of reports.
+const NOISE_DRAWS: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DebiasValidation {
     /// Held-out mixes the figures below are over.
     pub mixes: usize,
-    /// Mean total variation distance from the true mix: of the devices' estimate (probabilistic
-    /// classify-and-count), of the debiased estimate, and of plain classify-and-count (the most
-    /// probable category's counts), for reference.
+    /// Mean total variation distance from the true mix without noise (the classifier's errors
+    /// alone): of the devices' estimate (probabilistic classify-and-count), of the debiased
+    /// estimate, and of plain classify-and-count (the most probable category's counts).
     pub tvd_devices: f64,
     pub tvd_debiased: f64,
     pub tvd_counted: f64,
-    /// Whether the release publishes the debiased mix as the true one.
-    pub debias: bool,
-    /// Per category: the 95th percentile over the held-out mixes of |estimate − true share| for
-    /// the estimate the release publishes (the classifier-error band).
+    /// The devices' and the debiased estimate through the category channel, at each of
+    /// [`REPORTS`] (empty for a study that does not report the category).
+    pub noisy: Vec<AtReports>,
+    /// Per category: the 95th percentile over the held-out mixes of |devices' estimate − true
+    /// share| without noise (the classifier-error band stated with the devices' estimate).
     pub band: Vec<f64>,
+    /// Per category: the root mean square of the debiased estimate's error without noise (the
+    /// error the correction leaves), which its intervals carry next to the devices' noise.
+    pub debiased_rms_error: Vec<f64>,
 }
 
-/// One evaluation set: held-out vectors and labels, and a model and confusion trained without them.
-struct Fold {
-    probabilities: Vec<Vec<f32>>,
-    labels: Vec<usize>,
-    confusion: Vec<Vec<f64>>,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AtReports {
+    pub reports: usize,
+    pub tvd_devices: f64,
+    pub tvd_debiased: f64,
+}
+
+impl DebiasValidation {
+    /// Whether the debiased mix beat the devices' estimate by [`MARGIN`] at this many reports
+    /// (the gain interpolated on a log scale between the numbers measured, and held constant
+    /// beyond them).
+    pub fn debias_at(&self, reports: f64) -> bool {
+        let gain = |a: &AtReports| a.tvd_devices - a.tvd_debiased;
+        let Some(first) = self.noisy.first() else {
+            return false;
+        };
+        let at = reports.max(1.0).ln();
+        let mut value = gain(first);
+        for pair in self.noisy.windows(2) {
+            let (a, b) = ((pair[0].reports as f64).ln(), (pair[1].reports as f64).ln());
+            if at >= a {
+                let t = ((at - a) / (b - a)).min(1.0);
+                value = gain(&pair[0]) + t * (gain(&pair[1]) - gain(&pair[0]));
+            }
+        }
+        value >= MARGIN
+    }
 }
 
 /// Nested cross-validation of the debiasing over the examples with a fold (`fold_of[i]` is
-/// `Some` for uniformly sampled examples; the others are always trained on). None when there
-/// are too few held-out examples to measure anything.
+/// `Some` for uniformly sampled examples; the others are always trained on), through the
+/// category channel's `oracle`. None when there are too few held-out examples to measure.
 pub fn validate_debiasing(
     vectors: &[Vec<f32>],
     labels: &[usize],
@@ -59,13 +94,14 @@ pub fn validate_debiasing(
     classes: usize,
     folds: usize,
     options: TrainOptions,
+    oracle: Option<Oracle>,
 ) -> Option<DebiasValidation> {
     let sampled = fold_of.iter().filter(|f| f.is_some()).count();
     if sampled < 10 * folds {
         return None;
     }
     let mut rng = SplitMix(0x05ee_dde1_a5ed);
-    let mut errors = Errors::new(classes);
+    let mut errors = Errors::new(classes, oracle);
     for outer in 0..folds {
         let fold = train_without(vectors, labels, fold_of, classes, folds, options, outer);
         if fold.labels.is_empty() {
@@ -75,11 +111,18 @@ pub fn validate_debiasing(
         errors.add(&fold, &natural, &mut rng);
         for _ in 0..MIXES_PER_FOLD {
             // A shifted mix: each category's natural weight tilted by a log-normal factor.
-            let mix: Vec<f64> = natural.iter().map(|w| w * (gaussian(&mut rng)).exp()).collect();
+            let mix: Vec<f64> = natural.iter().map(|w| w * gaussian(&mut rng).exp()).collect();
             errors.add(&fold, &mix, &mut rng);
         }
     }
     errors.finish()
+}
+
+/// One evaluation set: held-out vectors and labels, and a model and confusion trained without them.
+struct Fold {
+    probabilities: Vec<Vec<f32>>,
+    labels: Vec<usize>,
+    confusion: Vec<Vec<f64>>,
 }
 
 /// Fold `outer` held out: a classifier, and its confusion by cross-validation over the other
@@ -126,17 +169,23 @@ fn tvd(a: &[f64], b: &[f64]) -> f64 {
 /// The errors of each estimate over the held-out mixes.
 struct Errors {
     classes: usize,
+    oracle: Option<Oracle>,
+    /// Per mix: TVD of the devices', the debiased and the counted estimate, without noise.
     tvd: [Vec<f64>; 3],
+    /// Per number of reports: summed TVD of the devices' and the debiased estimate.
+    noisy: Vec<(f64, f64)>,
     /// Per mix and category: |devices − truth| and |debiased − truth|.
     devices: Vec<Vec<f64>>,
     debiased: Vec<Vec<f64>>,
 }
 
 impl Errors {
-    fn new(classes: usize) -> Errors {
+    fn new(classes: usize, oracle: Option<Oracle>) -> Errors {
         Errors {
             classes,
+            oracle,
             tvd: [Vec::new(), Vec::new(), Vec::new()],
+            noisy: vec![(0.0, 0.0); REPORTS.len()],
             devices: Vec::new(),
             debiased: Vec::new(),
         }
@@ -174,6 +223,30 @@ impl Errors {
             .push((0..k).map(|c| (devices[c] - truth[c]).abs()).collect());
         self.debiased
             .push((0..k).map(|c| (debiased[c] - truth[c]).abs()).collect());
+        if let Some(oracle) = self.oracle {
+            self.add_noisy(&oracle, fold, &devices, &truth, rng);
+        }
+    }
+
+    /// Through the channel: its unbiased estimate is normal around the devices' mix, with the
+    /// oracle's variance for each share at n reports; the devices' estimate is then projected
+    /// onto the simplex, the debiased one corrected from it.
+    fn add_noisy(&mut self, oracle: &Oracle, fold: &Fold, devices: &[f64], truth: &[f64], rng: &mut SplitMix) {
+        let (p, q) = oracle.support_probabilities();
+        for (level, &n) in REPORTS.iter().enumerate() {
+            for _ in 0..NOISE_DRAWS {
+                let noisy: Vec<f64> = devices
+                    .iter()
+                    .map(|&s| {
+                        let variance = (s * p * (1.0 - p) + (1.0 - s) * q * (1.0 - q)) / ((p - q).powi(2) * n as f64);
+                        s + variance.sqrt() * gaussian(rng)
+                    })
+                    .collect();
+                let corrected = debias(&noisy, &fold.confusion, ITERATIONS);
+                self.noisy[level].0 += tvd(&project_to_simplex(&noisy), truth);
+                self.noisy[level].1 += tvd(&corrected, truth);
+            }
+        }
     }
 
     fn finish(self) -> Option<DebiasValidation> {
@@ -182,23 +255,38 @@ impl Errors {
             return None;
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        let (tvd_devices, tvd_debiased) = (mean(&self.tvd[0]), mean(&self.tvd[1]));
-        let debias = tvd_debiased + MARGIN <= tvd_devices;
-        let errors = if debias { &self.debiased } else { &self.devices };
-        let band = (0..self.classes)
-            .map(|c| {
-                let mut column: Vec<f64> = errors.iter().map(|e| e[c]).collect();
-                column.sort_by(f64::total_cmp);
-                column[((0.95 * n as f64).ceil() as usize).clamp(1, n) - 1]
-            })
-            .collect();
+        let draws = (n * NOISE_DRAWS) as f64;
+        let noisy = match self.oracle {
+            None => Vec::new(),
+            Some(_) => REPORTS
+                .iter()
+                .zip(&self.noisy)
+                .map(|(&reports, &(devices, debiased))| AtReports {
+                    reports,
+                    tvd_devices: devices / draws,
+                    tvd_debiased: debiased / draws,
+                })
+                .collect(),
+        };
+        let band = |errors: &[Vec<f64>]| -> Vec<f64> {
+            (0..self.classes)
+                .map(|c| {
+                    let mut column: Vec<f64> = errors.iter().map(|e| e[c]).collect();
+                    column.sort_by(f64::total_cmp);
+                    column[((0.95 * n as f64).ceil() as usize).clamp(1, n) - 1]
+                })
+                .collect()
+        };
         Some(DebiasValidation {
             mixes: n,
-            tvd_devices,
-            tvd_debiased,
+            tvd_devices: mean(&self.tvd[0]),
+            tvd_debiased: mean(&self.tvd[1]),
             tvd_counted: mean(&self.tvd[2]),
-            debias,
-            band,
+            noisy,
+            band: band(&self.devices),
+            debiased_rms_error: (0..self.classes)
+                .map(|c| (self.debiased.iter().map(|e| e[c] * e[c]).sum::<f64>() / n as f64).sqrt())
+                .collect(),
         })
     }
 }
