@@ -44,6 +44,7 @@ try {
   await page.click('#prepare');
   await page.waitForSelector('#payload-section:not([hidden])');
   out.payload = JSON.parse(await page.$eval('#payload', (e) => e.textContent));
+  out.sampled = JSON.parse(await page.$eval('#payload-section', (e) => e.dataset.sampled));
   out.cost = await page.$eval('#payload-cost', (e) => e.textContent);
   await page.screenshot({ path: `${outDir}/contribute-review.png`, fullPage: false });
   await page.click('#donate');
@@ -64,7 +65,7 @@ try {
   await (await choosing).accept([exportPath]);
   await page.waitForSelector('#review:not([hidden])', long);
   out.model_fetches_after_return = modelFetches() - out.model_fetches_first_visit;
-  await page.focus('#search');
+  await page.focus('#select-none');
   await page.keyboard.press('Tab'); // the first row's checkbox
   await page.keyboard.press('Space');
   out.keyboard_excluded = await page.$eval('#review-count', (e) => e.textContent);
@@ -72,6 +73,7 @@ try {
   await page.keyboard.press('Enter');
   await page.waitForSelector('#payload-section:not([hidden])');
   out.keyboard_payload_reports = JSON.parse(await page.$eval('#payload', (e) => e.textContent)).reports.length;
+  out.keyboard_cost = await page.$eval('#payload-cost', (e) => e.textContent);
   // Narrow screen: the page still lays out (no horizontal overflow of the body).
   await page.setViewport({ width: 390, height: 800 });
   out.narrow_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);

@@ -2,6 +2,7 @@
 //! the cached model and corpus are.
 
 pub mod load;
+pub mod release_fields;
 
 use std::path::{Path, PathBuf};
 
@@ -310,6 +311,11 @@ impl ServerProcess {
     pub fn post(&self, path: &str, body: &str) -> (u16, String) {
         http(&self.url, "POST", path, Some(body))
     }
+
+    /// A GET with the admin token (`/metrics`).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http(&self.url, "ADMIN GET", path, None)
+    }
 }
 
 impl Drop for ServerProcess {
@@ -328,6 +334,10 @@ pub fn http(base: &str, method: &str, path: &str, body: Option<&str>) -> (u16, S
     let url = format!("{base}{path}");
     let result = match (method, body) {
         ("GET", _) => agent.get(&url).call(),
+        ("ADMIN GET", _) => agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {ADMIN_TOKEN}"))
+            .call(),
         (_, Some(body)) => agent
             .post(&url)
             .header("Content-Type", "application/json")

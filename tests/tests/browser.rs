@@ -1,12 +1,20 @@
 //! The pages in Debian's headless Chromium (driven by `tests/browser/*.mjs` with
-//! puppeteer-core): the contributor's donation flow against a study that reports every
-//! conversation, and the auditor's page on a demo-seeded release. Screenshots are saved to
-//! `tests/browser/screenshots/`.
+//! puppeteer-core): the contributor's donation flow against a study that takes seven reports per
+//! contributor; 300 devices donating one conversation each through the page with the shipped
+//! default study, their reports held by the server against the devices' own facets; and the
+//! auditor's page on a demo-seeded release. Screenshots are saved to `tests/browser/screenshots/`.
 
+use chorus_shared::privacy::oracle::Privatized;
+use chorus_shared::privacy::Channel;
+use chorus_shared::protocol::Report;
+use chorus_shared::study::CompiledStudy;
+use chorus_shared::Analysis;
 use chorus_tests::{
-    assert_no_text_of, cached, first_conversations, fixture, workspace_root, write_sharegpt_sample, ServerProcess,
+    analyses_of, assert_no_text_of, cached, first_conversations, fixture, workspace_root, write_sharegpt_sample,
+    ServerProcess,
 };
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -52,7 +60,7 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn reports_stored(server: &ServerProcess) -> f64 {
-    let metrics = server.get("/metrics").1;
+    let metrics = server.admin_get("/metrics").1;
     metrics
         .lines()
         .filter(|l| l.starts_with("chorus_reports_stored_total"))
@@ -107,12 +115,18 @@ fn a_contributor_donates_from_the_page() {
     let error = out["wrong_file_error"].as_str().unwrap();
     assert!(error.contains("could not be read as an export"), "{error}");
     assert_eq!(out["rows"], conversations as u64, "{out}");
-    // One row excluded: one report fewer; the second device excluded nothing.
-    assert_eq!(out["payload"]["reports"].as_array().unwrap().len(), conversations - 1);
-    assert_eq!(
-        out["second_payload"]["reports"].as_array().unwrap().len(),
-        conversations
+    // A batch is always m = 7 reports. One row excluded: it is not among them (another
+    // conversation is reported twice, each time with its own noise); the second device
+    // excluded nothing: each conversation once.
+    let m = 7;
+    assert_eq!(conversations, m);
+    assert_eq!(out["payload"]["reports"].as_array().unwrap().len(), m);
+    let sampled = out["sampled"].as_array().unwrap();
+    assert!(
+        !sampled.contains(&out["excluded"]),
+        "an excluded conversation was sampled: {out}"
     );
+    assert_eq!(out["second_payload"]["reports"].as_array().unwrap().len(), m);
     assert!(out["receipt"].as_str().unwrap().starts_with("Thank you"), "{out}");
     assert!(
         out["blocked"].as_u64().unwrap() >= 1,
@@ -140,13 +154,14 @@ fn a_contributor_donates_from_the_page() {
         out["model_fetches_after_return"], 0,
         "the model must come from Cache Storage"
     );
-    // From the keyboard: the first row's checkbox unticked with Space, the payload with Enter
-    // (the memo re-sends the donated batch, which left that row in).
+    // From the keyboard: the first row's checkbox unticked with Space, the payload with Enter:
+    // the batch already donated (it left that row out), sent again for nothing.
     let count = out["keyboard_excluded"].as_str().unwrap();
     assert!(count.contains(&format!("{} included", conversations - 1)), "{count}");
-    assert_eq!(out["keyboard_payload_reports"], (conversations - 1) as u64);
+    assert_eq!(out["keyboard_payload_reports"], m as u64);
+    assert!(out["keyboard_cost"].as_str().unwrap().contains("sent before"), "{out}");
     // Both devices' batches, each stored once.
-    assert_eq!(reports_stored(&server), (2 * conversations - 1) as f64);
+    assert_eq!(reports_stored(&server), (2 * m) as f64);
     check_requests(&out, &server.url, &export);
     eprintln!(
         "contributor page: {} conversations analysed in {} ms (model load included)",
@@ -156,11 +171,146 @@ fn a_contributor_donates_from_the_page() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Donations made through the page, one public conversation per device, with the shipped
+/// default study.
+const DONATIONS: usize = 300;
+
+#[test]
+fn donations_from_the_page_reach_the_server_as_the_devices_drew_them() {
+    let dir = temp("donations");
+    let export = dir.join("public.json");
+    write_sharegpt_sample(&cached("corpus/sharegpt.json"), DONATIONS, &export);
+    let analyses: BTreeMap<String, Analysis> = analyses_of(&export).into_iter().map(|a| (a.id.clone(), a)).collect();
+    let www = workspace_root().join("www");
+    let server = ServerProcess::start(&dir.join("data"), None, &["--www", www.to_str().unwrap()]);
+    let study: CompiledStudy = serde_json::from_str(&server.get("/api/v1/studies/chorus-default").1).unwrap();
+    let out = node(
+        "donations.mjs",
+        &[
+            &server.url,
+            "chorus-default",
+            export.to_str().unwrap(),
+            &DONATIONS.to_string(),
+        ],
+    );
+    let donations = out["donations"].as_array().unwrap();
+    assert_eq!(donations.len(), DONATIONS);
+    // What the server stored, by pseudonym: each donation's one report.
+    let storage = chorus_server::storage::open(&server.data_dir.join("chorus.sqlite3").to_string_lossy()).unwrap();
+    let mut stored: BTreeMap<String, Vec<Report>> = BTreeMap::new();
+    storage
+        .batches(&study.id, &study.version, &mut |b| {
+            stored.insert(b.contributor, serde_json::from_str(&b.body).unwrap());
+        })
+        .unwrap();
+    let mut reports = Vec::new();
+    for d in donations {
+        let id = d["id"].as_str().unwrap();
+        // Every row but one unticked: nothing could be sent, and the button said why.
+        assert_eq!(d["nothing"]["disabled"], true, "{d}");
+        assert!(
+            d["nothing"]["text"].as_str().unwrap().contains("Include at least one"),
+            "{d}"
+        );
+        assert_eq!(
+            d["sampled"],
+            serde_json::json!([id]),
+            "the page reported another conversation"
+        );
+        let report = stored[d["contributor"].as_str().unwrap()].clone();
+        assert_eq!(report.len(), 1);
+        reports.push((analyses[id].clone(), report[0].clone()));
+    }
+    check_requests(&out, &server.url, &export);
+    drop(server);
+    // The server's view of each report against the device's own facets.
+    let agreement = |reports: &[(Analysis, Report)]| agreement(&study, reports);
+    for (channel, n, z) in agreement(&reports) {
+        eprintln!("{channel:?}: {n} browser reports, agreement with the devices' facets z = {z:.2}");
+        assert!(
+            z.abs() < 4.5,
+            "{channel:?}: the server's reports disagree with the devices' facets (z = {z:.2}, {n} reports)"
+        );
+    }
+    // The same check on seeds that went through a JavaScript number (2^53) fails: it would
+    // catch the corruption it exists for.
+    let rounded: Vec<(Analysis, Report)> = reports
+        .iter()
+        .map(|(a, r)| {
+            let mut r = r.clone();
+            for value in r.channels.values_mut() {
+                if let Privatized::Hashed { seed, bucket } = value.clone() {
+                    *value = Privatized::Hashed {
+                        seed: seed as f64 as u64,
+                        bucket,
+                    };
+                }
+            }
+            (a.clone(), r)
+        })
+        .collect();
+    let category = agreement(&rounded)
+        .into_iter()
+        .find(|(c, _, _)| *c == Channel::Category)
+        .unwrap();
+    eprintln!(
+        "the same reports with seeds rounded as a JavaScript number rounds them: category z = {:.2}",
+        category.2
+    );
+    assert!(category.2 < -4.5, "rounded seeds pass unnoticed: {category:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Per channel: how far the server's reports are from what the devices' own facets make them
+/// expect, in standard errors. Each report's unbiased indicator of its device's own value has
+/// expectation 1 (for the category, drawn from the classifier's probabilities p, the indicators
+/// weighted by p have expectation Σp²); a report whose seed or value was altered in transit has
+/// expectation 0.
+fn agreement(study: &CompiledStudy, reports: &[(Analysis, Report)]) -> Vec<(Channel, usize, f64)> {
+    let categories = study.category_ids();
+    let mut out = Vec::new();
+    for plan in &study.privacy.channels {
+        let mut differences = Vec::new();
+        for (analysis, report) in reports {
+            let Some(value) = report.channels.get(&plan.channel) else {
+                continue;
+            };
+            let (observed, expected) = match (plan.channel, &analysis.category_probabilities) {
+                (Channel::Category, Some(p)) => (
+                    p.iter()
+                        .enumerate()
+                        .map(|(c, &w)| w as f64 * plan.oracle.support_indicator(value, c))
+                        .sum::<f64>(),
+                    p.iter().map(|&w| (w as f64).powi(2)).sum::<f64>(),
+                ),
+                _ => {
+                    let own = study
+                        .privacy
+                        .channel_value(plan.channel, analysis, &categories)
+                        .unwrap();
+                    (plan.oracle.support_indicator(value, own), 1.0)
+                }
+            };
+            differences.push(observed - expected);
+        }
+        let n = differences.len() as f64;
+        if n < 20.0 {
+            continue;
+        }
+        let mean = differences.iter().sum::<f64>() / n;
+        let sd = (differences.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        out.push((plan.channel, differences.len(), mean / (sd / n.sqrt())));
+    }
+    out
+}
+
 #[test]
 fn an_auditor_reads_a_verified_release() {
     let dir = temp("audit");
     let corpus = dir.join("public.json");
-    write_sharegpt_sample(&cached("corpus/sharegpt.json"), 600, &corpus);
+    // 2,000 demo contributors: enough for the largest categories and top-level topics to be
+    // published under the release's rule (at 600, only the largest category is).
+    write_sharegpt_sample(&cached("corpus/sharegpt.json"), 2000, &corpus);
     let www = workspace_root().join("www");
     let server = ServerProcess::start(
         &dir.join("data"),
@@ -171,7 +321,7 @@ fn an_auditor_reads_a_verified_release() {
             "--demo-corpus",
             corpus.to_str().unwrap(),
             "--demo-contributors",
-            "600",
+            "2000",
         ],
     );
     let started = Instant::now();

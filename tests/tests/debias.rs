@@ -174,12 +174,7 @@ fn judge(study: &CompiledStudy, labels: &[usize], probabilities: &[Vec<f32>], si
         for (c, &t) in truth.iter().enumerate() {
             debiased.add(population, corrected.ci95[c], t, k);
             let (lo, hi) = share_ci95(devices.shares[c], devices.standard_errors[c]);
-            banded.add(
-                population,
-                (lo - validation.band[c], hi + validation.band[c]),
-                t,
-                k,
-            );
+            banded.add(population, (lo - validation.band[c], hi + validation.band[c]), t, k);
         }
         let tvd = |e: &[f64]| 0.5 * e.iter().zip(&truth).map(|(a, b)| (a - b).abs()).sum::<f64>();
         tvd_debiased += tvd(&corrected.shares) / populations as f64;

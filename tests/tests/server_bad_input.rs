@@ -137,10 +137,16 @@ fn bad_batches(valid: &Value) -> Vec<(&'static str, String, u16, &'static str)> 
             "malformed",
         ),
         (
-            "another protocol",
-            with(&|v| v["protocol"] = json!(2)),
+            "the protocol before seeds were strings",
+            with(&|v| v["protocol"] = json!(1)),
             422,
             "invalid_batch",
+        ),
+        (
+            "a hash seed as a number (a JavaScript client may have rounded it)",
+            with(&|v| v["reports"][0]["channels"]["category"]["seed"] = json!(12345)),
+            400,
+            "malformed",
         ),
         (
             "a pseudonym that is not random hex",

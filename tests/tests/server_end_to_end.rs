@@ -2,12 +2,15 @@
 //! public ShareGPT conversations, privatized with OpenDP's secure noise) post their batches to
 //! `chorus serve`; a native `chorus contribute` posts one more; a release is cut over the admin
 //! API and with `chorus release`; its signature verifies (in process and with `chorus verify`);
-//! its estimates (facets, the topic hierarchy) cover the non-private truth; no published cell
-//! is below k.
+//! its estimates (facets, the topic hierarchy) cover the non-private truth; every number it
+//! shows has a named source and no share is impossible; three more cuts spend the version's
+//! central budget, after which the counts are re-published, not re-noised; `/metrics` needs the
+//! admin token.
 
 use chorus_shared::privacy::Channel;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
+use chorus_tests::release_fields::{impossible_values, numeric_sources};
 use chorus_tests::{
     analyses_of, batch_for, cached, chorus_bin, fixture, fresh_postgres_database, write_sharegpt_sample, ServerProcess,
 };
@@ -82,6 +85,10 @@ fn run(database: Option<&str>, name: &str) {
         chorus_shared::release::verify(&document, key["public_key"].as_str().unwrap()).expect("the release verifies");
     let release = &signed.release;
     assert_eq!(release["study"]["version"], study.version.as_str());
+    if let Err(unknown) = numeric_sources(release) {
+        panic!("numbers of unknown source in the release: {unknown:?}");
+    }
+    assert_eq!(impossible_values(release), Vec::<String>::new());
 
     // Offline, with the command an auditor runs; and a tampered copy fails.
     let file = dir.join(format!("{id}.json"));
@@ -103,6 +110,8 @@ fn run(database: Option<&str>, name: &str) {
     std::fs::write(&tampered, document.replacen("\"k\": 10", "\"k\": 1", 1)).unwrap();
     assert!(!verify(&tampered), "a tampered release must not verify");
 
+    // Counts are shares times the noisy number of reports.
+    let total = release["counts"]["reports"].as_f64().unwrap();
     // The central-DP counts are near the truth (discrete Laplace, scale 4 at ε = 0.25).
     let contributors = release["counts"]["contributors"].as_f64().unwrap();
     assert!(
@@ -123,14 +132,16 @@ fn run(database: Option<&str>, name: &str) {
         let cells = release["facets"][channel.name()]["cells"].as_array().unwrap();
         assert_eq!(cells.len(), truth.len());
         for (cell, t) in cells.iter().zip(&truth) {
-            // The category (ε = 1.5 on every report) is precise enough that its large cells must
-            // be published; the pooled facets (ε = 0.35 on a quarter of the reports) are too
-            // noisy at this size, and suppression is their honest answer.
+            // The category (ε = 1.5 on every report: a standard error near 0.035 here) is
+            // precise enough that its large cells must be published: a share of 0.3 is 8σ above
+            // k and above Holm's largest critical value (3.7σ for ~470 cells); the pooled facets
+            // (ε = 0.35 on a quarter of the reports) are too noisy at this size, and withholding
+            // is their honest answer.
             assert!(
-                cell["suppressed"] != true || channel != Channel::Category || *t < 0.12,
-                "a category cell of share {t} was suppressed"
+                cell["suppressed"] != true || channel != Channel::Category || *t < 0.3,
+                "a category cell of share {t} was withheld"
             );
-            coverage.check(&format!("{channel:?} {}", cell["value"]), cell, *t, k);
+            coverage.check(&format!("{channel:?} {}", cell["value"]), cell, *t, k, total);
         }
     }
     // The codebook's hierarchy: every level's published topics cover the share of analyses
@@ -149,17 +160,18 @@ fn run(database: Option<&str>, name: &str) {
                 .count() as f64
                 / analyses.len() as f64;
             top_published += usize::from(depth == 0 && cell["suppressed"] != true);
-            coverage.check(&format!("topic {id}"), cell, t, k);
+            coverage.check(&format!("topic {id}"), cell, t, k, total);
         }
         // A third of the reports carry the top level at ε = 1: its large topics show.
         assert!(depth > 0 || top_published >= 1, "no top-level topic published");
     }
     coverage.assert_calibrated();
-    for cell in release["facets"]["category"]["debiased"].as_array().unwrap() {
-        if cell["suppressed"] != true {
-            assert!(cell["count_ci95"][0].as_f64().unwrap() >= k);
-        }
-    }
+    // At this many reports the correction for the classifier's errors loses to the devices'
+    // estimate (the study's validation): the release says so and states the band.
+    let category = &release["facets"]["category"];
+    assert!(category.get("debiased").is_none(), "{category}");
+    assert!(category["estimates"].as_str().unwrap().contains("not the true mix"));
+    assert_eq!(category["validation"]["band"].as_object().unwrap().len(), 16);
     for tab in [
         "category_by_language",
         "topic_level1_by_language",
@@ -167,13 +179,12 @@ fn run(database: Option<&str>, name: &str) {
     ] {
         for cell in release["crosstabs"][tab]["cells"].as_array().unwrap() {
             if cell["suppressed"] != true {
-                assert!(cell["count_ci95"][0].as_f64().unwrap() >= k);
+                assert!(cell["unbiased"].as_f64().unwrap() * total >= k, "{cell}");
             }
         }
     }
     // Discovery at the default study's noise: clusters only where the data support them.
     let discovery = &release["discovery"];
-    assert!(discovery["points"].as_u64().unwrap() > 1000, "{discovery}");
     let clusters = discovery["clusters"].as_array().unwrap();
     assert!(clusters.is_empty() || clusters.len() >= 2);
     for c in clusters {
@@ -201,10 +212,78 @@ fn run(database: Option<&str>, name: &str) {
     let (_, list) = server.get("/api/v1/releases");
     let list: Vec<BTreeMap<String, Value>> = serde_json::from_str(&list).unwrap();
     assert_eq!(list.len(), 2, "{list:?}");
-    let metrics = server.get("/metrics").1;
+    central_budget(&server, &study);
+    // Real-time counters would time every contribution: only the operator reads them.
+    assert_eq!(server.get("/metrics").0, 401);
+    let metrics = server.admin_get("/metrics").1;
     assert!(metrics.contains("chorus_reports_stored_total"), "{metrics}");
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Releases 3, 4 and 5 of the same store: the version's central budget (ε = 3 at ε = 1 a
+/// release) is spent by the third release; the fourth and fifth re-publish its noisy counts and
+/// spend nothing; every release's ledger lists every spending of the version so far.
+fn central_budget(server: &ServerProcess, study: &CompiledStudy) {
+    let (per_cut, total) = (study.release.central_epsilon, study.release.central_epsilon_total);
+    for _ in 0..3 {
+        let (status, body) = server.post("/api/v1/admin/studies/chorus-default/releases", "");
+        assert_eq!(status, 201, "{body}");
+    }
+    let list: Vec<Value> = serde_json::from_str(&server.get("/api/v1/releases").1).unwrap();
+    assert_eq!(list.len(), 5);
+    let all: Vec<Value> = (1..=5)
+        .map(|n| {
+            let document = server.get(&format!("/api/v1/releases/chorus-default-r{n}")).1;
+            serde_json::from_str::<Value>(&document).unwrap()["release"].clone()
+        })
+        .collect();
+    for (i, release) in all.iter().enumerate() {
+        let ledger = &release["ledger"];
+        let spent = ledger["central_epsilon_spent"].as_f64().unwrap();
+        let expected = (per_cut * (i + 1) as f64).min(total);
+        assert!(
+            (spent - expected).abs() < 1e-9,
+            "release {}: spent {spent}, expected {expected}",
+            i + 1
+        );
+        assert!(spent <= total + 1e-9);
+        let entries: f64 = ledger["central"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["epsilon"].as_f64().unwrap())
+            .sum();
+        assert!((entries - spent).abs() < 1e-9, "the ledger's lines add up to its total");
+        eprintln!(
+            "release {}: central ε spent {spent} of {total} (this release {}); contributors {}, reports {}{}",
+            i + 1,
+            ledger["central_epsilon_this_release"],
+            release["counts"]["contributors"],
+            release["counts"]["reports"],
+            release["counts"]["republished_from"]
+                .as_str()
+                .map(|r| format!(", re-published from {r}"))
+                .unwrap_or_default()
+        );
+        if let Err(unknown) = numeric_sources(release) {
+            panic!("numbers of unknown source in release {}: {unknown:?}", i + 1);
+        }
+        assert_eq!(impossible_values(release), Vec::<String>::new());
+    }
+    // Past the budget: the third release's noisy counts again, and no new spending.
+    for later in &all[3..] {
+        assert_eq!(later["ledger"]["central_epsilon_this_release"], 0.0);
+        assert_eq!(later["counts"]["republished_from"], all[2]["id"]);
+        for key in [
+            "contributors",
+            "reports",
+            "contributors_by_reports_sent",
+            "reports_per_day",
+        ] {
+            assert_eq!(later["counts"][key], all[2]["counts"][key], "{key}");
+        }
+    }
 }
 
 /// One after the other: the two servers would otherwise compete for the two cores (and, on a
@@ -225,18 +304,18 @@ struct Coverage {
 }
 
 impl Coverage {
-    /// A published cell's count is reliably at least k and its unbiased estimate is within 4.5
-    /// standard errors of the truth (a broken pipeline is off by far more; chance reaches 4.5
-    /// once in ~150,000 cells). Misses of the 95% interval are collected.
-    fn check(&mut self, what: &str, cell: &Value, truth: f64, k: f64) {
+    /// A published cell's estimate is at least k and within 4.5 standard errors of the truth (a
+    /// broken pipeline is off by far more; chance reaches 4.5 once in ~150,000 cells). Misses of
+    /// its published 95% interval are collected.
+    fn check(&mut self, what: &str, cell: &Value, truth: f64, k: f64, total: f64) {
         self.cells += 1;
         if cell["suppressed"] == true {
             return;
         }
         self.published += 1;
         assert!(
-            cell["count_ci95"][0].as_f64().unwrap() >= k,
-            "a published cell below k: {cell}"
+            cell["unbiased"].as_f64().unwrap() * total >= k,
+            "a published cell whose estimate is below k: {cell}"
         );
         let (unbiased, se) = (cell["unbiased"].as_f64().unwrap(), cell["se"].as_f64().unwrap());
         let z = (unbiased - truth) / se;
@@ -244,25 +323,26 @@ impl Coverage {
             z.abs() < 4.5,
             "{what}: truth {truth} is {z:.2} standard errors from {cell}"
         );
-        if z.abs() > 1.96 {
-            self.misses.push(format!("{what}: truth {truth:.4}, z {z:.2}"));
+        let (lo, hi) = (cell["ci95"][0].as_f64().unwrap(), cell["ci95"][1].as_f64().unwrap());
+        if !(lo - 5e-7 <= truth && truth <= hi + 5e-7) {
+            self.misses
+                .push(format!("{what}: truth {truth:.4} outside [{lo}, {hi}]"));
         }
     }
 
-    /// Each interval misses with probability 0.05 *before* the k threshold; a cell clears k only
-    /// when its estimate came out high, so a published small cell misses far more often than
-    /// that. Misses among published cells are a subset of misses among all cells: bound them by
-    /// the binomial count of all cells, within four standard deviations.
+    /// A published interval accounts for its cell's selection (it is the interval given that the
+    /// estimate cleared the threshold), so each misses with probability 0.05: bound the misses by
+    /// the binomial count of the published cells, within four standard deviations (a chance
+    /// failure about once in 30,000 releases; `chorus simulate --releases` measures the rate).
     fn assert_calibrated(&self) {
         assert!(self.published >= 3, "only {} cells published", self.published);
-        let (p, n) = (0.05, self.cells as f64);
+        let (p, n) = (0.05, self.published as f64);
         let allowed = (n * p + 4.0 * (n * p * (1.0 - p)).sqrt()).ceil() as usize;
         assert!(
             self.misses.len() <= allowed,
-            "{} of {} published intervals miss the truth (at most {allowed} of {} cells may): {:?}",
+            "{} of {} published intervals miss the truth (at most {allowed} may): {:?}",
             self.misses.len(),
             self.published,
-            self.cells,
             self.misses
         );
     }

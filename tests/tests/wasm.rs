@@ -148,8 +148,11 @@ fn wasm_builds_the_batch_the_browser_sends_and_memoises_it() {
         .arg(&export)
         .arg("--report")))
     .unwrap();
-    let batch: chorus_shared::protocol::ReportBatch =
-        serde_json::from_value(out["batch"].clone()).expect("a ReportBatch");
+    // The batch comes out of the client as text, and that text is what the page sends: its OLH
+    // seeds are strings, so no JavaScript number ever holds one.
+    let text = out["batch"].as_str().expect("the batch as JSON text");
+    let batch: chorus_shared::protocol::ReportBatch = serde_json::from_str(text).expect("a ReportBatch");
+    assert!(text.contains(r#""seed":""#), "OLH seeds travel as strings: {text}");
     assert_eq!(
         out["batch"], out["again"],
         "a second run must re-send the memoised batch unchanged"
@@ -159,6 +162,17 @@ fn wasm_builds_the_batch_the_browser_sends_and_memoises_it() {
         1,
         "the default study reports one conversation per contributor"
     );
+    // Unticking the reported conversation reports another; once sent, it cannot be unticked;
+    // with nothing included nothing can be sent.
+    assert_ne!(out["sampled"], out["other_sampled"]);
+    assert_ne!(out["batch"], out["other"]);
+    assert!(out["after_sending"].as_str().unwrap().contains("already sent"), "{out}");
+    assert!(
+        out["none"].as_str().unwrap().contains("every conversation is excluded"),
+        "{out}"
+    );
+    let (cost, spent) = (&out["cost"]["epsilon"], &out["spend"]["spent"]["epsilon"]);
+    assert_eq!(cost, spent, "the page's shown cost is what the ledger records");
     let report = &batch.reports[0];
     assert!(report.channels.contains_key(&chorus_shared::privacy::Channel::Category));
     assert_eq!(
@@ -170,7 +184,7 @@ fn wasm_builds_the_batch_the_browser_sends_and_memoises_it() {
     assert_eq!((batch.contributor.len(), batch.idempotency_key.len()), (32, 32));
     let eps = out["privacy"]["contributor"]["epsilon"].as_f64().unwrap();
     assert!(eps > 2.9 && eps <= 3.0, "contributor ε {eps}");
-    chorus_tests::assert_no_text_of(&export, &out["batch"].to_string());
+    chorus_tests::assert_no_text_of(&export, text);
     std::fs::remove_dir_all(&dir).ok();
 }
 

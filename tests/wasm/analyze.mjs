@@ -37,9 +37,27 @@ if (mode === '--embed-texts') {
   if (mode === '--time') {
     process.stdout.write(JSON.stringify({ conversations: result.conversations.length, ms }) + '\n');
   } else if (mode === '--report') {
+    // The page's calls in order: show the payload twice, untick the reported conversation and
+    // show it again, donate (commit), then try to untick the conversation that was sent; and
+    // a device with every conversation unticked.
+    const refusal = (call) => {
+      try {
+        call();
+        return null;
+      } catch (error) {
+        return String(error?.message ?? error);
+      }
+    };
     const first = JSON.parse(client.report('', '[]'));
-    const again = JSON.parse(client.report(JSON.stringify(first.memo), '[]'));
-    process.stdout.write(JSON.stringify({ batch: first.batch, again: again.batch, privacy: JSON.parse(client.privacy()) }) + '\n');
+    const again = JSON.parse(client.report(first.memo, '[]'));
+    const other = JSON.parse(client.report(again.memo, JSON.stringify(first.sampled)));
+    const committed = JSON.parse(client.commit(other.memo, JSON.parse(other.batch).idempotency_key));
+    const afterSending = refusal(() => client.report(committed.memo, JSON.stringify(other.sampled)));
+    const none = refusal(() => client.report('', JSON.stringify(result.conversations.map((c) => c.id))));
+    process.stdout.write(JSON.stringify({
+      batch: first.batch, again: again.batch, other: other.batch, sampled: first.sampled, other_sampled: other.sampled,
+      cost: first.cost, spend: committed.spend, after_sending: afterSending, none, privacy: JSON.parse(client.privacy()),
+    }) + '\n');
   } else {
     for (const c of result.conversations) process.stdout.write(JSON.stringify(c) + '\n');
   }

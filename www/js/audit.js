@@ -49,7 +49,7 @@ async function verify(id, text) {
 }
 
 function topicsSection(topics) {
-  $('topics-method').textContent = `${topics.method}. ${topics.reports} reports carried a topic; codebook: ${topics.source}.`;
+  $('topics-method').textContent = `${topics.method}. Codebook: ${topics.source}.`;
   const levels = topics.levels;
   const children = (level, parentId) => (levels[level] ?? []).filter((t) => t.parent === parentId);
   const published = (t) => !t.suppressed;
@@ -58,19 +58,19 @@ function topicsSection(topics) {
     const kids = children(level, parentId);
     const shown = kids.filter(published).map((t) => ({ label: t.name, share: Math.max(0, t.share), children: build(level + 1, t.value, t.share) }));
     const sum = shown.reduce((s, n) => s + n.share, 0);
-    if (parentShare !== null && shown.length && parentShare - sum > 0.005) shown.push({ label: 'not published (below k)', share: parentShare - sum, rest: true });
+    if (parentShare !== null && shown.length && parentShare - sum > 0.005) shown.push({ label: 'not published (too few reports to publish reliably)', share: parentShare - sum, rest: true });
     return level + 1 < levels.length || shown.length ? shown : [];
   };
   const top = build(0, null, null);
   const rest = 1 - top.reduce((s, n) => s + n.share, 0);
-  if (rest > 0.005) top.push({ label: 'not published (below k)', share: rest, rest: true });
+  if (rest > 0.005) top.push({ label: 'not published (too few reports to publish reliably)', share: rest, rest: true });
   $('treemap').replaceChildren(treemap(top, 'Topic treemap: area is the estimated share'));
   // Tree: every topic, its public name, keywords and example, its estimate or "below k".
   const tree = (level, parentId) => {
     const list = node('ul', undefined, { class: 'tree' });
     for (const t of children(level, parentId)) {
       const item = node('li');
-      const estimate = t.suppressed ? 'below k: not published' : `${percent(t.share)} (${percent(t.ci95[0])}–${percent(t.ci95[1])})`;
+      const estimate = t.suppressed ? withheld(t) : `${percent(t.share)} (${percent(t.ci95[0])}–${percent(t.ci95[1])})`;
       const label = `${t.name} — ${estimate}`;
       if (level + 1 < levels.length) {
         const details = node('details');
@@ -88,6 +88,11 @@ function topicsSection(topics) {
   $('tree').replaceChildren(tree(0, null));
 }
 
+// A withheld cell is not a zero: say why it is not shown.
+function withheld(cell) {
+  return cell.reason === 'too few reports' ? 'not tested: too few reports' : 'not published: too few reports to publish reliably';
+}
+
 function cellsOf(cells, label = (c) => c.value) {
   return cells.map((c) => ({ ...c, label: label(c) }));
 }
@@ -101,7 +106,8 @@ function languagesSection(release) {
       const level = Number(name.match(/topic_level(\d)/)[1]) - 1;
       for (const t of release.topics?.levels?.[level] ?? []) if (!t.suppressed) rowShare[t.value] = t;
     } else {
-      for (const c of release.facets?.category?.debiased ?? []) if (!c.suppressed) rowShare[c.value] = { ...c, name: c.value };
+      // The cross-tab's rows are the categories as the devices report them.
+      for (const c of release.facets?.category?.cells ?? []) if (!c.suppressed) rowShare[c.value] = { ...c, name: c.value };
     }
     const languageShare = {};
     for (const c of release.facets?.language?.cells ?? []) if (!c.suppressed) languageShare[c.value] = c;
@@ -126,7 +132,7 @@ function languagesSection(release) {
 
 function discoverySection(discovery) {
   if (!discovery) return $('discovery').replaceChildren(node('p', 'This study reports no embedding.'));
-  const parts = [node('p', `${discovery.method}. ${discovery.points} noisy embeddings (σ = ${discovery.sigma.toFixed(2)} per coordinate).`, { class: 'note' })];
+  const parts = [node('p', `${discovery.method}. Noise σ = ${discovery.sigma.toFixed(2)} per coordinate.`, { class: 'note' })];
   if (!discovery.clusters.length) parts.push(node('p', discovery.note));
   else {
     parts.push(table(['share (± SE)', 'nearest categories', 'nearest codebook topics'], discovery.clusters.map((c) => [
@@ -141,11 +147,14 @@ function discoverySection(discovery) {
 function privacySection(release) {
   const p = release.privacy;
   const parts = [
-    node('p', `Per report: ε = ${p.per_report.epsilon.toFixed(3)}, δ = ${p.per_report.delta}. Per contributor (at most ${p.reports_per_contributor} report${p.reports_per_contributor === 1 ? '' : 's'}): ε = ${p.contributor.epsilon.toFixed(3)}, δ = ${p.contributor.delta} (${p.composition} composition). A cell is published only when the lower end of its count's 95% interval is at least k = ${p.k}.`),
+    node('p', `Per report: ε = ${p.per_report.epsilon.toFixed(3)}, δ = ${p.per_report.delta}. Per contributor (at most ${p.reports_per_contributor} report${p.reports_per_contributor === 1 ? '' : 's'}): ε = ${p.contributor.epsilon.toFixed(3)}, δ = ${p.contributor.delta} (${p.composition} composition); a device spends at most ε = ${p.lifetime_epsilon_cap ?? '(no cap)'} over every version of the study. ${release.publication.rule}`),
     table(['channel', 'mechanism', 'ε', 'values', 'pool'], p.channels.map((c) => [c.channel, c.oracle.kind, c.oracle.epsilon.toFixed(3), c.values.length, c.pool ?? 'every report']), 'Local mechanisms (on each device)'),
   ];
   if (p.embedding) parts.push(node('p', `Embedding: ${p.embedding.dimensions} public principal components, clipped to norm ${p.embedding.clip}, Gaussian noise σ = ${p.embedding.sigma.toFixed(3)}.`));
-  parts.push(table(['quantity', 'mechanism', 'ε', 'sensitivity', 'scale'], release.ledger.central.map((e) => [e.quantity, e.mechanism, e.epsilon, e.sensitivity, e.scale]), `Central ledger (total ε = ${release.ledger.central_epsilon_total})`));
+  const ledger = release.ledger;
+  const spent = `ε = ${Number(ledger.central_epsilon_spent).toFixed(2)} of ${ledger.central_epsilon_total} spent by every release of this study version; this release spent ε = ${ledger.central_epsilon_this_release}`;
+  parts.push(table(['release', 'quantity', 'mechanism', 'ε', 'sensitivity', 'scale'], ledger.central.map((e) => [e.release, e.quantity, e.mechanism, e.epsilon, e.sensitivity, e.scale]), `Central ledger (${spent})`));
+  if (release.counts.republished_from) parts.push(node('p', `The central budget is spent: these counts are those of release ${release.counts.republished_from}, published again without new noise.`, { class: 'note' }));
   $('privacy').replaceChildren(...parts);
 }
 
@@ -163,7 +172,13 @@ async function show(id) {
   const verifying = verify(id, text);
   if (release.topics) topicsSection(release.topics);
   const category = release.facets.category;
-  $('categories').replaceChildren(barChart(cellsOf(category.debiased ?? category.cells), 'Category shares with 95% intervals'));
+  const mix = category.debiased ?? category.cells;
+  const band = category.debiased ? null : category.validation?.band;
+  $('categories').replaceChildren(
+    barChart(cellsOf(mix), 'Category shares with 95% intervals'),
+    node('p', category.estimates ?? '', { class: 'note' }),
+    ...(band ? [node('p', `Classifier-error band (how far the true share was from this estimate in 95% of held-out mixes): ${Object.entries(band).map(([c, b]) => `${c} ±${percent(b)}`).join(', ')}.`, { class: 'note' })] : []),
+  );
   const facets = [];
   for (const [name, facet] of Object.entries(release.facets)) {
     if (name === 'category') continue;

@@ -21,7 +21,7 @@ export function barChart(cells, title) {
     const y = i * rowHeight + 4;
     svg.append(el('text', { x: labelWidth - 6, y: y + 14, 'text-anchor': 'end', class: 'label' }, c.label));
     if (c.suppressed) {
-      svg.append(el('text', { x: labelWidth + 4, y: y + 14, class: 'suppressed' }, 'below k: not published'));
+      svg.append(el('text', { x: labelWidth + 4, y: y + 14, class: 'suppressed' }, c.reason === 'too few reports' ? 'not tested: too few reports' : 'not published: too few reports to publish reliably'));
       return;
     }
     const x = (v) => labelWidth + (barWidth * v) / max;

@@ -188,6 +188,7 @@ function guarantee(g) {
 }
 
 async function prepare() {
+  showError('');
   const result = await call('report', { memo: await memo.get(DEVICE), excluded: [...excluded] });
   // The memo first: a retry after a refresh must re-send this very batch.
   await memo.put(DEVICE, result.memo);
@@ -201,13 +202,24 @@ async function prepare() {
     : `Sending ${n === 1 ? 'it' : 'them'} costs ${guarantee(result.cost)}; this device's total for this study becomes ${guarantee(result.lifetime_after)}` +
       (result.lifetime_cap ? ` (the study allows at most ε = ${plainEpsilon(result.lifetime_cap)} per device).` : '.');
   $('payload-cost').textContent = `${n} report${n === 1 ? '' : 's'}, drawn at random from the conversations you included: ${titles.join('; ')}. ${cost} Nothing else is sent.`;
+  $('payload-section').dataset.sampled = JSON.stringify(result.sampled);
   $('payload-section').hidden = false;
   $('donate').disabled = false;
+}
+
+// Include every conversation, or none (then tick the ones to send).
+function includeAll(included) {
+  excluded.clear();
+  if (!included) for (const row of rows) excluded.add(row.id);
+  $('payload-section').hidden = true;
+  pending = null;
+  renderRows();
 }
 
 async function deliver(donation) {
   $('receipt-section').hidden = false;
   $('receipt').textContent = 'Sending…';
+  $('receipt').dataset.state = 'sending';
   try {
     const receipt = await send(donation, (text) => ($('receipt').textContent = text));
     $('receipt').textContent = `Thank you. Receipt ${receipt.receipt} for ${receipt.reports} report${receipt.reports === 1 ? '' : 's'} to study ${receipt.study_id} on ${receipt.day}${receipt.replayed ? ' (already received earlier; stored once)' : ''}.`;
@@ -221,6 +233,7 @@ async function deliver(donation) {
 async function donate() {
   if (!pending) return;
   $('donate').disabled = true;
+  $('receipt').dataset.state = 'sending';
   // Recorded as sent before it is queued: the ledger holds what it costs even if the tab dies
   // here, and a later visit re-sends this very batch instead of drawing another.
   const committed = await call('commit', { memo: pending.memo, key: pending.batch.idempotency_key });
@@ -271,6 +284,8 @@ $('more').addEventListener('click', () => {
   limit += PAGE;
   renderRows();
 });
+$('select-all').addEventListener('click', () => includeAll(true));
+$('select-none').addEventListener('click', () => includeAll(false));
 $('prepare').addEventListener('click', () => prepare().catch((e) => showError(e.message)));
 $('donate').addEventListener('click', () => donate().catch((e) => showError(e.message)));
 start().catch((e) => showError(`The study could not be loaded: ${e.message}`));

@@ -118,8 +118,11 @@ pub fn central_counts(
     let mut ledger = history.entries.clone();
     if history.spent() + config.central_epsilon > config.central_epsilon_total + 1e-9 {
         if let Some((id, counts)) = &history.last {
+            // The release whose noise these counts carry (an earlier re-publication names it).
             let mut counts = counts.clone();
-            counts["republished_from"] = json!(id);
+            if counts.get("republished_from").is_none() {
+                counts["republished_from"] = json!(id);
+            }
             let reports = counts["reports"].as_f64().unwrap_or(0.0);
             return Ok(Central {
                 counts,

@@ -68,8 +68,8 @@ pub enum Privatized {
     Bits(Vec<u32>),
 }
 
-/// OLH seeds as decimal strings on the wire (numbers are still read, as stores written before
-/// protocol 2 hold them).
+/// OLH seeds as decimal strings on the wire; a number is refused, since a client written in a
+/// language whose numbers are doubles may already have rounded it.
 mod seed_text {
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
@@ -89,11 +89,8 @@ mod seed_text {
                 v.parse()
                     .map_err(|_| E::custom("a hash seed must be a decimal 64-bit integer"))
             }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-                Ok(v)
-            }
         }
-        d.deserialize_any(Seed)
+        d.deserialize_str(Seed)
     }
 }
 
