@@ -220,7 +220,7 @@ async fn ingest(
     let cap = entry.study.privacy.reports_per_contributor;
     let outcome = state.writer.store(new_batch(&batch, cap, today())).await?;
     let receipt = |r: &crate::storage::Receipt, replayed: bool| {
-        json!({"receipt": r.receipt, "study_id": r.study_id, "idempotency_key": r.idempotency_key,
+        json!({"receipt": crate::ingest::receipt_id(&r.idempotency_key), "study_id": r.study_id, "idempotency_key": r.idempotency_key,
                "reports": r.reports, "day": release::date(r.day), "replayed": replayed})
     };
     match outcome {

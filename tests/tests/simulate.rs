@@ -77,6 +77,17 @@ fn simulations_are_reproducible_and_within_their_error_bars() {
     }
     let category = &private["facets"]["category"];
     assert!(category["debiased"].as_object().unwrap().len() == 16);
+    // The corrected mix comes with the server's intervals, to hold against a true mix.
+    let intervals = category["debiased_ci95"].as_object().unwrap();
+    assert_eq!(intervals.len(), 16);
+    for (label, ci) in intervals {
+        let (lo, hi, share) = (
+            ci[0].as_f64().unwrap(),
+            ci[1].as_f64().unwrap(),
+            category["debiased"][label].as_f64().unwrap(),
+        );
+        assert!(lo <= share && share <= hi, "{label}: {share} outside [{lo}, {hi}]");
+    }
     assert!(
         // 1,500 reports through OLH at ε = 1.5: a standard error near 0.03 per category, so a
         // TVD near 0.2 is expected.

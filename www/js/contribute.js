@@ -67,6 +67,8 @@ function privacyStatement(plan) {
     items.push(`<li>A summary of your request's meaning: ${plan.embedding.components.length} numbers, clipped and blurred with Gaussian noise (σ = ${plainEpsilon(plan.embedding.sigma)}).</li>`);
   }
   parts.push(`<ul>${items.join('')}</ul><p>Each value is randomised on this device before it is sent. No text, title or exact facet ever leaves it.</p>`);
+  const lifetime = plan.lifetime_epsilon_cap ? ` This device will never spend more than ε = ${plainEpsilon(plan.lifetime_epsilon_cap)} on this study in all.` : '';
+  parts.push(`<p>The guarantee covers this device in this study, across the study's versions: a value this device already sent is sent again rather than drawn anew, so a new version costs only what it changes; a second device (another browser, or cleared storage) is counted anew.${lifetime}</p>`);
   return parts.join('');
 }
 

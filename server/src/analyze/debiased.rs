@@ -95,7 +95,10 @@ pub fn debias_category(
         let at = |q: f64| column[((q * (BOOTSTRAP - 1) as f64).round() as usize).min(BOOTSTRAP - 1)];
         let b = 1.96 * rms_error.map_or(0.0, |e| e[c]);
         let (below, above) = ((shares[c] - at(0.025)).max(0.0), (at(0.975) - shares[c]).max(0.0));
-        ci95.push((shares[c] - below.hypot(b), shares[c] + above.hypot(b)));
+        ci95.push((
+            (shares[c] - below.hypot(b)).max(0.0),
+            (shares[c] + above.hypot(b)).min(1.0),
+        ));
         se.push(spread.hypot(b / 1.96));
     }
     Debiased { shares, ci95, se }

@@ -157,3 +157,12 @@ fn write_loop(storage: Arc<dyn Storage>, jobs: Receiver<Job>) {
         }
     }
 }
+
+/// The receipt a contributor is given for a stored batch: derived from the batch's random key, so
+/// that it is the same on every retry and, unlike the batch's place in the store, says nothing of
+/// how many others contributed.
+pub fn receipt_id(idempotency_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("chorus receipt {idempotency_key}").as_bytes());
+    hex::encode(&digest[..12])
+}
