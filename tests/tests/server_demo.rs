@@ -2,6 +2,7 @@
 //! the real client pipeline and cuts a first release labelled demo; a restart does not seed
 //! again, and later releases from that store are labelled demo too.
 
+use chorus_tests::release_fields::{impossible_values, numeric_sources};
 use chorus_tests::{cached, write_sharegpt_sample, ServerProcess};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -52,6 +53,11 @@ fn a_first_run_seeds_demo_contributions_and_a_release() {
     assert!(release["release"]["topics"]["levels"]
         .as_array()
         .is_some_and(|l| l.len() == 3));
+    // What a newcomer reads first: no impossible share, no number without a source.
+    assert_eq!(impossible_values(&release["release"]), Vec::<String>::new());
+    if let Err(unknown) = numeric_sources(&release["release"]) {
+        panic!("numbers of unknown source in the demo release: {unknown:?}");
+    }
     drop(server);
 
     // A restart finds the store seeded: no second seeding, and a new release is still demo.

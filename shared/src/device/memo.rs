@@ -410,12 +410,7 @@ impl Draw {
     /// The channels a report of this draw carries under `plan`: every channel outside a pool,
     /// and the chosen one of each pool.
     fn carried(&self, plan: &PrivacyPlan) -> BTreeSet<Channel> {
-        let mut carried: BTreeSet<Channel> = plan
-            .channels
-            .iter()
-            .filter(|c| c.pool.is_none())
-            .map(|c| c.channel)
-            .collect();
+        let mut carried: BTreeSet<Channel> = plan.unpooled().collect();
         carried.extend(self.pools.values().map(|p| p.channel));
         carried
     }

@@ -328,6 +328,11 @@ impl PrivacyPlan {
         }
     }
 
+    /// The channels outside every pool: each report carries all of them.
+    pub fn unpooled(&self) -> impl Iterator<Item = Channel> + '_ {
+        self.channels.iter().filter(|c| c.pool.is_none()).map(|c| c.channel)
+    }
+
     /// The sampled pools by name, each with its channels.
     pub fn pools(&self) -> BTreeMap<&str, Vec<&ChannelPlan>> {
         let mut pools: BTreeMap<&str, Vec<&ChannelPlan>> = BTreeMap::new();
@@ -400,12 +405,7 @@ impl PrivacyPlan {
         noise: &mut Noise,
     ) -> Result<Report, PrivacyError> {
         // The one channel of each sampled pool this report carries, chosen independently of the data.
-        let mut carried: Vec<Channel> = self
-            .channels
-            .iter()
-            .filter(|c| c.pool.is_none())
-            .map(|c| c.channel)
-            .collect();
+        let mut carried: Vec<Channel> = self.unpooled().collect();
         for pool in self.pools().values() {
             carried.push(pool[noise.uniform_below(pool.len())?].channel);
         }

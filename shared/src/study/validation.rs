@@ -102,8 +102,15 @@ pub fn validate_debiasing(
     }
     let mut rng = SplitMix(0x05ee_dde1_a5ed);
     let mut errors = Errors::new(classes, oracle);
+    let set = Labelled {
+        vectors,
+        labels,
+        fold_of,
+        classes,
+        folds,
+    };
     for outer in 0..folds {
-        let fold = train_without(vectors, labels, fold_of, classes, folds, options, outer);
+        let fold = train_without(&set, options, outer);
         if fold.labels.is_empty() {
             continue;
         }
@@ -125,17 +132,25 @@ struct Fold {
     confusion: Vec<Vec<f64>>,
 }
 
-/// Fold `outer` held out: a classifier, and its confusion by cross-validation over the other
-/// folds, trained on everything else.
-fn train_without(
-    vectors: &[Vec<f32>],
-    labels: &[usize],
-    fold_of: &[Option<usize>],
+/// The labelled examples' vectors, labels and folds.
+struct Labelled<'a> {
+    vectors: &'a [Vec<f32>],
+    labels: &'a [usize],
+    fold_of: &'a [Option<usize>],
     classes: usize,
     folds: usize,
-    options: TrainOptions,
-    outer: usize,
-) -> Fold {
+}
+
+/// Fold `outer` held out: a classifier, and its confusion by cross-validation over the other
+/// folds, trained on everything else.
+fn train_without(set: &Labelled<'_>, options: TrainOptions, outer: usize) -> Fold {
+    let Labelled {
+        vectors,
+        labels,
+        fold_of,
+        classes,
+        folds,
+    } = *set;
     let train: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] != Some(outer)).collect();
     let test: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] == Some(outer)).collect();
     let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
