@@ -266,16 +266,28 @@ fn crosstab_candidates(
         pool.map_or(1.0, |p| 1.0 / study.privacy.pools()[p].len() as f64)
     };
     let both = total * carried(tab.row_channel) * carried(tab.column_channel);
+    // A row or column is tested on its own estimate (a topic level's, or its channel's); a
+    // level with too few reports to estimate leaves its rows untested.
     let margin = |name: &str, channel: Channel| -> Vec<bool> {
-        let (shares, errors) = match name.strip_prefix("topic_level").and_then(|l| l.parse::<usize>().ok()) {
-            Some(level) => (&levels[level - 1].shares, &levels[level - 1].standard_errors),
-            None => {
-                let f = facets
-                    .iter()
-                    .find(|f| f.channel == channel)
-                    .expect("a cross-tab's channel is a facet");
-                (&f.estimate.shares, &f.estimate.standard_errors)
-            }
+        let estimate = match name.strip_prefix("topic_level").and_then(|l| l.parse::<usize>().ok()) {
+            Some(level) => level
+                .checked_sub(1)
+                .and_then(|l| levels.get(l))
+                .map(|e| (&e.shares, &e.standard_errors)),
+            None => facets
+                .iter()
+                .find(|f| f.channel == channel)
+                .map(|f| (&f.estimate.shares, &f.estimate.standard_errors)),
+        };
+        let Some((shares, errors)) = estimate else {
+            return vec![
+                false;
+                if name == tab.rows {
+                    tab.row_labels.len()
+                } else {
+                    tab.column_labels.len()
+                }
+            ];
         };
         let min = study.release.crosstab_min_reports as f64;
         shares
