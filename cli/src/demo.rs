@@ -152,7 +152,8 @@ fn seed(s: &Seeding) -> Result<String, String> {
         ));
     }
     let signer = Signer::load_or_create(&s.signing_key)?;
-    let (summary, _) = cut(s.storage.as_ref(), &s.study, &signer, &ReleaseOptions { demo: true })?;
+    let (summary, _) =
+        cut(s.storage.as_ref(), &s.study, &signer, &ReleaseOptions { demo: true }).map_err(|e| e.to_string())?;
     Ok(format!(
         "{posted} demo contributions stored and release {} cut in {:.0} s",
         summary.id,

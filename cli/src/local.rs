@@ -110,9 +110,8 @@ pub fn load_analyzer(args: &StudyArgs) -> Result<Analyzer, String> {
 pub fn privacy_statement(study: &chorus_shared::study::CompiledStudy) -> String {
     let a = &study.privacy.accounting;
     format!(
-        "study {}@{}: each report costs ε = {:.3} (δ = {:e}); a contributor sends at most {} report{} and spends at most ε = {:.3}, δ = {:e} in all",
-        study.id,
-        study.version,
+        "study {}: each report costs ε = {:.3} (δ = {:e}); a contributor sends at most {} report{} and spends at most ε = {:.3}, δ = {:e} in all",
+        study.key(),
         a.per_report.epsilon,
         a.per_report.delta,
         study.privacy.reports_per_contributor,

@@ -131,7 +131,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     }
     let state = AppState::new(config, studies, storage)?;
     for entry in state.studies.values() {
-        eprintln!("chorus: serving study {}@{}", entry.study.id, entry.study.version);
+        eprintln!("chorus: serving study {}", entry.study.key());
     }
     eprintln!(
         "chorus: listening on http://{} (release signing key {})",
@@ -178,16 +178,16 @@ pub fn release(args: ReleaseArgs) -> Result<ExitCode, String> {
         &ReleaseOptions {
             demo: args.demo || config.demo || demo::is_demo(&config.data_dir),
         },
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let document = serde_json::to_string_pretty(&signed).expect("a release serialises");
     if let Some(out) = &args.out {
         std::fs::write(out, &document).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     }
     eprintln!(
-        "chorus: release {} of study {}@{} signed with key {}",
+        "chorus: release {} of study {} signed with key {}",
         summary.id,
-        study.id,
-        study.version,
+        study.key(),
         signer.public_key_hex()
     );
     println!("{}", serde_json::to_string(&summary).expect("a summary serialises"));

@@ -297,7 +297,7 @@ impl Client {
     /// The compiled study's id and version, e.g. `chorus-default@3f2a…`.
     #[wasm_bindgen(js_name = studyVersion)]
     pub fn study_version(&self) -> String {
-        format!("{}@{}", self.analyzer.study().id, self.analyzer.study().version)
+        self.analyzer.study().key()
     }
 }
 

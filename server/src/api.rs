@@ -305,8 +305,25 @@ async fn cut_release(
     })
     .await
     .map_err(internal)?
-    .map_err(|e| Rejection::new(409, "release_failed", e))?;
+    .map_err(release_rejection)?;
     Ok(HttpResponse::Created().json(summary))
+}
+
+/// A release that could not be cut: nothing to release yet, or a concurrent cut, is the
+/// admin's to retry (409); a failing store or mechanism is the server's (500), its database
+/// message left out.
+fn release_rejection(e: release::ReleaseError) -> Rejection {
+    use crate::storage::StorageError;
+    use release::ReleaseError;
+    match e {
+        ReleaseError::NoReports { .. } | ReleaseError::Storage(StorageError::ReleaseExists(_)) => {
+            Rejection::new(409, "release_failed", e.to_string())
+        }
+        other => {
+            tracing::error!(error = %other.redacted(), "a release failed");
+            Rejection::new(500, "release_failed", other.redacted())
+        }
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod privacy;
 pub mod protocol;
 pub mod release;
+pub mod stable_hash;
 pub mod study;
 
 pub use conversation::{Conversation, Role, Turn};

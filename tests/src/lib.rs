@@ -195,10 +195,8 @@ pub fn compile_study(study_toml: Option<&Path>) -> chorus_shared::study::Compile
 }
 
 fn fnv(path: Option<&Path>) -> u64 {
-    path.map(|p| p.display().to_string())
-        .unwrap_or_default()
-        .bytes()
-        .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    let name = path.map(|p| p.display().to_string()).unwrap_or_default();
+    chorus_shared::stable_hash::fnv1a(name.as_bytes())
 }
 
 /// The embedder over the cached pinned model.

@@ -14,13 +14,9 @@ use chorus_shared::codebook::kmeans::SplitMix;
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::oracle::{share_ci95, Privatized};
 use chorus_shared::privacy::Channel;
+use chorus_shared::stable_hash::fnv1a;
 use chorus_shared::study::{example_text, CompiledStudy, LabelledExample};
 use chorus_tests::{compile_study, embedder, workspace_root};
-
-fn fnv(text: &str) -> u64 {
-    text.bytes()
-        .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
-}
 
 /// A standard normal draw (Box–Muller).
 fn gaussian(rng: &mut SplitMix) -> f64 {
@@ -37,7 +33,8 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let is_held_out = |e: &LabelledExample| e.source.as_deref() == Some("sample") && fnv(&e.text).is_multiple_of(5);
+    let is_held_out =
+        |e: &LabelledExample| e.source.as_deref() == Some("sample") && fnv1a(e.text.as_bytes()).is_multiple_of(5);
     let temp = std::env::temp_dir().join(format!("chorus-debias-{}", std::process::id()));
     std::fs::create_dir_all(&temp).unwrap();
     for file in ["study.toml", "codebook.json"] {

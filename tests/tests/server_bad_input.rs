@@ -193,6 +193,10 @@ fn run(database: Option<&str>, name: &str) {
     std::fs::write(&config, "max_body_bytes = 65536\n").unwrap();
     let server = ServerProcess::start(&dir.join("data"), database, &["--config", config.to_str().unwrap()]);
     let study: CompiledStudy = serde_json::from_str(&server.get("/api/v1/studies/chorus-default").1).unwrap();
+    // Nothing to release yet: the admin's to retry later (409), with the reason.
+    let (status, body) = server.post("/api/v1/admin/studies/chorus-default/releases", "");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("has no reports"), "{body}");
     let analyses = analyses_of(&fixture("chatgpt/conversations.json"));
     let batch = batch_for(&study, &analyses[0]);
     let valid = serde_json::to_value(&batch).unwrap();

@@ -51,21 +51,21 @@ pub struct History {
 impl History {
     /// Reads the version's earlier releases from the store (they are immutable and signed, so
     /// they are the ledger).
-    pub fn read(storage: &dyn Storage, study: &CompiledStudy) -> Result<History, String> {
+    pub fn read(storage: &dyn Storage, study: &CompiledStudy) -> Result<History, super::ReleaseError> {
+        let damaged = |id: &str, e: serde_json::Error| super::ReleaseError::Failed(format!("release {id}: {e}"));
         let mut history = History::default();
-        let summaries = storage.releases().map_err(|e| e.to_string())?;
-        for summary in summaries.iter().filter(|s| s.study_id == study.id) {
-            let Some(text) = storage.release(&summary.id).map_err(|e| e.to_string())? else {
+        for summary in storage.releases()?.iter().filter(|s| s.study_id == study.id) {
+            let Some(text) = storage.release(&summary.id)? else {
                 continue;
             };
-            let document: Value = serde_json::from_str(&text).map_err(|e| format!("release {}: {e}", summary.id))?;
+            let document: Value = serde_json::from_str(&text).map_err(|e| damaged(&summary.id, e))?;
             let release = &document["release"];
             if release["study"]["version"] != study.version.as_str() {
                 continue;
             }
             for entry in release["ledger"]["central"].as_array().into_iter().flatten() {
                 let mut entry: LedgerEntry =
-                    serde_json::from_value(entry.clone()).map_err(|e| format!("release {}: {e}", summary.id))?;
+                    serde_json::from_value(entry.clone()).map_err(|e| damaged(&summary.id, e))?;
                 if entry.release.is_empty() {
                     entry.release = summary.id.clone();
                 }

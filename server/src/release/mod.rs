@@ -14,7 +14,7 @@ use crate::analyze::{
     GroupEstimate,
 };
 use crate::discover::discover;
-use crate::storage::{ReleaseSummary, Storage};
+use crate::storage::{ReleaseSummary, Storage, StorageError};
 use cells::{round, Cells, TableRange};
 use central::{central_counts, Central, ExactCounts, History};
 use chorus_shared::privacy::noise::Noise;
@@ -27,6 +27,28 @@ use sign::Signer;
 
 /// Version of the release document's layout.
 pub const RELEASE_FORMAT: u32 = 3;
+
+/// Why a release could not be cut.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("study `{study}` has no reports in version {version} yet")]
+    NoReports { study: String, version: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A mechanism or an earlier release document failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ReleaseError {
+    /// What may be shown and logged: a storage error without the database's own message.
+    pub fn redacted(&self) -> String {
+        match self {
+            ReleaseError::Storage(e) => e.redacted(),
+            other => other.to_string(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct ReleaseOptions {
@@ -43,16 +65,16 @@ pub fn cut(
     study: &CompiledStudy,
     signer: &Signer,
     options: &ReleaseOptions,
-) -> Result<(ReleaseSummary, SignedRelease), String> {
-    let collected = collect(storage, study).map_err(|e| e.to_string())?;
+) -> Result<(ReleaseSummary, SignedRelease), ReleaseError> {
+    let collected = collect(storage, study)?;
     if collected.reports.is_empty() {
-        return Err(format!(
-            "study `{}` has no reports in version {} yet",
-            study.id, study.version
-        ));
+        return Err(ReleaseError::NoReports {
+            study: study.id.clone(),
+            version: study.version.clone(),
+        });
     }
     let history = History::read(storage, study)?;
-    let number = storage.release_count(&study.id).map_err(|e| e.to_string())? + 1;
+    let number = storage.release_count(&study.id)? + 1;
     let now = now_secs();
     let summary = ReleaseSummary {
         id: format!("{}-r{number}", study.id),
@@ -67,10 +89,11 @@ pub fn cut(
         options,
         &history,
         &mut Noise::Secure,
-    )?;
+    )
+    .map_err(ReleaseError::Failed)?;
     let signed = signer.sign(release);
     let document = serde_json::to_string_pretty(&signed).expect("a release serialises");
-    storage.insert_release(&summary, &document).map_err(|e| e.to_string())?;
+    storage.insert_release(&summary, &document)?;
     Ok((summary, signed))
 }
 
@@ -459,9 +482,7 @@ fn crosstab_json(tab: &CrossTab, cells: &Cells, range: TableRange, total: f64) -
 
 /// A deterministic seed for a release's bootstrap (its intervals do not change on re-reading).
 fn seed_from(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
+    chorus_shared::stable_hash::fnv1a(id.as_bytes())
 }
 
 pub fn now_secs() -> i64 {

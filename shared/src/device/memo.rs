@@ -130,10 +130,10 @@ pub struct Prepared {
 }
 
 impl Memo {
-    pub fn new(noise: &mut Noise) -> Result<Memo, NoiseError> {
+    pub fn new(noise: &mut Noise) -> Result<Memo, DeviceError> {
         Ok(Memo {
             format: MEMO_FORMAT,
-            salt: format!("{:016x}{:016x}", noise.uniform_u64()?, noise.uniform_u64()?),
+            salt: random_id(noise)?,
             studies: BTreeMap::new(),
         })
     }

@@ -249,6 +249,14 @@ impl PrivacyPlan {
                 return invalid(&format!("channel {} names an empty pool", channel.name()));
             }
             let labels = domain_labels(channel, categories, topics, &config.languages, &config.turn_buckets);
+            if labels.len() < 2 {
+                return invalid(&format!(
+                    "channel {} has {} possible value{}; a channel needs at least two (for the language, list at least one language: every other is reported as `other`)",
+                    channel.name(),
+                    labels.len(),
+                    if labels.len() == 1 { "" } else { "s" }
+                ));
+            }
             let oracle = Oracle::new(settings.oracle, labels.len(), settings.epsilon);
             channels.push(ChannelPlan {
                 oracle,
@@ -352,10 +360,9 @@ impl PrivacyPlan {
     /// analysis lacks the value: a topic without the study's codebook).
     pub fn channel_value(&self, channel: Channel, analysis: &Analysis, categories: &[String]) -> Option<usize> {
         Some(match channel {
-            Channel::Category => categories
-                .iter()
-                .position(|c| *c == analysis.category)
-                .expect("category from the study"),
+            // An analysis handed over from elsewhere (another worker's JSON) may name a category
+            // the study does not have: no value, which privatizing reports as an error.
+            Channel::Category => categories.iter().position(|c| *c == analysis.category)?,
             Channel::Language => self
                 .languages
                 .iter()
@@ -623,6 +630,23 @@ mod tests {
         assert_eq!(plan.channel_value(Channel::TopicTop, &a, &categories), Some(1));
         assert_eq!(plan.channel_value(Channel::TopicMid, &a, &categories), Some(2));
         assert_eq!(plan.channel_value(Channel::Topic, &a, &categories), Some(4));
+    }
+
+    #[test]
+    fn a_channel_with_fewer_than_two_values_is_an_error_not_a_panic() {
+        let categories = ["a".to_owned(), "b".to_owned()];
+        let mut no_languages = config(&[(Channel::Category, 1.0, None), (Channel::Language, 1.0, None)]);
+        no_languages.languages.clear();
+        let err = PrivacyPlan::build(&no_languages, &categories, &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("list at least one language"), "{err}");
+        // An analysis naming a category the study does not have (JSON from elsewhere).
+        let plan = PrivacyPlan::build(&config(&[(Channel::Category, 1.0, None)]), &categories, &[], &[]).unwrap();
+        let stranger = Analysis {
+            category: "not-in-the-study".into(),
+            ..analysis()
+        };
+        let err = plan.privatize(&stranger, &categories, &mut Noise::Secure).unwrap_err();
+        assert!(err.to_string().contains("no category"), "{err}");
     }
 
     #[test]

@@ -177,6 +177,11 @@ impl CompiledStudy {
         })
     }
 
+    /// `id@version`: how logs and the pages name one version of a study.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.id, self.version)
+    }
+
     pub fn category_ids(&self) -> Vec<String> {
         self.categories.iter().map(|c| c.id.clone()).collect()
     }

@@ -96,12 +96,10 @@ pub fn cross_validate(
 pub fn fold_assignment(study: &Study, folds: usize) -> Vec<Option<usize>> {
     let taxonomy = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
     std::iter::repeat_n(None, taxonomy)
-        .chain(
-            study
-                .examples
-                .iter()
-                .map(|e| (e.source.as_deref() == Some("sample")).then(|| (fnv1a(&e.text) % folds as u64) as usize)),
-        )
+        .chain(study.examples.iter().map(|e| {
+            (e.source.as_deref() == Some("sample"))
+                .then(|| (crate::stable_hash::fnv1a(e.text.as_bytes()) % folds as u64) as usize)
+        }))
         .collect()
 }
 
@@ -148,10 +146,4 @@ fn ratio(a: u32, b: u32) -> f64 {
     } else {
         a as f64 / b as f64
     }
-}
-
-/// A stable hash for fold assignment (adding an example never moves the others).
-fn fnv1a(text: &str) -> u64 {
-    text.bytes()
-        .fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
