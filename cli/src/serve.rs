@@ -27,7 +27,8 @@ pub struct ServerArgs {
     /// A study file to serve (repeatable); the default study when none is given.
     #[arg(long = "study-file", value_name = "FILE")]
     studies: Vec<PathBuf>,
-    /// Directory holding the pinned model (to compile the studies).
+    /// Directory holding the pinned model (to compile the studies and to serve the page)
+    /// [default: the config file's `model_dir`, else ~/.cache/chorus/model].
     #[arg(long, value_name = "DIR", env = "CHORUS_MODEL_DIR")]
     model_dir: Option<PathBuf>,
 }
@@ -47,6 +48,13 @@ impl ServerArgs {
         if !self.studies.is_empty() {
             config.studies = self.studies.clone();
         }
+        // One model directory, for compiling the studies and for serving the page its files.
+        if let Some(dir) = &self.model_dir {
+            config.model_dir = Some(dir.clone());
+        }
+        if config.model_dir.is_none() {
+            config.model_dir = Some(cache_dir().join("model"));
+        }
         Ok(config)
     }
 
@@ -54,7 +62,7 @@ impl ServerArgs {
     fn studies(&self, config: &ServerConfig) -> Result<Vec<CompiledStudy>, String> {
         let embedder = load_embedder(&StudyArgs {
             study: None,
-            model_dir: self.model_dir.clone(),
+            model_dir: config.model_dir.clone(),
         })?;
         let files: Vec<Option<PathBuf>> = if config.studies.is_empty() {
             vec![None]
@@ -100,14 +108,6 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     if args.www.is_some() {
         config.www_dir = args.www;
     }
-    if config.model_dir.is_none() {
-        config.model_dir = Some(
-            args.server
-                .model_dir
-                .clone()
-                .unwrap_or_else(|| cache_dir().join("model")),
-        );
-    }
     if args.workers.is_some() {
         config.workers = args.workers;
     }
@@ -125,7 +125,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode, String> {
             study: first,
             storage: storage.clone(),
             signing_key: config.signing_key_path(),
-            model_dir: args.server.model_dir.clone(),
+            model_dir: config.model_dir.clone(),
             base_url: demo::own_url(&config.bind),
         });
     }
