@@ -245,7 +245,12 @@ async function donate() {
   await deliver(donation);
 }
 
-let ready;
+// Settled once every worker has loaded the model and the study: a file chosen before then
+// waits for it (the promise exists from the start, so there is no moment without one).
+let modelsLoaded;
+const ready = new Promise((resolve, reject) => {
+  modelsLoaded = { resolve, reject };
+});
 async function start() {
   const list = await (await fetch('/api/v1/studies')).json();
   const id = params.get('study') ?? list[0]?.id;
@@ -258,7 +263,7 @@ async function start() {
   document.title = `${study.title} — Chorus`;
   $('privacy').innerHTML = privacyStatement(study.privacy);
   if (!study.codebook) $('topic-column').remove();
-  ready = Promise.all(workers.map((w) => w('load', { study: text })));
+  Promise.all(workers.map((w) => w('load', { study: text }))).then(modelsLoaded.resolve, modelsLoaded.reject);
   // A donation a refresh or a lost connection interrupted: send it again (same key).
   for (const donation of await outbox.all()) {
     if (!donation.refused) deliver(donation);
@@ -290,4 +295,8 @@ $('select-all').addEventListener('click', () => includeAll(true));
 $('select-none').addEventListener('click', () => includeAll(false));
 $('prepare').addEventListener('click', () => prepare().catch((e) => showError(e.message)));
 $('donate').addEventListener('click', () => donate().catch((e) => showError(e.message)));
-start().catch((e) => showError(`The study could not be loaded: ${e.message}`));
+ready.catch(() => {}); // reported by start's own failure below
+start().catch((e) => {
+  modelsLoaded.reject(e);
+  showError(`The study could not be loaded: ${e.message}`);
+});

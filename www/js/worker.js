@@ -1,7 +1,9 @@
 // One of the contributor's Web Workers: loads the pinned model (from Cache Storage after the
 // first visit, its SHA-256 checked every time), runs the wasm client on its share of the
-// export, and (the first worker) builds the privatized batch. The export's bytes and the analyses never leave this worker except as the
-// review rows the page shows to the contributor.
+// export, and (the first worker) builds the privatized batch. The export's bytes never leave
+// the worker; its analyses go to the page as the review rows the contributor sees and, whole, to
+// the first worker (which builds the batch); the page receives the batch and the memo as JSON
+// text, and only the batch is ever sent.
 import init, { Client } from '/pkg/chorus_client.js';
 import { BUNDLE } from '/js/bundle.js';
 
