@@ -4,6 +4,7 @@
 //! can change it; the table must follow).
 
 use chorus_shared::privacy::oracle::Oracle;
+use chorus_shared::privacy::Channel;
 use chorus_tests::{compile_study, workspace_root};
 
 fn number_word(n: usize) -> String {
@@ -47,5 +48,20 @@ fn the_readme_names_the_shipped_mechanisms() {
             ),
         };
         assert_eq!(row[4], carried, "{row:?}");
+    }
+}
+
+/// A channel's name is written three times (its serde name, `Channel::name`, the API
+/// description): one name, checked here.
+#[test]
+fn a_channel_has_one_name_on_the_wire_in_releases_and_in_the_api_description() {
+    let openapi = std::fs::read_to_string(workspace_root().join("server/openapi.json")).unwrap();
+    for channel in Channel::ALL {
+        assert_eq!(serde_json::to_value(channel).unwrap(), channel.name());
+        assert!(
+            openapi.contains(channel.name()),
+            "openapi.json does not name {}",
+            channel.name()
+        );
     }
 }
