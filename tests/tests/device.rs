@@ -104,6 +104,25 @@ fn a_batch_holds_exactly_m_reports_in_random_order() {
     let mut sampled = prepared.sampled.clone();
     sampled.sort();
     assert!(sampled == [0, 0, 1] || sampled == [0, 1, 1], "{sampled:?}");
+    // One conversation, then two: the second is reported too (each included one at least once),
+    // and the first keeps the reports drawn for it.
+    let mut memo = Memo::new(&mut noise).unwrap();
+    let all: Vec<&str> = analysed.iter().map(|(_, a)| a.id.as_str()).collect();
+    let one = candidates(&memo, &study, analysed, &all[1..]);
+    let alone = memo.prepare(&study, &one, &mut noise).unwrap();
+    assert_eq!(alone.sampled, [0, 0, 0]);
+    let two = candidates(&memo, &study, analysed, &all[2..]);
+    let both = memo.prepare(&study, &two, &mut noise).unwrap();
+    let mut sampled = both.sampled.clone();
+    sampled.sort();
+    assert_eq!(sampled, [0, 0, 1], "the newly included conversation is reported once");
+    let kept = alone
+        .batch
+        .reports
+        .iter()
+        .filter(|r| both.batch.reports.contains(r))
+        .count();
+    assert_eq!(kept, 2, "two of the first conversation's reports are re-used");
     // Seven conversations: three distinct ones, in an order that is not the export's. In
     // increasing order by chance one time in six: forty batches all in order is a 10⁻³¹ event.
     let mut shuffled = 0;

@@ -44,26 +44,31 @@ pub fn debias_category(
         }
     };
     let n = values.len() as f64;
-    // What is observed: k-RR's report shares, else the unbiased estimate with its covariance.
-    let indicators: Vec<Vec<f64>> = values
-        .iter()
-        .map(|v| {
-            (0..k)
-                .map(|c| match (krr, v) {
-                    (true, Privatized::Value(x)) => f64::from(u8::from(*x as usize == c)),
-                    _ => plan.oracle.support_indicator(v, c),
-                })
-                .collect()
-        })
-        .collect();
-    let mean: Vec<f64> = (0..k)
-        .map(|c| indicators.iter().map(|x| x[c]).sum::<f64>() / n)
-        .collect();
+    // What is observed: k-RR's report shares, else the unbiased estimate with its covariance,
+    // from running sums over the reports (one pass, no per-report copies).
+    let (mut sum, mut products) = (vec![0f64; k], vec![vec![0f64; k]; k]);
+    let mut indicator = vec![0f64; k];
+    for v in values {
+        for (c, x) in indicator.iter_mut().enumerate() {
+            *x = match (krr, v) {
+                (true, Privatized::Value(x)) => f64::from(u8::from(*x as usize == c)),
+                _ => plan.oracle.support_indicator(v, c),
+            };
+        }
+        for a in 0..k {
+            sum[a] += indicator[a];
+            for b in 0..=a {
+                products[a][b] += indicator[a] * indicator[b];
+            }
+        }
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
+    // The covariance of the mean: (Σxᵃxᵇ − n·x̄ᵃx̄ᵇ) / (n − 1) / n.
     let covariance: Vec<Vec<f64>> = (0..k)
         .map(|a| {
             (0..k)
                 .map(|b| {
-                    let s: f64 = indicators.iter().map(|x| (x[a] - mean[a]) * (x[b] - mean[b])).sum();
+                    let s = products[a.max(b)][a.min(b)] - n * mean[a] * mean[b];
                     s / (n - 1.0).max(1.0) / n
                 })
                 .collect()

@@ -53,36 +53,37 @@ pub struct FacetEstimate {
     pub labels: Vec<String>,
     pub oracle: Oracle,
     pub estimate: FrequencyEstimate,
-    /// For the category: the true mix, corrected for the classifier's errors, with 95%
-    /// bootstrap intervals.
-    pub debiased: Option<Debiased>,
 }
 
-/// Every channel's estimate; the category's also corrected for the classifier's errors.
-pub fn estimate_facets(study: &CompiledStudy, reports: &[Report], seed: u64) -> Vec<FacetEstimate> {
+/// The category mix corrected for the classifier's errors (none for a study without a
+/// confusion matrix or with fewer than two category reports).
+pub fn debiased_category(study: &CompiledStudy, reports: &[Report], seed: u64) -> Option<Debiased> {
+    let plan = study.privacy.channel(Channel::Category)?;
+    let confusion = study.category_confusion.as_ref()?;
+    let values: Vec<&Privatized> = reports
+        .iter()
+        .filter_map(|r| r.channels.get(&Channel::Category))
+        .collect();
+    let rms_error = study
+        .category_validation
+        .as_ref()
+        .map(|v| v.debiased_rms_error.as_slice());
+    (values.len() > 1).then(|| debias_category(plan, &values, confusion, rms_error, seed))
+}
+
+/// Every channel's estimate.
+pub fn estimate_facets(study: &CompiledStudy, reports: &[Report]) -> Vec<FacetEstimate> {
     study
         .privacy
         .channels
         .iter()
         .map(|plan| {
             let values: Vec<&Privatized> = reports.iter().filter_map(|r| r.channels.get(&plan.channel)).collect();
-            let estimate = plan.oracle.estimate(values.iter().copied());
-            let debiased = match (plan.channel, &study.category_confusion) {
-                (Channel::Category, Some(confusion)) if estimate.n > 1 => {
-                    let band = study
-                        .category_validation
-                        .as_ref()
-                        .map(|v| v.debiased_rms_error.as_slice());
-                    Some(debias_category(plan, &values, confusion, band, seed))
-                }
-                _ => None,
-            };
             FacetEstimate {
                 channel: plan.channel,
                 labels: plan.labels.clone(),
                 oracle: plan.oracle,
-                estimate,
-                debiased,
+                estimate: plan.oracle.estimate(values.iter().copied()),
             }
         })
         .collect()

@@ -10,8 +10,8 @@ pub mod publish;
 pub mod sign;
 
 use crate::analyze::{
-    collect, cross_tab, embedding_mean, estimate_facets, estimate_groups, Axis, Collected, CrossTab, FacetEstimate,
-    GroupEstimate,
+    collect, cross_tab, debiased_category, embedding_mean, estimate_facets, estimate_groups, Axis, Collected, CrossTab,
+    FacetEstimate, GroupEstimate,
 };
 use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage, StorageError};
@@ -119,7 +119,7 @@ pub fn build(
     )?;
     let total = central.reports.max(1.0);
     let seed = seed_from(&summary.id);
-    let facets = estimate_facets(study, &collected.reports, seed);
+    let facets = estimate_facets(study, &collected.reports);
     let levels = topic_levels(study, collected);
     let tabs = crosstabs(study, collected);
 
@@ -134,11 +134,11 @@ pub fn build(
         .collect();
     // The debiased mix is a table of its own, published only where the study's validation found
     // that the correction beats the devices' estimate on held-out labelled examples.
-    let debiased = facets
-        .iter()
-        .find(|f| f.channel == Channel::Category)
-        .and_then(|f| f.debiased.as_ref())
-        .filter(|_| study.category_validation.as_ref().is_some_and(|v| v.debias_at(total)));
+    let debiased = study
+        .category_validation
+        .as_ref()
+        .filter(|v| v.debias_at(total))
+        .and_then(|_| debiased_category(study, &collected.reports, seed));
     let debiased_range = debiased.map(|d| {
         cells.add(
             d.shares
@@ -367,13 +367,16 @@ fn ledger_json(study: &CompiledStudy, central: &Central) -> Value {
 
 /// How to read a cell, in the release itself.
 const CELLS_METHOD: &str = "share: the estimate of the value's share, in [0, 1]; ci95: its 95% \
-interval (normal approximation of the unbiased estimate, clipped to [0, 1]); unbiased and se: \
-that estimate unclipped (its noise can take it slightly outside [0, 1]) and its standard error; \
-count and count_ci95: share and interval times the (noisy) number of reports. A withheld cell \
-says why: 'below k' (its count is not reliably at least k) or 'too few reports' (its cross-tab \
-row or column holds too few reports to test it) — a withheld cell is not a zero. Counts carry \
-noise twice (the reports' local noise and the central noise on the total), so published counts \
-can add up to more than the reports.";
+interval. A cell is published only because its estimate cleared the threshold, so share and ci95 \
+are those of the estimate given that it did (the median and the middle 95% of a normal estimate \
+truncated at the threshold): far above the threshold they are the estimate and ±1.96 standard \
+errors, just above it the interval reaches lower. unbiased and se: the raw unbiased estimate \
+(its noise can take it slightly outside [0, 1]) and its standard error; count and count_ci95: \
+share and interval times the (noisy) number of reports. A withheld cell says why: 'below k' (its \
+count is not reliably at least k) or 'too few reports' (its cross-tab row or column holds too few \
+reports to test it) — a withheld cell is not a zero. Counts carry noise twice (the reports' local \
+noise and the central noise on the total), so published counts can add up to more than the \
+reports.";
 
 fn facet_json(f: &FacetEstimate, cells: &Cells, range: TableRange, total: f64) -> Value {
     let cells_json: Vec<Value> = f

@@ -342,10 +342,11 @@ impl StudyMemo {
     }
 }
 
-/// The sample of a batch: `previous` slots of conversations still included, then new ones
-/// drawn uniformly from the others — `m` distinct conversations when there are that many,
-/// else every conversation once and the rest drawn with replacement. A new slot of a
-/// conversation takes its first draw no other slot uses (earlier draws are re-used, never redrawn).
+/// The sample of a batch, `m` slots: with at least `m` conversations included, `m` distinct
+/// ones — the `previous` ones still included, then others drawn uniformly; with fewer, every
+/// included conversation once, then repeats — the previous repeats still included, then
+/// conversations drawn with replacement. A new slot of a conversation takes its first draw no
+/// other slot uses (earlier draws are re-used, never redrawn).
 fn choose_slots(
     previous: &[Slot],
     index: &BTreeMap<&str, usize>,
@@ -354,11 +355,12 @@ fn choose_slots(
     noise: &mut Noise,
 ) -> Result<Vec<Slot>, NoiseError> {
     let n = candidates.len();
+    let included: Vec<&Slot> = previous.iter().filter(|s| index.contains_key(s.key.as_str())).collect();
+    // The first slot of each conversation kept from the previous sample.
     let mut slots: Vec<Slot> = Vec::with_capacity(m);
-    for slot in previous.iter().filter(|s| index.contains_key(s.key.as_str())) {
-        let distinct_needed = n >= m;
-        if slots.len() < m && !(distinct_needed && slots.iter().any(|s| s.key == slot.key)) {
-            slots.push(slot.clone());
+    for slot in &included {
+        if slots.len() < m && !slots.iter().any(|s| s.key == slot.key) {
+            slots.push((*slot).clone());
         }
     }
     let chosen: BTreeSet<&str> = slots.iter().map(|s| s.key.as_str()).collect();
@@ -374,10 +376,23 @@ fn choose_slots(
             .map(|i| others[i])
             .collect()
     } else {
-        others.into_iter().take(m - slots.len()).collect()
+        others
     };
-    while slots.len() + keys.len() < m {
-        keys.push(candidates[noise.uniform_below(n)?].0.as_str());
+    if n < m {
+        // Repeats: the previous ones first, then new ones with replacement.
+        let repeats: Vec<Slot> = included
+            .iter()
+            .filter(|s| !slots.contains(s))
+            .map(|s| (*s).clone())
+            .collect();
+        for slot in repeats {
+            if slots.len() + keys.len() < m {
+                slots.push(slot);
+            }
+        }
+        while slots.len() + keys.len() < m {
+            keys.push(candidates[noise.uniform_below(n)?].0.as_str());
+        }
     }
     for key in keys {
         let draw = (0..)

@@ -2,7 +2,7 @@
 //! serialises to JSON (the browser receives this, not the labelled examples).
 
 use super::classifier::{argmax, Classifier, TrainOptions};
-use super::evaluate::{cross_validate_vectors, fold_assignment};
+use super::evaluate::{cross_validate_vectors, fold_assignment, Labelled};
 use super::validation::{validate_debiasing, DebiasValidation};
 use super::{Category, ReleaseConfig, Study};
 use crate::codebook::Codebook;
@@ -105,6 +105,13 @@ impl CompiledStudy {
 
         let classes = study.categories.len();
         let folds = fold_assignment(study, CONFUSION_FOLDS);
+        let set = Labelled {
+            vectors: train,
+            labels: &labels,
+            fold_of: &folds,
+            classes,
+            folds: CONFUSION_FOLDS,
+        };
         let (classifier, category_confusion) = if study.examples.is_empty() {
             (Classifier::prototypes(train, &labels, classes), None)
         } else {
@@ -117,7 +124,7 @@ impl CompiledStudy {
                     });
                 }
             }
-            let confusion = cross_validate_vectors(train, &labels, &folds, classes, CONFUSION_FOLDS, options).soft;
+            let confusion = cross_validate_vectors(&set, options).soft;
             (
                 Classifier::train_linear(train, &labels, classes, options),
                 Some(confusion),
@@ -144,7 +151,7 @@ impl CompiledStudy {
         let privacy = PrivacyPlan::build(&study.privacy, &category_ids, &topic_ids, train)?;
         let category_validation = category_confusion.as_ref().and_then(|_| {
             let oracle = privacy.channel(crate::privacy::Channel::Category).map(|c| c.oracle);
-            validate_debiasing(train, &labels, &folds, classes, CONFUSION_FOLDS, options, oracle)
+            validate_debiasing(&set, options, oracle)
         });
         Ok(CompiledStudy {
             format: COMPILED_FORMAT,

@@ -43,7 +43,14 @@ pub fn cross_validate(
     let fold_of = fold_assignment(study, folds);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let vectors = embedder.embed_many(&refs, progress)?;
-    let confusion = cross_validate_vectors(&vectors, &labels, &fold_of, classes, folds, options).hard;
+    let set = Labelled {
+        vectors: &vectors,
+        labels: &labels,
+        fold_of: &fold_of,
+        classes,
+        folds,
+    };
+    let confusion = cross_validate_vectors(&set, options).hard;
 
     // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
     let taxonomy_examples = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
@@ -113,14 +120,25 @@ pub struct CrossValidation {
     pub soft: Vec<Vec<f64>>,
 }
 
-pub fn cross_validate_vectors(
-    vectors: &[Vec<f32>],
-    labels: &[usize],
-    fold_of: &[Option<usize>],
-    classes: usize,
-    folds: usize,
-    options: TrainOptions,
-) -> CrossValidation {
+/// Labelled examples as the classifier sees them: vectors, category indices, and each one's
+/// fold ([`fold_assignment`]; none for examples always trained on).
+#[derive(Clone, Copy)]
+pub(crate) struct Labelled<'a> {
+    pub vectors: &'a [Vec<f32>],
+    pub labels: &'a [usize],
+    pub fold_of: &'a [Option<usize>],
+    pub classes: usize,
+    pub folds: usize,
+}
+
+pub(crate) fn cross_validate_vectors(set: &Labelled<'_>, options: TrainOptions) -> CrossValidation {
+    let Labelled {
+        vectors,
+        labels,
+        fold_of,
+        classes,
+        folds,
+    } = *set;
     let mut hard = vec![vec![0u32; classes]; classes];
     let mut soft = vec![vec![0f64; classes]; classes];
     for fold in 0..folds {

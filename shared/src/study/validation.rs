@@ -17,7 +17,7 @@
 //! held-out mixes, without noise (the release's intervals carry the noise).
 
 use super::classifier::{argmax, Classifier, TrainOptions};
-use super::evaluate::cross_validate_vectors;
+use super::evaluate::{cross_validate_vectors, Labelled};
 use crate::codebook::kmeans::SplitMix;
 use crate::privacy::debias::{debias, ITERATIONS};
 use crate::privacy::oracle::{project_to_simplex, Oracle};
@@ -87,30 +87,20 @@ impl DebiasValidation {
 /// Nested cross-validation of the debiasing over the examples with a fold (`fold_of[i]` is
 /// `Some` for uniformly sampled examples; the others are always trained on), through the
 /// category channel's `oracle`. None when there are too few held-out examples to measure.
-pub fn validate_debiasing(
-    vectors: &[Vec<f32>],
-    labels: &[usize],
-    fold_of: &[Option<usize>],
-    classes: usize,
-    folds: usize,
+pub(crate) fn validate_debiasing(
+    set: &Labelled<'_>,
     options: TrainOptions,
     oracle: Option<Oracle>,
 ) -> Option<DebiasValidation> {
-    let sampled = fold_of.iter().filter(|f| f.is_some()).count();
+    let (classes, folds) = (set.classes, set.folds);
+    let sampled = set.fold_of.iter().filter(|f| f.is_some()).count();
     if sampled < 10 * folds {
         return None;
     }
     let mut rng = SplitMix(0x05ee_dde1_a5ed);
     let mut errors = Errors::new(classes, oracle);
-    let set = Labelled {
-        vectors,
-        labels,
-        fold_of,
-        classes,
-        folds,
-    };
     for outer in 0..folds {
-        let fold = train_without(&set, options, outer);
+        let fold = train_without(set, options, outer);
         if fold.labels.is_empty() {
             continue;
         }
@@ -132,15 +122,6 @@ struct Fold {
     confusion: Vec<Vec<f64>>,
 }
 
-/// The labelled examples' vectors, labels and folds.
-struct Labelled<'a> {
-    vectors: &'a [Vec<f32>],
-    labels: &'a [usize],
-    fold_of: &'a [Option<usize>],
-    classes: usize,
-    folds: usize,
-}
-
 /// Fold `outer` held out: a classifier, and its confusion by cross-validation over the other
 /// folds, trained on everything else.
 fn train_without(set: &Labelled<'_>, options: TrainOptions, outer: usize) -> Fold {
@@ -156,7 +137,14 @@ fn train_without(set: &Labelled<'_>, options: TrainOptions, outer: usize) -> Fol
     let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
     let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
     let inner: Vec<Option<usize>> = train.iter().map(|&i| fold_of[i]).collect();
-    let confusion = cross_validate_vectors(&xs, &ys, &inner, classes, folds, options).soft;
+    let training = Labelled {
+        vectors: &xs,
+        labels: &ys,
+        fold_of: &inner,
+        classes,
+        folds,
+    };
+    let confusion = cross_validate_vectors(&training, options).soft;
     let model = Classifier::train_linear(&xs, &ys, classes, options);
     Fold {
         probabilities: test.iter().map(|&i| model.probabilities(&vectors[i])).collect(),
