@@ -2,7 +2,7 @@
 //! conversation on stdout, and what the study's reports would cost on stderr.
 
 use crate::exports::analyze_exports;
-use crate::local::load_analyzer;
+use crate::files::load_analyzer;
 use crate::StudyArgs;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -27,7 +27,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode, String> {
     let analyzer = Arc::new(load_analyzer(&args.study)?);
-    eprintln!("chorus: {}", crate::local::privacy_statement(analyzer.study()));
+    eprintln!("chorus: {}", crate::files::privacy_statement(analyzer.study()));
     let mut stdout = BufWriter::new(std::io::stdout().lock());
     let summary = analyze_exports(
         &analyzer,

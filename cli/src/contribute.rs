@@ -4,7 +4,7 @@
 //! is being sent (the device's ledger, the study's lifetime cap), and posts exactly what the
 //! browser would post; a retry re-sends the same batch with the same key, so it is stored once.
 
-use crate::local::{load_embedder, privacy_statement};
+use crate::files::{load_embedder, privacy_statement};
 use crate::report::{memo_path, prepare_batch, write_memo, DeviceArgs};
 use crate::StudyArgs;
 use chorus_shared::embed::pins::pins;

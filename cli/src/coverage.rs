@@ -5,12 +5,12 @@
 //! release, and each published interval is held against the population's true value. A
 //! published cell whose true count is below `k` is a phantom.
 
+use chorus_messages::Channel;
 use chorus_server::analyze::Collected;
 use chorus_server::release::central::History;
 use chorus_server::release::{build, now_secs, ReleaseOptions};
 use chorus_server::storage::ReleaseSummary;
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::privacy::Channel;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
 use serde_json::{json, Map, Value};
@@ -192,7 +192,7 @@ fn truth(study: &CompiledStudy, analyses: &[Analysis]) -> Truth {
     }
     let mut joint = BTreeMap::new();
     let rows = std::iter::once((Channel::Category, "category".to_owned()))
-        .chain((0..depth.saturating_sub(1)).map(|l| (Channel::Topic, format!("topic_level{}", l + 1))));
+        .chain((0..depth.saturating_sub(1)).map(|l| (Channel::TopicLeaf, format!("topic_level{}", l + 1))));
     for (channel, name) in rows {
         let mut cells: BTreeMap<(String, String), f64> = BTreeMap::new();
         for a in analyses {

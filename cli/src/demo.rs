@@ -8,7 +8,7 @@
 //! first release. Every release from a demo data directory says `"demo": true`.
 
 use crate::contribute::{agent, with_retries};
-use crate::local::load_embedder;
+use crate::files::load_embedder;
 use crate::StudyArgs;
 use chorus_server::release::{cut, sign::Signer, ReleaseOptions};
 use chorus_server::storage::Storage;

@@ -3,17 +3,17 @@
 //! are the server's and the auditor's side; `study` compiles and evaluates a study's classifiers.
 
 mod analyze;
-mod codebook_cmd;
+mod codebook;
 mod contribute;
 mod coverage;
 mod demo;
 mod exports;
-mod local;
+mod files;
 mod progress;
 mod report;
 mod serve;
 mod simulate;
-mod study_cmd;
+mod study;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -61,10 +61,10 @@ enum Command {
     Verify(verify::Args),
     /// Build a study's public topic codebook from a public corpus.
     #[command(subcommand)]
-    Codebook(codebook_cmd::Command),
+    Codebook(codebook::Command),
     /// Work with a study's classifiers.
     #[command(subcommand)]
-    Study(study_cmd::Command),
+    Study(study::Command),
 }
 
 fn main() -> ExitCode {
@@ -77,8 +77,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::serve(args),
         Command::Release(args) => serve::release(args),
         Command::Verify(args) => verify::run(args),
-        Command::Codebook(command) => codebook_cmd::run(command),
-        Command::Study(command) => study_cmd::run(command),
+        Command::Codebook(command) => codebook::run(command),
+        Command::Study(command) => study::run(command),
     };
     match result {
         Ok(code) => code,

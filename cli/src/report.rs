@@ -6,7 +6,7 @@
 //! `chorus contribute` sends them.
 
 use crate::exports::analyze_exports;
-use crate::local::{cache_dir, load_analyzer, privacy_statement};
+use crate::files::{cache_dir, load_analyzer, privacy_statement};
 use crate::StudyArgs;
 use chorus_shared::device::{digest, Memo, Prepared};
 use chorus_shared::privacy::noise::Noise;

@@ -3,7 +3,7 @@
 //! through HTTP.
 
 use crate::demo::{self, DemoArgs};
-use crate::local::{cache_dir, compiled_study, load_embedder, load_study};
+use crate::files::{cache_dir, compiled_study, load_embedder, load_study};
 use crate::StudyArgs;
 use chorus_server::release::{cut, sign::Signer, ReleaseOptions};
 use chorus_server::{storage, AppState, ServerConfig};

@@ -4,14 +4,13 @@
 //! non-private distributions of the same on-device facets.
 
 use crate::exports::analyze_exports;
-use crate::local::load_analyzer;
+use crate::files::load_analyzer;
 use crate::StudyArgs;
+use chorus_messages::{Channel, Privatized, Report};
 use chorus_server::analyze::debias_category;
-use chorus_shared::privacy::embedding::estimate_mean;
+use chorus_shared::privacy::embedding::{estimate_mean, EmbeddingPlan};
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::privacy::oracle::Privatized;
-use chorus_shared::privacy::{Channel, PrivacyPlan};
-use chorus_shared::protocol::Report;
+use chorus_shared::privacy::{ChannelPlan, PrivacyPlan};
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
 use serde_json::{json, Map, Value};
@@ -83,6 +82,8 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     })
 }
 
+/// One simulated release at `plan`'s budget: each channel's estimate against the truth, with the
+/// server's estimators (`oracle.estimate`, the corrected category mix), and the mean embedding.
 fn simulate(
     study: &CompiledStudy,
     plan: &PrivacyPlan,
@@ -97,34 +98,8 @@ fn simulate(
         .map_err(|e| e.to_string())?;
     let mut facets = Map::new();
     for channel in &plan.channels {
-        let labels = &channel.labels;
         let truth = plan.true_shares(channel.channel, analyses, &categories);
-        let estimate = channel
-            .oracle
-            .estimate(reports.iter().filter_map(|r| r.channels.get(&channel.channel)));
-        let tvd = 0.5
-            * estimate
-                .projected
-                .iter()
-                .zip(&truth)
-                .map(|(e, t)| (e - t).abs())
-                .sum::<f64>();
-        let by_label = |values: &[f64]| -> Value {
-            labels
-                .iter()
-                .zip(values)
-                .map(|(l, v)| (l.clone(), json!(round(*v))))
-                .collect::<Map<_, _>>()
-                .into()
-        };
-        let mut facet = json!({
-            "oracle": channel.oracle,
-            "reports": estimate.n,
-            "true": by_label(&truth),
-            "estimate": by_label(&estimate.projected),
-            "ci95": labels.iter().zip(estimate.ci95()).map(|(l, (lo, hi))| (l.clone(), json!([round(lo), round(hi)]))).collect::<Map<_, _>>(),
-            "tvd": round(tvd),
-        });
+        let mut facet = facet_document(channel, &reports, &truth);
         if let (Channel::Category, Some(confusion)) = (channel.channel, &study.category_confusion) {
             // The server's correction for the classifier's errors, with its bootstrap intervals
             // (the devices' noise and the confusion's uncertainty), to hold against a true mix.
@@ -137,13 +112,8 @@ fn simulate(
                 .as_ref()
                 .map(|v| v.debiased_rms_error.as_slice());
             let debiased = debias_category(channel, &values, confusion, band, noise_seed(noise));
-            facet["debiased"] = by_label(&debiased.shares);
-            facet["debiased_ci95"] = labels
-                .iter()
-                .zip(&debiased.ci95)
-                .map(|(l, (lo, hi))| (l.clone(), json!([round(*lo), round(*hi)])))
-                .collect::<Map<_, _>>()
-                .into();
+            facet["debiased"] = by_label(&channel.labels, &debiased.shares);
+            facet["debiased_ci95"] = intervals_by_label(&channel.labels, &debiased.ci95);
         }
         facets.insert(channel.channel.name().to_owned(), facet);
     }
@@ -158,34 +128,79 @@ fn simulate(
         "facets": facets,
     });
     if let Some(embedding) = &plan.embedding {
-        let truth: Vec<Vec<f64>> = analyses
-            .iter()
-            .map(|a| embedding.project(a.embedding.as_deref().unwrap_or_default()))
-            .collect();
-        let d = embedding.dimensions();
-        let true_mean: Vec<f64> = (0..d)
-            .map(|j| truth.iter().map(|v| v[j]).sum::<f64>() / truth.len() as f64)
-            .collect();
-        let estimate = estimate_mean(reports.iter().filter_map(|r| r.embedding.as_deref()));
-        let error = estimate
-            .mean
-            .iter()
-            .zip(&true_mean)
-            .map(|(e, t)| (e - t).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let norm = true_mean.iter().map(|t| t * t).sum::<f64>().sqrt();
-        let se = (estimate.standard_errors.iter().map(|s| s * s).sum::<f64>()).sqrt();
-        document["embedding"] = json!({
-            "dimensions": d,
-            "sigma": embedding.sigma,
-            "reports": estimate.n,
-            "true_mean_norm": round(norm),
-            "mean_error_norm": round(error),
-            "mean_standard_error_norm": round(se),
-        });
+        document["embedding"] = embedding_document(embedding, analyses, &reports);
     }
     Ok(document)
+}
+
+/// One channel: the server's estimate from the reports beside the true shares.
+fn facet_document(channel: &ChannelPlan, reports: &[Report], truth: &[f64]) -> Value {
+    let estimate = channel
+        .oracle
+        .estimate(reports.iter().filter_map(|r| r.channels.get(&channel.channel)));
+    let tvd = 0.5
+        * estimate
+            .projected
+            .iter()
+            .zip(truth)
+            .map(|(e, t)| (e - t).abs())
+            .sum::<f64>();
+    json!({
+        "oracle": channel.oracle,
+        "reports": estimate.n,
+        "true": by_label(&channel.labels, truth),
+        "estimate": by_label(&channel.labels, &estimate.projected),
+        "ci95": intervals_by_label(&channel.labels, &estimate.ci95()),
+        "tvd": round(tvd),
+    })
+}
+
+/// The mean projected embedding estimated from the reports against the true mean.
+fn embedding_document(embedding: &EmbeddingPlan, analyses: &[Analysis], reports: &[Report]) -> Value {
+    let truth: Vec<Vec<f64>> = analyses
+        .iter()
+        .map(|a| embedding.project(a.embedding.as_deref().unwrap_or_default()))
+        .collect();
+    let d = embedding.dimensions();
+    let true_mean: Vec<f64> = (0..d)
+        .map(|j| truth.iter().map(|v| v[j]).sum::<f64>() / truth.len() as f64)
+        .collect();
+    let estimate = estimate_mean(reports.iter().filter_map(|r| r.embedding.as_deref()));
+    let error = estimate
+        .mean
+        .iter()
+        .zip(&true_mean)
+        .map(|(e, t)| (e - t).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm = true_mean.iter().map(|t| t * t).sum::<f64>().sqrt();
+    let se = (estimate.standard_errors.iter().map(|s| s * s).sum::<f64>()).sqrt();
+    json!({
+        "dimensions": d,
+        "sigma": embedding.sigma,
+        "reports": estimate.n,
+        "true_mean_norm": round(norm),
+        "mean_error_norm": round(error),
+        "mean_standard_error_norm": round(se),
+    })
+}
+
+fn by_label(labels: &[String], values: &[f64]) -> Value {
+    labels
+        .iter()
+        .zip(values)
+        .map(|(l, v)| (l.clone(), json!(round(*v))))
+        .collect::<Map<_, _>>()
+        .into()
+}
+
+fn intervals_by_label(labels: &[String], intervals: &[(f64, f64)]) -> Value {
+    labels
+        .iter()
+        .zip(intervals)
+        .map(|(l, (lo, hi))| (l.clone(), json!([round(*lo), round(*hi)])))
+        .collect::<Map<_, _>>()
+        .into()
 }
 
 /// A seed for the debiasing's bootstrap: drawn from the simulation's noise, so that a seeded

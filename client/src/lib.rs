@@ -43,13 +43,13 @@ pub struct Client {
     analyzer: Analyzer,
     /// The last export's conversations (this worker's share of them, and any other worker's
     /// handed over with `addAnalyses`), in export order.
-    analysed: Vec<Analysed>,
+    kept: Vec<KeptConversation>,
 }
 
 /// One analysed conversation as the tab keeps it. The digest and the embedding never leave the
 /// tab; the title is for the contributor's eyes (the review table) only.
 #[derive(Serialize, Deserialize)]
-struct Analysed {
+struct KeptConversation {
     index: u64,
     digest: String,
     title: Option<String>,
@@ -58,13 +58,13 @@ struct Analysed {
 
 #[derive(Serialize)]
 struct AnalyzeResult {
-    conversations: Vec<Row>,
+    conversations: Vec<ReviewRow>,
     summary: Summary,
 }
 
 /// A conversation as the review table shows it: its analysis (no embedding) and its title.
 #[derive(Serialize)]
-struct Row {
+struct ReviewRow {
     index: u64,
     #[serde(flatten)]
     analysis: Analysis,
@@ -88,7 +88,7 @@ impl Client {
             .map_err(|e| JsError::new(&format!("the compiled study is not valid: {e}")))?;
         Ok(Client {
             analyzer: Analyzer::new(embedder, study)?,
-            analysed: Vec::new(),
+            kept: Vec::new(),
         })
     }
 
@@ -142,16 +142,16 @@ impl Client {
     /// builds the batch (`addAnalyses`). They move between the tab's workers only.
     #[wasm_bindgen(js_name = takeAnalyses)]
     pub fn take_analyses(&mut self) -> String {
-        serde_json::to_string(&std::mem::take(&mut self.analysed)).expect("analyses serialise")
+        serde_json::to_string(&std::mem::take(&mut self.kept)).expect("analyses serialise")
     }
 
     /// Adds another worker's analyses (from `takeAnalyses`) to this one's, in export order.
     #[wasm_bindgen(js_name = addAnalyses)]
     pub fn add_analyses(&mut self, json: &str) -> Result<(), JsError> {
-        let more: Vec<Analysed> =
+        let more: Vec<KeptConversation> =
             serde_json::from_str(json).map_err(|e| JsError::new(&format!("not a worker's analyses: {e}")))?;
-        self.analysed.extend(more);
-        self.analysed.sort_by_key(|a| a.index);
+        self.kept.extend(more);
+        self.kept.sort_by_key(|a| a.index);
         Ok(())
     }
 
@@ -176,7 +176,7 @@ impl Client {
                 return;
             }
             match self.analyzer.analyze(&conversation, true) {
-                Ok(analysis) => analysed.push(Analysed {
+                Ok(analysis) => analysed.push(KeptConversation {
                     index: index - 1,
                     digest: digest(&conversation),
                     title: conversation.title.clone(),
@@ -192,9 +192,9 @@ impl Client {
         if let Some(e) = failure {
             return Err(e.into());
         }
-        self.analysed = analysed;
+        self.kept = analysed;
         let conversations = self
-            .analysed
+            .kept
             .iter()
             .map(|a| {
                 let mut shown = a.analysis.clone();
@@ -202,7 +202,7 @@ impl Client {
                     shown.embedding = None;
                     shown.category_probabilities = None;
                 }
-                Row {
+                ReviewRow {
                     index: a.index,
                     analysis: shown,
                     title: a.title.clone(),
@@ -252,8 +252,8 @@ impl Client {
             .map_err(|e| JsError::new(&format!("excluded ids must be a JSON array of strings: {e}")))?;
         let mut noise = Noise::Secure;
         let mut memo = load_memo(memo_json, &mut noise)?;
-        let included: Vec<&Analysed> = self
-            .analysed
+        let included: Vec<&KeptConversation> = self
+            .kept
             .iter()
             .filter(|a| !excluded.contains(&a.analysis.id))
             .collect();

@@ -9,7 +9,7 @@ use crate::storage::StoreOutcome;
 use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
-use chorus_shared::protocol::ReportBatch;
+use chorus_messages::ReportBatch;
 use serde_json::json;
 
 pub const OPENAPI: &str = include_str!("../openapi.json");

@@ -246,6 +246,35 @@ pub fn discover(study: &CompiledStudy, embeddings: &[&[f32]], min_count: f64, se
     }
     let sigma2 = plan.sigma * plan.sigma;
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let points = sample_points(embeddings, &mut rng);
+    let (n, d) = (points.len() as f64, plan.dimensions() as f64);
+    // Choose the number of clusters by BIC on a subsample, then fit all points from that start.
+    let chosen = choose_by_bic(&points[..points.len().min(SELECTION_SAMPLE)], sigma2, d, &mut rng);
+    let fit = fit(&points, chosen.means, sigma2);
+    let fitted = fit.weights.len();
+    let (clusters, note) = if fitted == 1 {
+        let se = (sigma2 / n).sqrt();
+        let note = format!(
+            "one component explains the data: with noise σ = {:.1} per coordinate, a centroid's standard error is {se:.3} even over all {n} reports; clusters one unit apart would need about {:.0} contributors each",
+            plan.sigma,
+            (2.0 * 1.96 * plan.sigma).powi(2)
+        );
+        (Vec::new(), note)
+    } else {
+        let reports = embeddings.len() as f64;
+        separated_clusters(supported_clusters(study, &fit, n, reports, min_count, sigma2), d)
+    };
+    Some(Discovery {
+        points: points.len(),
+        sigma: plan.sigma,
+        fitted,
+        clusters,
+        note,
+    })
+}
+
+/// The embeddings as points, a uniform sample of at most `SAMPLE` of them.
+fn sample_points(embeddings: &[&[f32]], rng: &mut rand_chacha::ChaCha20Rng) -> Vec<Vec<f64>> {
     let mut points: Vec<Vec<f64>> = embeddings
         .iter()
         .map(|e| e.iter().map(|&x| x as f64).collect())
@@ -257,14 +286,17 @@ pub fn discover(study: &CompiledStudy, embeddings: &[&[f32]], min_count: f64, se
         }
         points.truncate(SAMPLE);
     }
-    let (n, d) = (points.len() as f64, plan.dimensions() as f64);
-    // Choose the number of clusters by BIC on a subsample, then fit all points from that start.
-    let selection = &points[..points.len().min(SELECTION_SAMPLE)];
+    points
+}
+
+/// The best fit over numbers of clusters by BIC, stopping after two more clusters fail to pay
+/// for themselves.
+fn choose_by_bic(selection: &[Vec<f64>], sigma2: f64, d: f64, rng: &mut rand_chacha::ChaCha20Rng) -> Fit {
     let ns = selection.len() as f64;
     let mut best: Option<(f64, Fit)> = None;
     let mut worse = 0;
     for k in 1..=MAX_CLUSTERS.min(selection.len() / 10) {
-        let fit = best_fit(selection, k, sigma2, &mut rng);
+        let fit = best_fit(selection, k, sigma2, rng);
         let parameters = (k as f64) * (d + 2.0) - 1.0;
         let bic = -2.0 * fit.log_likelihood + parameters * ns.ln();
         if best.as_ref().is_none_or(|(b, _)| bic < *b) {
@@ -278,57 +310,56 @@ pub fn discover(study: &CompiledStudy, embeddings: &[&[f32]], min_count: f64, se
             }
         }
     }
-    let (_, chosen) = best.expect("at least one fit");
-    let fit = fit(&points, chosen.means, sigma2);
-    let fitted = fit.weights.len();
+    best.expect("at least one fit").1
+}
+
+/// The fitted components whose count over all `reports` is reliably at least `min_count`.
+fn supported_clusters(
+    study: &CompiledStudy,
+    fit: &Fit,
+    n: f64,
+    reports: f64,
+    min_count: f64,
+    sigma2: f64,
+) -> Vec<Cluster> {
     let mut clusters = Vec::new();
-    let mut note = String::new();
-    if fitted == 1 {
-        let se = (sigma2 / n).sqrt();
-        note = format!(
-            "one component explains the data: with noise σ = {:.1} per coordinate, a centroid's standard error is {se:.3} even over all {n} reports; clusters one unit apart would need about {:.0} contributors each",
-            plan.sigma,
-            (2.0 * 1.96 * plan.sigma).powi(2)
-        );
-    } else {
-        for j in 0..fitted {
-            let nj = fit.responsibilities_sum[j];
-            let share = fit.weights[j];
-            let share_se = (share * (1.0 - share) / n).sqrt();
-            let centroid_se = (fit.variances[j] / nj.max(1.0)).sqrt();
-            let count_low = (share - 1.96 * share_se) * embeddings.len() as f64;
-            if count_low < min_count {
-                continue;
-            }
-            clusters.push(Cluster {
-                share,
-                share_se,
-                centroid: fit.means[j].clone(),
-                centroid_se,
-                tau: (fit.variances[j] - sigma2).max(0.0).sqrt(),
-                names: names(study, &fit.means[j]),
-                topics: nearest_topics(study, &fit.means[j]),
-            });
+    for j in 0..fit.weights.len() {
+        let nj = fit.responsibilities_sum[j];
+        let share = fit.weights[j];
+        let share_se = (share * (1.0 - share) / n).sqrt();
+        let centroid_se = (fit.variances[j] / nj.max(1.0)).sqrt();
+        if (share - 1.96 * share_se) * reports < min_count {
+            continue;
         }
-        // Keep a cluster only if it is distinguishable from every other kept one.
-        let separated = |a: &Cluster, b: &Cluster| {
-            let se2 = a.centroid_se.powi(2) + b.centroid_se.powi(2);
-            squared_distance(&a.centroid, &b.centroid) > se2 * (d + 3.0 * (2.0 * d).sqrt())
-        };
-        let all = clusters.clone();
-        clusters.retain(|c| all.iter().all(|o| o.centroid == c.centroid || separated(c, o)));
-        if clusters.len() < 2 {
-            note = "the fitted clusters are not separated beyond their standard errors".into();
-            clusters.clear();
-        }
+        clusters.push(Cluster {
+            share,
+            share_se,
+            centroid: fit.means[j].clone(),
+            centroid_se,
+            tau: (fit.variances[j] - sigma2).max(0.0).sqrt(),
+            names: names(study, &fit.means[j]),
+            topics: nearest_topics(study, &fit.means[j]),
+        });
     }
-    Some(Discovery {
-        points: points.len(),
-        sigma: plan.sigma,
-        fitted,
-        clusters,
-        note,
-    })
+    clusters
+}
+
+/// Keeps a cluster only if it is distinguishable from every other kept one; fewer than two
+/// left is no discovery (with a note saying why).
+fn separated_clusters(mut clusters: Vec<Cluster>, d: f64) -> (Vec<Cluster>, String) {
+    let separated = |a: &Cluster, b: &Cluster| {
+        let se2 = a.centroid_se.powi(2) + b.centroid_se.powi(2);
+        squared_distance(&a.centroid, &b.centroid) > se2 * (d + 3.0 * (2.0 * d).sqrt())
+    };
+    let all = clusters.clone();
+    clusters.retain(|c| all.iter().all(|o| o.centroid == c.centroid || separated(c, o)));
+    if clusters.len() < 2 {
+        return (
+            Vec::new(),
+            "the fitted clusters are not separated beyond their standard errors".into(),
+        );
+    }
+    (clusters, String::new())
 }
 
 /// The embedding a projected centroid stands for: mapped back through the study's public

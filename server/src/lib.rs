@@ -3,7 +3,7 @@
 //! (SQLite or PostgreSQL) → [`analyze`] (estimates from the privatized reports) →
 //! [`release`] (thresholds, central DP, signed documents). [`api`] is the HTTP surface.
 //!
-//! The server only ever sees what `chorus_shared::protocol::ReportBatch` carries; it stores no
+//! The server only ever sees what `chorus_messages::ReportBatch` carries; it stores no
 //! IP address or user agent, and its logs and metrics hold no report contents or pseudonyms.
 
 pub mod analyze;

@@ -4,11 +4,12 @@
 //!
 //! `cargo bench -p chorus-tests --bench release_scale [-- SIZES...]`
 
+use chorus_messages::{ReportBatch, PROTOCOL_VERSION};
 use chorus_server::ingest::new_batch;
 use chorus_server::release::{cut, sign::Signer, ReleaseOptions};
 use chorus_server::storage::{sqlite::SqliteStorage, Storage};
+use chorus_shared::device::random_id;
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::protocol::{random_id, ReportBatch, PROTOCOL_VERSION};
 use chorus_tests::{analyses_of, compile_study, fixture};
 use std::time::Instant;
 

@@ -29,7 +29,7 @@ try {
   await page.setViewport({ width: 390, height: 800 });
   out.narrow_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   await page.screenshot({ path: `${outDir}/audit-narrow.png` });
-  process.stdout.write(JSON.stringify(out) + '\n');
+  process.stdout.write(`${JSON.stringify(out)}\n`);
 } finally {
   await browser.close();
 }

@@ -3,8 +3,9 @@
 //   node bench.mjs BASE_URL EXPORT [RUNS]
 // Prints JSON: seconds per run (model already cached after the first), workers, conversations,
 // peak RSS in MB (all processes of this browser summed).
-import { launch } from './chromium.mjs';
+
 import { readdirSync, readFileSync } from 'node:fs';
+import { launch } from './chromium.mjs';
 
 const [base, exportPath, runs = '2'] = process.argv.slice(2);
 const browser = await launch();
@@ -15,9 +16,13 @@ function rssMb() {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker.split('=')[1])) continue;
-      const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+      const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+        .split('\n')
+        .find((l) => l.startsWith('VmRSS:'));
       kb += Number(line?.split(/\s+/)[1] ?? 0);
-    } catch { /* the process ended */ }
+    } catch {
+      /* the process ended */
+    }
   }
   return kb / 1024;
 }
@@ -45,4 +50,4 @@ try {
   out.peak_rss_mb = Math.round(peak);
   await browser.close();
 }
-process.stdout.write(JSON.stringify(out) + '\n');
+process.stdout.write(`${JSON.stringify(out)}\n`);

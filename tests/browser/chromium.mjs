@@ -1,8 +1,9 @@
 // Debian's headless Chromium, driven by puppeteer-core (its own browser download never runs).
-import puppeteer from 'puppeteer-core';
+
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import puppeteer from 'puppeteer-core';
 
 export async function launch() {
   return puppeteer.launch({
@@ -11,8 +12,15 @@ export async function launch() {
     // A year-sized export keeps a wait pending for many minutes.
     protocolTimeout: 3_600_000,
     userDataDir: mkdtempSync(join(tmpdir(), 'chorus-chromium-')),
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--disable-dev-shm-usage',
+    ],
   });
 }
 

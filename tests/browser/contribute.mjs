@@ -114,14 +114,17 @@ try {
   // Once more: nothing left to send, nothing sent twice.
   await second.reload();
   await new Promise((r) => setTimeout(r, 1500));
-  out.outbox_after = await second.evaluate(() => new Promise((resolve) => {
-    const open = indexedDB.open('chorus');
-    open.onsuccess = () => {
-      const get = open.result.transaction('outbox').objectStore('outbox').count();
-      get.onsuccess = () => resolve(get.result);
-    };
-  }));
-  process.stdout.write(JSON.stringify(out) + '\n');
+  out.outbox_after = await second.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const open = indexedDB.open('chorus');
+        open.onsuccess = () => {
+          const get = open.result.transaction('outbox').objectStore('outbox').count();
+          get.onsuccess = () => resolve(get.result);
+        };
+      }),
+  );
+  process.stdout.write(`${JSON.stringify(out)}\n`);
 } finally {
   await browser.close();
 }

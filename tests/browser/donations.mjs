@@ -13,15 +13,16 @@ const browser = await launch();
 const long = { timeout: 600_000 };
 
 // A new device: the memo (reports, pseudonyms, ledger) is gone.
-const forgetDevice = () => new Promise((resolve, reject) => {
-  const open = indexedDB.open('chorus');
-  open.onsuccess = () => {
-    const tx = open.result.transaction('memo', 'readwrite');
-    tx.objectStore('memo').delete('device');
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error);
-  };
-});
+const forgetDevice = () =>
+  new Promise((resolve, reject) => {
+    const open = indexedDB.open('chorus');
+    open.onsuccess = () => {
+      const tx = open.result.transaction('memo', 'readwrite');
+      tx.objectStore('memo').delete('device');
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    };
+  });
 
 try {
   const page = await browser.newPage();
@@ -49,7 +50,7 @@ try {
     await page.evaluate(forgetDevice);
     donations.push({ id, sampled, contributor: shown.contributor, nothing });
   }
-  process.stdout.write(JSON.stringify({ donations, requests }) + '\n');
+  process.stdout.write(`${JSON.stringify({ donations, requests })}\n`);
 } finally {
   await browser.close();
 }

@@ -399,14 +399,14 @@ pub fn analyses_of(export: &Path) -> Vec<chorus_shared::Analysis> {
 pub fn batch_for(
     study: &chorus_shared::study::CompiledStudy,
     analysis: &chorus_shared::Analysis,
-) -> chorus_shared::protocol::ReportBatch {
+) -> chorus_messages::ReportBatch {
+    use chorus_shared::device::{random_id, seal};
     use chorus_shared::privacy::noise::Noise;
-    use chorus_shared::protocol::{random_id, ReportBatch};
     let mut noise = Noise::Secure;
     let report = study
         .privacy
         .privatize(analysis, &study.category_ids(), &mut noise)
         .unwrap();
     let (contributor, key) = (random_id(&mut noise).unwrap(), random_id(&mut noise).unwrap());
-    ReportBatch::new(&study.id, &study.version, &contributor, &key, vec![report], &noise).unwrap()
+    seal(&study.id, &study.version, &contributor, &key, vec![report], &noise).unwrap()
 }

@@ -144,16 +144,16 @@ pub fn run(
 /// times.
 pub fn batch_bodies(
     study: &chorus_shared::study::CompiledStudy,
-    reports: &[chorus_shared::protocol::Report],
+    reports: &[chorus_messages::Report],
     n: usize,
 ) -> Vec<String> {
+    use chorus_shared::device::{random_id, seal};
     use chorus_shared::privacy::noise::Noise;
-    use chorus_shared::protocol::{random_id, ReportBatch};
     let mut noise = Noise::Secure;
     (0..n)
         .map(|i| {
             let (contributor, key) = (random_id(&mut noise).unwrap(), random_id(&mut noise).unwrap());
-            let batch = ReportBatch::new(
+            let batch = seal(
                 &study.id,
                 &study.version,
                 &contributor,
@@ -169,7 +169,7 @@ pub fn batch_bodies(
 
 /// One report per conversation of the ChatGPT fixture, privatized with OpenDP's secure noise
 /// (the reports the load generator cycles through).
-pub fn fixture_reports(study: &chorus_shared::study::CompiledStudy) -> Vec<chorus_shared::protocol::Report> {
+pub fn fixture_reports(study: &chorus_shared::study::CompiledStudy) -> Vec<chorus_messages::Report> {
     let mut noise = chorus_shared::privacy::noise::Noise::Secure;
     crate::analyses_of(&crate::fixture("chatgpt/conversations.json"))
         .iter()

@@ -4,9 +4,8 @@
 //! default study, their reports held by the server against the devices' own facets; and the
 //! auditor's page on a demo-seeded release. Screenshots are saved to `tests/browser/screenshots/`.
 
-use chorus_shared::privacy::oracle::Privatized;
-use chorus_shared::privacy::Channel;
-use chorus_shared::protocol::Report;
+use chorus_messages::Report;
+use chorus_messages::{Channel, Privatized};
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
 use chorus_tests::{

@@ -9,11 +9,11 @@
 //! corrected mix's 95% intervals cover the true mix of labels 93–97% of the time; the devices'
 //! estimate widened by the validation's classifier-error band covers it at least 93% of the time.
 
+use chorus_messages::{Channel, Privatized};
 use chorus_server::analyze::debias_category;
 use chorus_shared::codebook::kmeans::SplitMix;
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::privacy::oracle::{share_ci95, Privatized};
-use chorus_shared::privacy::Channel;
+use chorus_shared::privacy::oracle::share_ci95;
 use chorus_shared::stable_hash::fnv1a;
 use chorus_shared::study::{example_text, CompiledStudy, LabelledExample};
 use chorus_tests::{compile_study, embedder, workspace_root};

@@ -4,10 +4,10 @@
 //! re-sends the values whose mechanism did not change and pays only for the others; the study's
 //! lifetime cap is enforced; and the version is the meaning of the study, not its formatting.
 
+use chorus_messages::Channel;
 use chorus_shared::device::{digest, DeviceError, Memo};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::oracle::{Oracle, OracleChoice};
-use chorus_shared::privacy::Channel;
 use chorus_shared::study::{CompiledStudy, Study, StudyContents};
 use chorus_shared::{Analysis, Analyzer};
 use chorus_tests::{compile_study, embedder, first_conversations, fixture, workspace_root};

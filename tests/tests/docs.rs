@@ -3,8 +3,8 @@
 //! has them (the mechanism is picked by the study's compilation, so a change of budget or domain
 //! can change it; the table must follow).
 
+use chorus_messages::Channel;
 use chorus_shared::privacy::oracle::Oracle;
-use chorus_shared::privacy::Channel;
 use chorus_tests::{compile_study, workspace_root};
 
 fn number_word(n: usize) -> String {

@@ -3,8 +3,9 @@
 //! noise has the σ its ρ was computed from, and the seeded sampler used by simulations draws
 //! from the same distributions as OpenDP.
 
+use chorus_messages::Privatized;
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::privacy::oracle::{local_hash, Oracle, OracleChoice, Privatized};
+use chorus_shared::privacy::oracle::{local_hash, Oracle, OracleChoice};
 
 /// Largest observed log-likelihood ratio over `events`, discounted by three standard errors;
 /// and the largest one not discounted (to see that the bound is approached).

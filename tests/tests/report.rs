@@ -2,9 +2,10 @@
 //! `chorus report` prints the very same batch on every run and never a conversation left out,
 //! and a batch can only be built with secure noise. The memo's rules are in `device.rs`.
 
+use chorus_messages::ReportBatch;
 use chorus_shared::device::{digest, Memo};
+use chorus_shared::device::{seal, BatchError};
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::protocol::{BatchError, ReportBatch};
 use chorus_shared::{Analysis, Analyzer};
 use chorus_tests::{assert_no_text_of, chorus_bin, compile_study, embedder, first_conversations, fixture};
 use std::process::Command;
@@ -44,7 +45,7 @@ fn a_batch_of_every_conversation_holds_none_of_their_text() {
 #[test]
 fn simulation_noise_can_never_be_sent() {
     let noise = Noise::seeded(1);
-    let refused = ReportBatch::new("s", "v", "c", "k", vec![], &noise);
+    let refused = seal("s", "v", "c", "k", vec![], &noise);
     assert!(matches!(refused, Err(BatchError::InsecureNoise)));
 }
 

@@ -7,7 +7,7 @@
 //! central budget, after which the counts are re-published, not re-noised; `/metrics` needs the
 //! admin token.
 
-use chorus_shared::privacy::Channel;
+use chorus_messages::Channel;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
 use chorus_tests::release_fields::{impossible_values, numeric_sources};

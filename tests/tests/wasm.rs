@@ -151,7 +151,7 @@ fn wasm_builds_the_batch_the_browser_sends_and_memoises_it() {
     // The batch comes out of the client as text, and that text is what the page sends: its OLH
     // seeds are strings, so no JavaScript number ever holds one.
     let text = out["batch"].as_str().expect("the batch as JSON text");
-    let batch: chorus_shared::protocol::ReportBatch = serde_json::from_str(text).expect("a ReportBatch");
+    let batch: chorus_messages::ReportBatch = serde_json::from_str(text).expect("a ReportBatch");
     assert!(text.contains(r#""seed":""#), "OLH seeds travel as strings: {text}");
     assert_eq!(
         out["batch"], out["again"],
@@ -174,7 +174,7 @@ fn wasm_builds_the_batch_the_browser_sends_and_memoises_it() {
     let (cost, spent) = (&out["cost"]["epsilon"], &out["spend"]["spent"]["epsilon"]);
     assert_eq!(cost, spent, "the page's shown cost is what the ledger records");
     let report = &batch.reports[0];
-    assert!(report.channels.contains_key(&chorus_shared::privacy::Channel::Category));
+    assert!(report.channels.contains_key(&chorus_messages::Channel::Category));
     assert_eq!(
         report.channels.len(),
         3,

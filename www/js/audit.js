@@ -1,9 +1,10 @@
 // The auditor's page: the list of releases; for one, its signature checked in the page (the
 // wasm client's Ed25519), the topic hierarchy as a tree and a treemap, distributions with 95%
 // intervals, the cross-language comparison, discovered clusters and the privacy panel.
-import init, { verifyRelease } from '/pkg/chorus_client.js';
+
 import { BUNDLE } from '/js/bundle.js';
 import { barChart, treemap } from '/js/charts.js';
+import init, { verifyRelease } from '/pkg/chorus_client.js';
 
 const $ = (id) => document.getElementById(id);
 const percent = (x) => `${(100 * x).toFixed(1)}%`;
@@ -40,7 +41,9 @@ async function verify(id, text) {
     const key = await (await fetch('/api/v1/public-key')).text();
     const verified = verifyRelease(text, key);
     if (verified !== id) throw new Error(`the document is release ${verified}, not ${id}`);
-    $('signature').textContent = `Signature verified in this page: release ${id} is signed by the server's Ed25519 key ${JSON.parse(key).public_key.slice(0, 16)}…`;
+    $('signature').textContent =
+      `Signature verified in this page: release ${id} is signed by the server's Ed25519 key ` +
+      `${JSON.parse(key).public_key.slice(0, 16)}…`;
     $('signature').dataset.state = 'verified';
   } catch (error) {
     $('signature').textContent = `The signature does NOT verify: ${error.message ?? error}`;
@@ -56,9 +59,16 @@ function topicsSection(topics) {
   // Treemap: the published estimates, what is suppressed folded into a grey remainder.
   const build = (level, parentId, parentShare) => {
     const kids = children(level, parentId);
-    const shown = kids.filter(published).map((t) => ({ label: t.name, share: Math.max(0, t.share), children: build(level + 1, t.value, t.share) }));
+    const shown = kids
+      .filter(published)
+      .map((t) => ({ label: t.name, share: Math.max(0, t.share), children: build(level + 1, t.value, t.share) }));
     const sum = shown.reduce((s, n) => s + n.share, 0);
-    if (parentShare !== null && shown.length && parentShare - sum > 0.005) shown.push({ label: 'not published (too few reports to publish reliably)', share: parentShare - sum, rest: true });
+    if (parentShare !== null && shown.length && parentShare - sum > 0.005)
+      shown.push({
+        label: 'not published (too few reports to publish reliably)',
+        share: parentShare - sum,
+        rest: true,
+      });
     return level + 1 < levels.length || shown.length ? shown : [];
   };
   const top = build(0, null, null);
@@ -75,7 +85,9 @@ function topicsSection(topics) {
       if (level + 1 < levels.length) {
         const details = node('details');
         details.append(node('summary', label));
-        details.append(node('p', `Keywords: ${t.keywords.join(', ')}. Public example: “${t.example}”`, { class: 'note' }));
+        details.append(
+          node('p', `Keywords: ${t.keywords.join(', ')}. Public example: “${t.example}”`, { class: 'note' }),
+        );
         details.append(tree(level + 1, t.value));
         item.append(details);
       } else {
@@ -90,7 +102,9 @@ function topicsSection(topics) {
 
 // A withheld cell is not a zero: say why it is not shown.
 function withheld(cell) {
-  return cell.reason === 'too few reports' ? 'not tested: too few reports' : 'not published: too few reports to publish reliably';
+  return cell.reason === 'too few reports'
+    ? 'not tested: too few reports'
+    : 'not published: too few reports to publish reliably';
 }
 
 function cellsOf(cells, label = (c) => c.value) {
@@ -107,7 +121,8 @@ function languagesSection(release) {
       for (const t of release.topics?.levels?.[level] ?? []) if (!t.suppressed) rowShare[t.value] = t;
     } else {
       // The cross-tab's rows are the categories as the devices report them.
-      for (const c of release.facets?.category?.cells ?? []) if (!c.suppressed) rowShare[c.value] = { ...c, name: c.value };
+      for (const c of release.facets?.category?.cells ?? [])
+        if (!c.suppressed) rowShare[c.value] = { ...c, name: c.value };
     }
     const languageShare = {};
     for (const c of release.facets?.language?.cells ?? []) if (!c.suppressed) languageShare[c.value] = c;
@@ -116,30 +131,50 @@ function languagesSection(release) {
     const ratio = (x) => (Number.isFinite(x) ? x.toFixed(2) : '∞');
     const rows = [];
     for (const c of tab.cells) {
-      const row = rowShare[c.row], language = languageShare[c.column];
+      const row = rowShare[c.row],
+        language = languageShare[c.column];
       if (c.suppressed || !row || !language) continue;
       const point = c.share / language.share / row.share;
       const low = c.ci95[0] / (language.ci95[1] * row.ci95[1]);
       const high = language.ci95[0] > 0 && row.ci95[0] > 0 ? c.ci95[1] / (language.ci95[0] * row.ci95[0]) : Infinity;
-      rows.push([row.name, c.column, percent(Math.min(1, c.share / language.share)), percent(row.share), `${ratio(point)} (${ratio(low)}–${ratio(high)})`]);
+      rows.push([
+        row.name,
+        c.column,
+        percent(Math.min(1, c.share / language.share)),
+        percent(row.share),
+        `${ratio(point)} (${ratio(low)}–${ratio(high)})`,
+      ]);
     }
-    out.push(rows.length
-      ? table(['row', 'language', 'share within the language', 'share overall', 'ratio (95% interval)'], rows, name.replaceAll('_', ' '))
-      : node('p', `${name.replaceAll('_', ' ')}: no cell is reliably above k yet.`, { class: 'note' }));
+    out.push(
+      rows.length
+        ? table(
+            ['row', 'language', 'share within the language', 'share overall', 'ratio (95% interval)'],
+            rows,
+            name.replaceAll('_', ' '),
+          )
+        : node('p', `${name.replaceAll('_', ' ')}: no cell is reliably above k yet.`, { class: 'note' }),
+    );
   }
   $('languages').replaceChildren(...out);
 }
 
 function discoverySection(discovery) {
   if (!discovery) return $('discovery').replaceChildren(node('p', 'This study reports no embedding.'));
-  const parts = [node('p', `${discovery.method}. Noise σ = ${discovery.sigma.toFixed(2)} per coordinate.`, { class: 'note' })];
+  const parts = [
+    node('p', `${discovery.method}. Noise σ = ${discovery.sigma.toFixed(2)} per coordinate.`, { class: 'note' }),
+  ];
   if (!discovery.clusters.length) parts.push(node('p', discovery.note));
   else {
-    parts.push(table(['share (± SE)', 'nearest categories', 'nearest codebook topics'], discovery.clusters.map((c) => [
-      `${percent(c.share)} ± ${percent(c.share_se)}`,
-      c.names.map(([n, p]) => `${n} (${p})`).join(', '),
-      (c.topics ?? []).map(([, n]) => n).join('; '),
-    ])));
+    parts.push(
+      table(
+        ['share (± SE)', 'nearest categories', 'nearest codebook topics'],
+        discovery.clusters.map((c) => [
+          `${percent(c.share)} ± ${percent(c.share_se)}`,
+          c.names.map(([n, p]) => `${n} (${p})`).join(', '),
+          (c.topics ?? []).map(([, n]) => n).join('; '),
+        ]),
+      ),
+    );
   }
   $('discovery').replaceChildren(...parts);
 }
@@ -147,14 +182,54 @@ function discoverySection(discovery) {
 function privacySection(release) {
   const p = release.privacy;
   const parts = [
-    node('p', `Per report: ε = ${p.per_report.epsilon.toFixed(3)}, δ = ${p.per_report.delta}. Per contributor (at most ${p.reports_per_contributor} report${p.reports_per_contributor === 1 ? '' : 's'}): ε = ${p.contributor.epsilon.toFixed(3)}, δ = ${p.contributor.delta} (${p.composition} composition); a device spends at most ε = ${p.lifetime_epsilon_cap ?? '(no cap)'} over every version of the study. ${release.publication.rule}`),
-    table(['channel', 'mechanism', 'ε', 'values', 'pool'], p.channels.map((c) => [c.channel, c.oracle.kind, c.oracle.epsilon.toFixed(3), c.values.length, c.pool ?? 'every report']), 'Local mechanisms (on each device)'),
+    node(
+      'p',
+      `Per report: ε = ${p.per_report.epsilon.toFixed(3)}, δ = ${p.per_report.delta}. Per contributor (at most ` +
+        `${p.reports_per_contributor} report${p.reports_per_contributor === 1 ? '' : 's'}): ε = ` +
+        `${p.contributor.epsilon.toFixed(3)}, δ = ${p.contributor.delta} (${p.composition} composition); a device ` +
+        `spends at most ε = ${p.lifetime_epsilon_cap ?? '(no cap)'} over every version of the study. ` +
+        `${release.publication.rule}`,
+    ),
+    table(
+      ['channel', 'mechanism', 'ε', 'values', 'pool'],
+      p.channels.map((c) => [
+        c.channel,
+        c.oracle.kind,
+        c.oracle.epsilon.toFixed(3),
+        c.values.length,
+        c.pool ?? 'every report',
+      ]),
+      'Local mechanisms (on each device)',
+    ),
   ];
-  if (p.embedding) parts.push(node('p', `Embedding: ${p.embedding.dimensions} public principal components, clipped to norm ${p.embedding.clip}, Gaussian noise σ = ${p.embedding.sigma.toFixed(3)}.`));
+  if (p.embedding)
+    parts.push(
+      node(
+        'p',
+        `Embedding: ${p.embedding.dimensions} public principal components, clipped to norm ${p.embedding.clip}, ` +
+          `Gaussian noise σ = ${p.embedding.sigma.toFixed(3)}.`,
+      ),
+    );
   const ledger = release.ledger;
-  const spent = `ε = ${Number(ledger.central_epsilon_spent).toFixed(2)} of ${ledger.central_epsilon_total} spent by every release of this study version; this release spent ε = ${ledger.central_epsilon_this_release}`;
-  parts.push(table(['release', 'quantity', 'mechanism', 'ε', 'sensitivity', 'scale'], ledger.central.map((e) => [e.release, e.quantity, e.mechanism, e.epsilon, e.sensitivity, e.scale]), `Central ledger (${spent})`));
-  if (release.counts.republished_from) parts.push(node('p', `The central budget is spent: these counts are those of release ${release.counts.republished_from}, published again without new noise.`, { class: 'note' }));
+  const spent =
+    `ε = ${Number(ledger.central_epsilon_spent).toFixed(2)} of ${ledger.central_epsilon_total} spent by ` +
+    `every release of this study version; this release spent ε = ${ledger.central_epsilon_this_release}`;
+  parts.push(
+    table(
+      ['release', 'quantity', 'mechanism', 'ε', 'sensitivity', 'scale'],
+      ledger.central.map((e) => [e.release, e.quantity, e.mechanism, e.epsilon, e.sensitivity, e.scale]),
+      `Central ledger (${spent})`,
+    ),
+  );
+  if (release.counts.republished_from)
+    parts.push(
+      node(
+        'p',
+        `The central budget is spent: these counts are those of release ${release.counts.republished_from}, ` +
+          `published again without new noise.`,
+        { class: 'note' },
+      ),
+    );
   $('privacy').replaceChildren(...parts);
 }
 
@@ -166,7 +241,9 @@ async function show(id) {
   $('release').hidden = false;
   $('release-title').textContent = `${release.study.title}: release ${release.id}`;
   $('demo').hidden = !release.demo;
-  $('counts').textContent = `Cut ${release.created} from ${release.counts.reports} reports by ${release.counts.contributors} contributors (counts with central differential privacy); study version ${release.study.version}.`;
+  $('counts').textContent =
+    `Cut ${release.created} from ${release.counts.reports} reports by ${release.counts.contributors} contributors ` +
+    `(counts with central differential privacy); study version ${release.study.version}.`;
   $('download-json').href = `/api/v1/releases/${encodeURIComponent(id)}`;
   $('download-csv').href = `/api/v1/releases/${encodeURIComponent(id)}/csv`;
   const verifying = verify(id, text);
@@ -177,12 +254,26 @@ async function show(id) {
   $('categories').replaceChildren(
     barChart(cellsOf(mix), 'Category shares with 95% intervals'),
     node('p', category.estimates ?? '', { class: 'note' }),
-    ...(band ? [node('p', `Classifier-error band (how far the true share was from this estimate in 95% of held-out mixes): ${Object.entries(band).map(([c, b]) => `${c} ±${percent(b)}`).join(', ')}.`, { class: 'note' })] : []),
+    ...(band
+      ? [
+          node(
+            'p',
+            `Classifier-error band (how far the true share was from this estimate in 95% of held-out mixes): ` +
+              `${Object.entries(band)
+                .map(([c, b]) => `${c} ±${percent(b)}`)
+                .join(', ')}.`,
+            { class: 'note' },
+          ),
+        ]
+      : []),
   );
   const facets = [];
   for (const [name, facet] of Object.entries(release.facets)) {
     if (name === 'category') continue;
-    facets.push(node('h4', name.replaceAll('_', ' ')), barChart(cellsOf(facet.cells), `${name} shares with 95% intervals`));
+    facets.push(
+      node('h4', name.replaceAll('_', ' ')),
+      barChart(cellsOf(facet.cells), `${name} shares with 95% intervals`),
+    );
   }
   $('facets').replaceChildren(...facets);
   languagesSection(release);

@@ -1,5 +1,6 @@
 // The contributor's page: study and privacy statement → export file → analysis in a Web
 // Worker → review table → the exact payload → donation through the IndexedDB outbox.
+import { NOTICE, REPLY, REQUEST } from '/js/messages.js';
 import { memo, outbox, send } from '/js/outbox.js';
 
 const $ = (id) => document.getElementById(id);
@@ -19,14 +20,17 @@ function startWorker(n) {
   const waiting = new Map();
   let nextId = 0;
   worker.onmessage = ({ data }) => {
-    if (data.type === 'progress') {
+    if (data.type === NOTICE.PROGRESS) {
       progress[n] = data;
       return showProgress();
     }
-    if (data.type === 'status') return ($('progress-text').textContent = data.text);
+    if (data.type === NOTICE.STATUS) {
+      $('progress-text').textContent = data.text;
+      return;
+    }
     const { resolve, reject } = waiting.get(data.id);
     waiting.delete(data.id);
-    data.type === 'done' ? resolve(data.result) : reject(new Error(data.message));
+    data.type === REPLY.DONE ? resolve(data.result) : reject(new Error(data.message));
   };
   return (type, payload = {}) => {
     const id = nextId++;
@@ -44,31 +48,60 @@ function showError(message) {
   $('error').hidden = !message;
 }
 
-function plainEpsilon(x) {
+// A privacy parameter (ε, σ) as the statement shows it.
+function twoDecimals(x) {
   return Number(x).toFixed(2);
 }
 
 // The statement is built as HTML from the study: every string from it is escaped.
-const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function privacyStatement(plan) {
   const a = plan.accounting;
   const parts = [];
   const names = { krr: 'randomized response', olh: 'local hashing', oue: 'unary encoding' };
-  const always = plan.channels.filter((c) => !c.pool).map((c) => `${escape(c.channel)} (ε = ${plainEpsilon(c.oracle.epsilon)}, ${names[c.oracle.kind]})`);
+  const always = plan.channels
+    .filter((c) => !c.pool)
+    .map((c) => `${escapeHtml(c.channel)} (ε = ${twoDecimals(c.oracle.epsilon)}, ${names[c.oracle.kind]})`);
   const pools = {};
-  for (const c of plan.channels.filter((c) => c.pool)) (pools[c.pool] ??= []).push(c);
-  parts.push(`<p>You send at most <strong>${plan.reports_per_contributor}</strong> report${plan.reports_per_contributor === 1 ? '' : 's'}, drawn from your conversations on this device. Altogether that spends at most <strong>ε = ${plainEpsilon(a.contributor.epsilon)}</strong> (δ = ${a.contributor.delta}) of differential privacy: whatever the server or anyone else does with it, your report changes what they can learn about you by at most a factor e<sup>ε</sup>.</p>`);
+  for (const c of plan.channels.filter((c) => c.pool)) {
+    pools[c.pool] ??= [];
+    pools[c.pool].push(c);
+  }
+  parts.push(
+    `<p>You send at most <strong>${plan.reports_per_contributor}</strong> ` +
+      `report${plan.reports_per_contributor === 1 ? '' : 's'}, drawn from your conversations on this ` +
+      `device. Altogether that spends at most <strong>ε = ${twoDecimals(a.contributor.epsilon)}</strong> (δ = ` +
+      `${a.contributor.delta}) of ` +
+      `differential privacy: whatever the server or anyone else does with it, your report changes what they ` +
+      `can learn about you by at most a factor e<sup>ε</sup>.</p>`,
+  );
   const items = [`<li>Every report carries ${always.join(', ')}.</li>`];
   for (const [pool, channels] of Object.entries(pools)) {
-    items.push(`<li>One of ${channels.map((c) => escape(c.channel)).join(', ')} (the <em>${escape(pool)}</em> pool, drawn at random; ε = ${plainEpsilon(Math.max(...channels.map((c) => c.oracle.epsilon)))}).</li>`);
+    items.push(
+      `<li>One of ${channels.map((c) => escapeHtml(c.channel)).join(', ')} (the <em>${escapeHtml(pool)}</em> pool, ` +
+        `drawn at random; ε = ${twoDecimals(Math.max(...channels.map((c) => c.oracle.epsilon)))}).</li>`,
+    );
   }
   if (plan.embedding) {
-    items.push(`<li>A summary of your request's meaning: ${plan.embedding.components.length} numbers, clipped and blurred with Gaussian noise (σ = ${plainEpsilon(plan.embedding.sigma)}).</li>`);
+    items.push(
+      `<li>A summary of your request's meaning: ${plan.embedding.components.length} numbers, clipped and ` +
+        `blurred with Gaussian noise (σ = ${twoDecimals(plan.embedding.sigma)}).</li>`,
+    );
   }
-  parts.push(`<ul>${items.join('')}</ul><p>Each value is randomised on this device before it is sent. No text, title or exact facet ever leaves it.</p>`);
-  const lifetime = plan.lifetime_epsilon_cap ? ` This device will never spend more than ε = ${plainEpsilon(plan.lifetime_epsilon_cap)} on this study in all.` : '';
-  parts.push(`<p>The guarantee covers this device in this study, across the study's versions: a value this device already sent is sent again rather than drawn anew, so a new version costs only what it changes; a second device (another browser, or cleared storage) is counted anew.${lifetime}</p>`);
+  parts.push(
+    `<ul>${items.join('')}</ul><p>Each value is randomised on this device before it is sent. No text, title or exact ` +
+      `facet ever leaves it.</p>`,
+  );
+  const lifetime = plan.lifetime_epsilon_cap
+    ? ` This device will never spend more than ε = ${twoDecimals(plan.lifetime_epsilon_cap)} on this study in all.`
+    : '';
+  parts.push(
+    `<p>The guarantee covers this device in this study, across the study's versions: a value this device ` +
+      `already sent ` +
+      `is sent again rather than drawn anew, so a new version costs only what it changes; a second device (another ` +
+      `browser, or cleared storage) is counted anew.${lifetime}</p>`,
+  );
   return parts.join('');
 }
 
@@ -116,7 +149,12 @@ function renderRows() {
     include.append(box);
     tr.append(include, cell(row.title), cell(row.categoryName));
     if (study.codebook) tr.append(cell(row.topic));
-    tr.append(cell(row.language), cell(String(row.concern)), cell(String(row.turns)), cell(row.has_code ? 'yes' : 'no'));
+    tr.append(
+      cell(row.language),
+      cell(String(row.concern)),
+      cell(String(row.turns)),
+      cell(row.has_code ? 'yes' : 'no'),
+    );
     body.append(tr);
   }
   const hidden = matching.length - shown;
@@ -144,8 +182,10 @@ function showProgress() {
   const share = reports.reduce((s, p) => s + (p.total ? p.read / p.total : 0), 0) / workers.length;
   $('progress').value = share;
   const elapsed = (performance.now() - started) / 1000;
-  const left = share > 0.02 ? Math.max(0, elapsed * (1 - share) / share) : null;
-  $('progress-text').textContent = `${done} conversations analysed, ${Math.round(share * 100)}% of the file` + (left === null ? '' : `, about ${Math.ceil(left)} s left`);
+  const left = share > 0.02 ? Math.max(0, (elapsed * (1 - share)) / share) : null;
+  $('progress-text').textContent =
+    `${done} conversations analysed, ${Math.round(share * 100)}% of the file` +
+    (left === null ? '' : `, about ${Math.ceil(left)} s left`);
 }
 
 async function analyzeFile(file) {
@@ -159,10 +199,13 @@ async function analyzeFile(file) {
     started = performance.now();
     progress.length = 0;
     const shards = workers.length;
-    const results = await Promise.all(workers.map((w, shard) => w('analyze', { file, shard, shards })));
+    const results = await Promise.all(workers.map((w, shard) => w(REQUEST.ANALYZE, { file, shard, shards })));
     // The first worker builds the batch: it gets the others' analyses (they stay in this tab).
-    for (const w of workers.slice(1)) await call('add', { json: await w('take') });
-    const result = { conversations: results.flatMap((r) => r.conversations).sort((a, b) => a.index - b.index), summary: results[0].summary };
+    for (const w of workers.slice(1)) await call(REQUEST.ADD, { json: await w(REQUEST.TAKE) });
+    const result = {
+      conversations: results.flatMap((r) => r.conversations).sort((a, b) => a.index - b.index),
+      summary: results[0].summary,
+    };
     if (result.conversations.length === 0) throw new Error('this export holds no conversations');
     rows = result.conversations.map((c) => {
       const title = c.title || '(untitled)';
@@ -172,7 +215,10 @@ async function analyzeFile(file) {
     });
     excluded.clear();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    $('progress-text').textContent = `${rows.length} conversations analysed in ${seconds} s by ${workers.length} worker${workers.length === 1 ? '' : 's'}` + (result.summary.skipped ? ` (${result.summary.skipped} unreadable records skipped)` : '');
+    $('progress-text').textContent =
+      `${rows.length} conversations analysed in ${seconds} s by ${workers.length} ` +
+      `worker${workers.length === 1 ? '' : 's'}` +
+      (result.summary.skipped ? ` (${result.summary.skipped} unreadable records skipped)` : '');
     $('progress-text').dataset.seconds = seconds;
     $('progress-text').dataset.conversations = rows.length;
     limit = PAGE;
@@ -186,12 +232,12 @@ async function analyzeFile(file) {
 }
 
 function guarantee(g) {
-  return `ε = ${plainEpsilon(g.epsilon)}` + (g.delta ? ` (δ = ${g.delta})` : '');
+  return `ε = ${twoDecimals(g.epsilon)}${g.delta ? ` (δ = ${g.delta})` : ''}`;
 }
 
 async function prepare() {
   showError('');
-  const result = await call('report', { memo: await memo.get(DEVICE), excluded: [...excluded] });
+  const result = await call(REQUEST.REPORT, { memo: await memo.get(DEVICE), excluded: [...excluded] });
   // The memo first: a retry after a refresh must re-send this very batch.
   await memo.put(DEVICE, result.memo);
   // The batch is kept as the exact text the device built: that text is what is sent.
@@ -201,9 +247,12 @@ async function prepare() {
   const titles = result.sampled.map((id) => rows.find((r) => r.id === id)?.title ?? id);
   const cost = result.sent
     ? 'This batch was sent before: sending it again repeats the same reports and costs nothing more.'
-    : `Sending ${n === 1 ? 'it' : 'them'} costs ${guarantee(result.cost)}; this device's total for this study becomes ${guarantee(result.lifetime_after)}` +
-      (result.lifetime_cap ? ` (the study allows at most ε = ${plainEpsilon(result.lifetime_cap)} per device).` : '.');
-  $('payload-cost').textContent = `${n} report${n === 1 ? '' : 's'}, drawn at random from the conversations you included: ${titles.join('; ')}. ${cost} Nothing else is sent.`;
+    : `Sending ${n === 1 ? 'it' : 'them'} costs ${guarantee(result.cost)}; this device's total for this ` +
+      `study becomes ${guarantee(result.lifetime_after)}` +
+      (result.lifetime_cap ? ` (the study allows at most ε = ${twoDecimals(result.lifetime_cap)} per device).` : '.');
+  $('payload-cost').textContent =
+    `${n} report${n === 1 ? '' : 's'}, drawn at random from the conversations you included: ${titles.join('; ')}. ` +
+    `${cost} Nothing else is sent.`;
   $('payload-section').dataset.sampled = JSON.stringify(result.sampled);
   $('payload-section').hidden = false;
   $('donate').disabled = false;
@@ -224,7 +273,10 @@ async function deliver(donation) {
   $('receipt').dataset.state = 'sending';
   try {
     const receipt = await send(donation, (text) => ($('receipt').textContent = text));
-    $('receipt').textContent = `Thank you. Receipt ${receipt.receipt} for ${receipt.reports} report${receipt.reports === 1 ? '' : 's'} to study ${receipt.study_id} on ${receipt.day}${receipt.replayed ? ' (already received earlier; stored once)' : ''}.`;
+    $('receipt').textContent =
+      `Thank you. Receipt ${receipt.receipt} for ${receipt.reports} report${receipt.reports === 1 ? '' : 's'} to ` +
+      `study ${receipt.study_id} on ` +
+      `${receipt.day}${receipt.replayed ? ' (already received earlier; stored once)' : ''}.`;
     $('receipt').dataset.state = 'stored';
   } catch (error) {
     $('receipt').textContent = error.message;
@@ -238,7 +290,7 @@ async function donate() {
   $('receipt').dataset.state = 'sending';
   // Recorded as sent before it is queued: the ledger holds what it costs even if the tab dies
   // here, and a later visit re-sends this very batch instead of drawing another.
-  const committed = await call('commit', { memo: pending.memo, key: pending.batch.idempotency_key });
+  const committed = await call(REQUEST.COMMIT, { memo: pending.memo, key: pending.batch.idempotency_key });
   await memo.put(DEVICE, committed.memo);
   const donation = { key: pending.batch.idempotency_key, study: pending.batch.study_id, body: pending.text };
   await outbox.put(donation);
@@ -263,7 +315,7 @@ async function start() {
   document.title = `${study.title} — Chorus`;
   $('privacy').innerHTML = privacyStatement(study.privacy);
   if (!study.codebook) $('topic-column').remove();
-  Promise.all(workers.map((w) => w('load', { study: text }))).then(modelsLoaded.resolve, modelsLoaded.reject);
+  Promise.all(workers.map((w) => w(REQUEST.LOAD, { study: text }))).then(modelsLoaded.resolve, modelsLoaded.reject);
   // A donation a refresh or a lost connection interrupted: send it again (same key).
   for (const donation of await outbox.all()) {
     if (!donation.refused) deliver(donation);

@@ -56,7 +56,7 @@ export async function send(donation, onStatus) {
         headers: { 'Content-Type': 'application/json' },
         body: donation.body,
       });
-    } catch (error) {
+    } catch (_error) {
       onStatus(`network error, retrying (${attempt + 1})`);
     }
     if (response) {

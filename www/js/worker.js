@@ -4,8 +4,10 @@
 // the worker; its analyses go to the page as the review rows the contributor sees and, whole, to
 // the first worker (which builds the batch); the page receives the batch and the memo as JSON
 // text, and only the batch is ever sent.
-import init, { Client } from '/pkg/chorus_client.js';
+
 import { BUNDLE } from '/js/bundle.js';
+import { NOTICE, REPLY, REQUEST } from '/js/messages.js';
+import init, { Client } from '/pkg/chorus_client.js';
 
 const CACHE = 'chorus-model-v1';
 let client = null;
@@ -30,7 +32,9 @@ async function pinnedFile(pin, report) {
   const bytes = new Uint8Array(await response.arrayBuffer());
   const hash = await sha256Hex(bytes);
   if (hash !== pin.sha256) {
-    throw new Error(`${pin.file} does not have the pinned SHA-256 (${hash} instead of ${pin.sha256}); refusing to use it`);
+    throw new Error(
+      `${pin.file} does not have the pinned SHA-256 (${hash} instead of ${pin.sha256}); refusing to use it`,
+    );
   }
   await cache.put(pin.url, new Response(bytes));
   return { bytes, from: 'network' };
@@ -39,7 +43,7 @@ async function pinnedFile(pin, report) {
 async function load({ study }) {
   await init({ module_or_path: BUNDLE });
   const pins = await (await fetch('/api/v1/model')).json();
-  const status = (text) => postMessage({ type: 'status', text });
+  const status = (text) => postMessage({ type: NOTICE.STATUS, text });
   const model = await pinnedFile(pins.model, status);
   const tokenizer = await pinnedFile(pins.tokenizer, status);
   status('starting the model');
@@ -53,32 +57,38 @@ function analyze({ file, shard, shards }) {
   const reader = new FileReaderSync();
   const readAt = (offset, length) => new Uint8Array(reader.readAsArrayBuffer(file.slice(offset, offset + length)));
   let last = 0;
-  const result = client.analyzeFile(file.size, readAt, (read, total, done) => {
-    const now = performance.now();
-    if (now - last > 100) {
-      last = now;
-      postMessage({ type: 'progress', read, total, done });
-    }
-  }, shard, shards);
+  const result = client.analyzeFile(
+    file.size,
+    readAt,
+    (read, total, done) => {
+      const now = performance.now();
+      if (now - last > 100) {
+        last = now;
+        postMessage({ type: NOTICE.PROGRESS, read, total, done });
+      }
+    },
+    shard,
+    shards,
+  );
   return JSON.parse(result);
 }
 
 const handlers = {
-  load,
-  analyze,
-  take: () => client.takeAnalyses(),
-  add: ({ json }) => client.addAnalyses(json),
+  [REQUEST.LOAD]: load,
+  [REQUEST.ANALYZE]: analyze,
+  [REQUEST.TAKE]: () => client.takeAnalyses(),
+  [REQUEST.ADD]: ({ json }) => client.addAnalyses(json),
   // `batch` and `memo` come back as JSON text and stay text: the page sends and stores these
   // very bytes (a number parsed by JavaScript may not be the number the device drew).
-  report: ({ memo, excluded }) => JSON.parse(client.report(memo ?? '', JSON.stringify(excluded))),
-  commit: ({ memo, key }) => JSON.parse(client.commit(memo, key)),
+  [REQUEST.REPORT]: ({ memo, excluded }) => JSON.parse(client.report(memo ?? '', JSON.stringify(excluded))),
+  [REQUEST.COMMIT]: ({ memo, key }) => JSON.parse(client.commit(memo, key)),
 };
 
-onmessage = async ({ data }) => {
+self.onmessage = async ({ data }) => {
   try {
     const result = await handlers[data.type](data);
-    postMessage({ type: 'done', id: data.id, result });
+    postMessage({ type: REPLY.DONE, id: data.id, result });
   } catch (error) {
-    postMessage({ type: 'error', id: data.id, message: String(error?.message ?? error) });
+    postMessage({ type: REPLY.ERROR, id: data.id, message: String(error?.message ?? error) });
   }
 };

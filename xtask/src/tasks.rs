@@ -71,7 +71,10 @@ pub fn wasm() -> Result<(), String> {
     let version = locked_wasm_bindgen_version()?;
     let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
     if have.split_whitespace().nth(1) != Some(version.as_str()) {
-        sh("cargo", &["install", "wasm-bindgen-cli", "--version", &version])?;
+        sh(
+            "cargo",
+            &["install", "wasm-bindgen-cli", "--locked", "--version", &version],
+        )?;
     }
     // The config's wasm rustflags (simd128) are joined with these; a target directory of its
     // own keeps the two builds from rebuilding each other.
@@ -133,11 +136,72 @@ fn bindgen(wasm: &Path, out_dir: &Path) -> Result<(), String> {
     )
 }
 
+/// A tool the build needs and how to get it on Debian.
+struct Prerequisite {
+    program: &'static str,
+    why: &'static str,
+    install: &'static str,
+}
+
+const BUILD_TOOLS: [Prerequisite; 4] = [
+    Prerequisite {
+        program: "rustup",
+        why: "it installs the toolchain in rust-toolchain.toml and the wasm target",
+        install: "see https://rustup.rs",
+    },
+    Prerequisite {
+        program: "cc",
+        why: "SQLite and OpenSSL are compiled from source",
+        install: "apt-get install build-essential",
+    },
+    Prerequisite {
+        program: "make",
+        why: "OpenSSL's build runs it",
+        install: "apt-get install build-essential",
+    },
+    Prerequisite {
+        program: "perl",
+        why: "OpenSSL's build configures itself with it",
+        install: "apt-get install perl",
+    },
+];
+
+const NODE_TOOLS: [Prerequisite; 2] = [
+    Prerequisite {
+        program: "node",
+        why: "the browser tests and the pages' formatter and linter run on Node (18 or later)",
+        install: "apt-get install nodejs npm",
+    },
+    Prerequisite {
+        program: "npm",
+        why: "it installs the browser tests' pinned packages",
+        install: "apt-get install nodejs npm",
+    },
+];
+
+/// Fails with what to install when a tool the task needs is missing.
+fn require(tools: &[Prerequisite]) -> Result<(), String> {
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|t| Command::new(t.program).arg("--version").output().is_err())
+        .map(|t| format!("  {} — {}; install it: {}", t.program, t.why, t.install))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing prerequisites:\n{}", missing.join("\n")))
+    }
+}
+
 /// Everything CI checks. Installs what it needs; safe to run again.
 pub fn test() -> Result<(), String> {
+    require(&BUILD_TOOLS)?;
+    require(&NODE_TOOLS)?;
     fetch::fetch(true)?;
     wasm()?;
     sh("cargo", &["fmt", "--all", "--", "--check"])?;
+    npm_packages_ready()?;
+    lint_pages()?;
     sh("cargo", &["build", "--release", "--workspace"])?;
     sh(
         "cargo",
@@ -160,9 +224,7 @@ pub fn test() -> Result<(), String> {
     )
 }
 
-/// Debian's Chromium (installed when missing and running as root) and the browser tests' npm
-/// packages (`npm ci --ignore-scripts`: puppeteer-core drives that Chromium and downloads
-/// nothing). Returns the Chromium binary.
+/// Debian's Chromium, installed when missing and running as root. Returns its binary.
 fn browser_tests_ready() -> Result<String, String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !std::path::Path::new(&chromium).exists() {
@@ -174,18 +236,35 @@ fn browser_tests_ready() -> Result<String, String> {
         eprintln!("xtask: installing Chromium");
         apt_install(&["chromium"])?;
     }
+    Ok(chromium)
+}
+
+/// The pinned npm packages of `tests/browser` (`npm ci --ignore-scripts`): puppeteer-core,
+/// which drives Debian's Chromium and downloads nothing, and Biome, the pages' formatter and
+/// linter.
+fn npm_packages_ready() -> Result<(), String> {
     let dir = root().join("tests/browser");
-    if !dir.join("node_modules/puppeteer-core/package.json").exists() {
+    let installed = ["puppeteer-core", "@biomejs/biome"]
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).join("package.json").exists());
+    if !installed {
         let status = Command::new("npm")
             .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
             .current_dir(&dir)
             .status()
-            .map_err(|e| format!("npm: {e} (Node and npm are needed for the browser tests)"))?;
+            .map_err(|e| format!("npm: {e} (Node and npm are needed for the tests)"))?;
         if !status.success() {
             return Err("npm ci in tests/browser failed".into());
         }
     }
-    Ok(chromium)
+    Ok(())
+}
+
+/// The pages and the browser tests formatted and linted by Biome (`biome.json`); `biome check
+/// --write .` fixes what it can.
+fn lint_pages() -> Result<(), String> {
+    let biome = root().join("tests/browser/node_modules/.bin/biome");
+    sh(&biome.to_string_lossy(), &["ci", "--colors=off", "."])
 }
 
 pub fn is_root() -> bool {
@@ -215,21 +294,41 @@ pub fn apt_install(packages: &[&str]) -> Result<(), String> {
 /// Runs the product: the aggregation server with its embedded SQLite store, serving the API and
 /// the pages in `www/` on http://127.0.0.1:8080 (extra arguments go to `chorus serve`).
 pub fn run(args: &[String]) -> Result<(), String> {
-    // The corpus seeds a first run's store with demo contributions (public conversations).
-    fetch::fetch(true)?;
+    require(&BUILD_TOOLS)?;
+    // The corpus seeds a first run's store with demo contributions (public conversations); a
+    // data directory already marked as demo data, or chosen by the caller, does not need it.
+    let seeded =
+        args.iter().any(|a| a == "--data-dir" || a == "--database") || default_data_dir().join("DEMO").exists();
+    fetch::fetch(!seeded)?;
     wasm()?;
-    sh("cargo", &["build", "--release", "--package", "chorus-cli"])?;
+    // The same command as `test`: the same features, so neither rebuilds what the other built.
+    sh("cargo", &["build", "--release", "--workspace"])?;
     let chorus = target_dir().join("release/chorus");
     let www = root().join("www");
-    let corpus = fetch::cache_dir().join("corpus").join("sharegpt.json");
     let mut command_line = vec![
         "serve".to_owned(),
         "--www".to_owned(),
         www.to_string_lossy().into_owned(),
-        "--demo-corpus".to_owned(),
-        corpus.to_string_lossy().into_owned(),
     ];
+    if !seeded {
+        let corpus = fetch::cache_dir().join("corpus").join("sharegpt.json");
+        command_line.extend(["--demo-corpus".to_owned(), corpus.to_string_lossy().into_owned()]);
+    }
     command_line.extend(args.iter().cloned());
     let refs: Vec<&str> = command_line.iter().map(String::as_str).collect();
     sh(&chorus.to_string_lossy(), &refs)
+}
+
+/// `chorus serve`'s default data directory: `$CHORUS_DATA_DIR`, else `$XDG_DATA_HOME/chorus`,
+/// else `~/.local/share/chorus`. A copy of `chorus_server::config::default_data_dir`, because
+/// xtask depends on no workspace crate (it must build, and fetch, before anything else builds).
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CHORUS_DATA_DIR") {
+        return dir.into();
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("chorus")
 }

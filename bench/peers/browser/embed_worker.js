@@ -9,7 +9,10 @@ async function loadChorus() {
   const { BUNDLE } = await import('/js/bundle.js');
   await init({ module_or_path: BUNDLE });
   const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
-  const embedder = new TextEmbedder(await bytes('/chorus-model/model.onnx'), await bytes('/chorus-model/tokenizer.json'));
+  const embedder = new TextEmbedder(
+    await bytes('/chorus-model/model.onnx'),
+    await bytes('/chorus-model/tokenizer.json'),
+  );
   return async (text) => Array.from(embedder.embed(text));
 }
 
@@ -32,7 +35,9 @@ async function loadTransformers() {
     const n = ids.length;
     const int64 = (values) => new Tensor('int64', BigInt64Array.from(values), [1, n]);
     const { last_hidden_state: hidden } = await model({
-      input_ids: int64(ids), attention_mask: int64(ids.map(() => 1n)), token_type_ids: int64(ids.map(() => 0n)),
+      input_ids: int64(ids),
+      attention_mask: int64(ids.map(() => 1n)),
+      token_type_ids: int64(ids.map(() => 0n)),
     });
     const d = hidden.dims[2];
     const pooled = new Float64Array(d);
@@ -42,7 +47,7 @@ async function loadTransformers() {
   };
 }
 
-onmessage = async (event) => {
+self.onmessage = async (event) => {
   try {
     if (event.data.type === 'load') {
       embed = event.data.side === 'chorus' ? await loadChorus() : await loadTransformers();
@@ -53,6 +58,6 @@ onmessage = async (event) => {
       postMessage({ vectors });
     }
   } catch (e) {
-    postMessage({ error: String(e && e.stack || e) });
+    postMessage({ error: String(e?.stack || e) });
   }
 };

@@ -7,11 +7,12 @@
 // installed by bench/run.py) and the model files of MODEL_DIR (model.onnx, tokenizer.json) with
 // the model's public configuration. Prints {"texts", "workers", "ms_per_text"}; any request
 // that leaves the local origin fails the run.
+
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { readFileSync, writeFileSync, mkdtempSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, extname, normalize } from 'node:path';
 import { tmpdir } from 'node:os';
+import { dirname, extname, join, normalize } from 'node:path';
 
 const [side, workers, textsFile, modelDir, wwwDir, vectorsOut] = process.argv.slice(2);
 const peers = process.env.CHORUS_BENCH_NODE_MODULES;
@@ -29,12 +30,20 @@ tokenizer.padding = null;
 const generated = {
   '/models/minilm/tokenizer.json': JSON.stringify(tokenizer),
   '/models/minilm/config.json': JSON.stringify({
-    model_type: 'bert', architectures: ['BertModel'], hidden_size: 384, num_attention_heads: 12,
-    num_hidden_layers: 6, intermediate_size: 1536, vocab_size: 30522, max_position_embeddings: 512,
+    model_type: 'bert',
+    architectures: ['BertModel'],
+    hidden_size: 384,
+    num_attention_heads: 12,
+    num_hidden_layers: 6,
+    intermediate_size: 1536,
+    vocab_size: 30522,
+    max_position_embeddings: 512,
     type_vocab_size: 2,
   }),
   '/models/minilm/tokenizer_config.json': JSON.stringify({
-    tokenizer_class: 'BertTokenizer', do_lower_case: true, model_max_length: 128,
+    tokenizer_class: 'BertTokenizer',
+    do_lower_case: true,
+    model_max_length: 128,
     clean_up_tokenization_spaces: true,
   }),
 };
@@ -47,7 +56,13 @@ const routes = [
   ['/models/minilm/onnx/', modelDir],
   ['/chorus-model/', modelDir],
 ];
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+const types = {
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+};
 
 const server = http.createServer((request, response) => {
   const path = normalize(decodeURIComponent(new URL(request.url, 'http://x').pathname));
@@ -77,23 +92,43 @@ const browser = await puppeteer.launch({
   headless: true,
   protocolTimeout: 3_600_000,
   userDataDir: mkdtempSync(join(tmpdir(), 'chorus-bench-chromium-')),
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run',
+    '--disable-dev-shm-usage',
+  ],
 });
 try {
   const page = await browser.newPage();
   const elsewhere = [];
   const missing = [];
-  page.on('request', (r) => { if (!r.url().startsWith(origin) && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) elsewhere.push(r.url()); });
-  page.on('response', (r) => { if (r.status() === 404) missing.push(r.url()); });
+  page.on('request', (r) => {
+    if (!r.url().startsWith(origin) && !r.url().startsWith('data:') && !r.url().startsWith('blob:'))
+      elsewhere.push(r.url());
+  });
+  page.on('response', (r) => {
+    if (r.status() === 404) missing.push(r.url());
+  });
   page.on('requestfailed', (r) => missing.push(r.url()));
-  page.on('console', (m) => { if (m.type() === 'error') console.error('page:', m.text()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error('page:', m.text());
+  });
   await page.goto(`${origin}/bench/embed.html?side=${side}&workers=${workers}`);
   const result = await page.evaluate(() => window.benchResult);
   if (result.error) throw new Error(`${side}: ${result.error}\nnot found: ${missing.join(', ')}`);
   if (elsewhere.length) throw new Error(`requests left the local origin: ${elsewhere.join(', ')}`);
   if (vectorsOut) writeFileSync(vectorsOut, JSON.stringify(result.vectors));
-  console.log(JSON.stringify({ texts: result.texts, workers: result.workers, ms_per_text: Number(result.ms_per_text.toFixed(3)) }));
+  console.log(
+    JSON.stringify({
+      texts: result.texts,
+      workers: result.workers,
+      ms_per_text: Number(result.ms_per_text.toFixed(3)),
+    }),
+  );
 } finally {
   await browser.close();
   server.close();

@@ -6,8 +6,9 @@
 //! conversations (its root mean square error, as a normal error of that size added to each side
 //! in quadrature: two independent errors).
 
+use chorus_messages::Privatized;
 use chorus_shared::privacy::debias::{debias, debias_randomized_response, ITERATIONS};
-use chorus_shared::privacy::oracle::{Oracle, Privatized};
+use chorus_shared::privacy::oracle::Oracle;
 use chorus_shared::privacy::ChannelPlan;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Binomial, Distribution, StandardNormal};
@@ -35,7 +36,7 @@ pub fn debias_category(
 ) -> Debiased {
     let k = plan.labels.len();
     let krr = matches!(plan.oracle, Oracle::Krr { .. });
-    let point = |observed: &[f64], confusion: &[Vec<f64>]| -> Vec<f64> {
+    let point = |observed: &[f64]| -> Vec<f64> {
         if krr {
             let (keep, lie) = plan.oracle.support_probabilities();
             debias_randomized_response(observed, keep, lie, confusion, ITERATIONS)
@@ -43,9 +44,32 @@ pub fn debias_category(
             debias(observed, confusion, ITERATIONS)
         }
     };
+    let (mean, covariance) = observed_moments(plan, values, krr);
+    let root = cholesky(&covariance);
+    let shares = point(&mean);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let replicates: Vec<Vec<f64>> = (0..BOOTSTRAP)
+        .map(|_| {
+            let observed = if krr {
+                multinomial(&mut rng, values.len() as u64, &mean)
+            } else {
+                let z: Vec<f64> = (0..k).map(|_| rng.sample(StandardNormal)).collect();
+                (0..k)
+                    .map(|a| mean[a] + (0..=a).map(|b| root[a][b] * z[b]).sum::<f64>())
+                    .collect()
+            };
+            point(&observed)
+        })
+        .collect();
+    let (ci95, se) = intervals(&shares, &replicates, rms_error);
+    Debiased { shares, ci95, se }
+}
+
+/// What is observed: k-RR's report shares, else the unbiased estimate, with the covariance of
+/// its mean — from running sums over the reports (one pass, no per-report copies).
+fn observed_moments(plan: &ChannelPlan, values: &[&Privatized], krr: bool) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let k = plan.labels.len();
     let n = values.len() as f64;
-    // What is observed: k-RR's report shares, else the unbiased estimate with its covariance,
-    // from running sums over the reports (one pass, no per-report copies).
     let (mut sum, mut products) = (vec![0f64; k], vec![vec![0f64; k]; k]);
     let mut indicator = vec![0f64; k];
     for v in values {
@@ -64,7 +88,7 @@ pub fn debias_category(
     }
     let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
     // The covariance of the mean: (Σxᵃxᵇ − n·x̄ᵃx̄ᵇ) / (n − 1) / n.
-    let covariance: Vec<Vec<f64>> = (0..k)
+    let covariance = (0..k)
         .map(|a| {
             (0..k)
                 .map(|b| {
@@ -74,39 +98,26 @@ pub fn debias_category(
                 .collect()
         })
         .collect();
-    let root = cholesky(&covariance);
-    let shares = point(&mean, confusion);
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let replicates: Vec<Vec<f64>> = (0..BOOTSTRAP)
-        .map(|_| {
-            let observed = if krr {
-                multinomial(&mut rng, values.len() as u64, &mean)
-            } else {
-                let z: Vec<f64> = (0..k).map(|_| rng.sample(StandardNormal)).collect();
-                (0..k)
-                    .map(|a| mean[a] + (0..=a).map(|b| root[a][b] * z[b]).sum::<f64>())
-                    .collect()
-            };
-            point(&observed, confusion)
-        })
-        .collect();
-    let mut ci95 = Vec::with_capacity(k);
-    let mut se = Vec::with_capacity(k);
-    for c in 0..k {
+    (mean, covariance)
+}
+
+/// Each share's 95% interval (the replicates' percentiles around the point estimate, widened by
+/// the correction's measured error) and standard error.
+fn intervals(shares: &[f64], replicates: &[Vec<f64>], rms_error: Option<&[f64]>) -> (Vec<(f64, f64)>, Vec<f64>) {
+    let mut ci95 = Vec::with_capacity(shares.len());
+    let mut se = Vec::with_capacity(shares.len());
+    for (c, &share) in shares.iter().enumerate() {
         let mut column: Vec<f64> = replicates.iter().map(|r| r[c]).collect();
         let m = column.iter().sum::<f64>() / BOOTSTRAP as f64;
         let spread = (column.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (BOOTSTRAP - 1) as f64).sqrt();
         column.sort_by(f64::total_cmp);
         let at = |q: f64| column[((q * (BOOTSTRAP - 1) as f64).round() as usize).min(BOOTSTRAP - 1)];
         let b = 1.96 * rms_error.map_or(0.0, |e| e[c]);
-        let (below, above) = ((shares[c] - at(0.025)).max(0.0), (at(0.975) - shares[c]).max(0.0));
-        ci95.push((
-            (shares[c] - below.hypot(b)).max(0.0),
-            (shares[c] + above.hypot(b)).min(1.0),
-        ));
+        let (below, above) = ((share - at(0.025)).max(0.0), (at(0.975) - share).max(0.0));
+        ci95.push(((share - below.hypot(b)).max(0.0), (share + above.hypot(b)).min(1.0)));
         se.push(spread.hypot(b / 1.96));
     }
-    Debiased { shares, ci95, se }
+    (ci95, se)
 }
 
 /// Report shares of `n` reports drawn from `shares` (sequential binomials).

@@ -5,10 +5,11 @@
 //! mean of the noisy embeddings.
 
 use crate::storage::{Storage, StorageError, StoredBatch};
+use chorus_messages::Report;
+use chorus_messages::{Channel, Privatized};
 use chorus_shared::privacy::embedding::{estimate_mean, MeanEstimate};
-use chorus_shared::privacy::oracle::{FrequencyEstimate, Oracle, Privatized};
-use chorus_shared::privacy::{Channel, ChannelPlan};
-use chorus_shared::protocol::Report;
+use chorus_shared::privacy::oracle::{FrequencyEstimate, Oracle};
+use chorus_shared::privacy::ChannelPlan;
 use chorus_shared::study::CompiledStudy;
 use std::collections::{BTreeMap, HashMap};
 
@@ -124,10 +125,10 @@ impl Axis {
         if let Some(channel) = reported {
             return Axis::channel(study, channel).map(|axis| Axis { name, ..axis });
         }
-        study.privacy.channel(Channel::Topic)?;
+        study.privacy.channel(Channel::TopicLeaf)?;
         let topics = codebook.levels.get(level)?;
         Some(Axis {
-            channel: Channel::Topic,
+            channel: Channel::TopicLeaf,
             name,
             labels: topics.iter().map(|t| t.id.clone()).collect(),
             group_of: codebook.paths().iter().map(|path| path[level]).collect(),

@@ -6,7 +6,7 @@ pub mod ratelimit;
 pub mod validate;
 
 use crate::storage::{NewBatch, Storage, StoreOutcome};
-use chorus_shared::protocol::ReportBatch;
+use chorus_messages::ReportBatch;
 use sha2::{Digest, Sha256};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;

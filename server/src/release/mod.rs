@@ -17,8 +17,8 @@ use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage, StorageError};
 use cells::{round, Cells, TableRange};
 use central::{central_counts, Central, ExactCounts, History};
+use chorus_messages::Channel;
 use chorus_shared::privacy::noise::Noise;
-use chorus_shared::privacy::Channel;
 use chorus_shared::release::SignedRelease;
 use chorus_shared::study::CompiledStudy;
 use publish::Candidate;
@@ -132,27 +132,7 @@ pub fn build(
         .iter()
         .map(|e| cells.add(candidates(&e.shares, &e.standard_errors)))
         .collect();
-    // The debiased mix is a table of its own, published only where the study's validation found
-    // that the correction beats the devices' estimate on held-out labelled examples.
-    let debiased = study
-        .category_validation
-        .as_ref()
-        .filter(|v| v.debias_at(total))
-        .and_then(|_| debiased_category(study, &collected.reports, seed));
-    let debiased_range = debiased.map(|d| {
-        cells.add(
-            d.shares
-                .iter()
-                .zip(&d.se)
-                .zip(&d.ci95)
-                .map(|((&unbiased, &se), &ci)| Candidate {
-                    unbiased,
-                    se,
-                    tested: true,
-                    interval: Some(ci),
-                }),
-        )
-    });
+    let debiased_range = debiased_candidates(study, collected, total, seed).map(|d| cells.add(d));
     let tab_ranges: Vec<TableRange> = tabs
         .iter()
         .map(|tab| cells.add(crosstab_candidates(study, tab, &facets, &levels, total)))
@@ -191,6 +171,33 @@ pub fn build(
     if let Some(topics) = topics_json(study, &cells, &level_ranges, total) {
         release["topics"] = topics;
     }
+    add_embedding_findings(&mut release, study, collected, k, seed);
+    Ok(release)
+}
+
+/// The corrected category mix as candidate cells: a table of its own, computed only where the
+/// study's validation found that the correction beats the devices' estimate on held-out
+/// labelled examples at this many reports.
+fn debiased_candidates(study: &CompiledStudy, collected: &Collected, total: f64, seed: u64) -> Option<Vec<Candidate>> {
+    study.category_validation.as_ref().filter(|v| v.debias_at(total))?;
+    let d = debiased_category(study, &collected.reports, seed)?;
+    Some(
+        d.shares
+            .iter()
+            .zip(&d.se)
+            .zip(&d.ci95)
+            .map(|((&unbiased, &se), &ci)| Candidate {
+                unbiased,
+                se,
+                tested: true,
+                interval: Some(ci),
+            })
+            .collect(),
+    )
+}
+
+/// What the noisy embeddings support: discovered clusters and the mean embedding.
+fn add_embedding_findings(release: &mut Value, study: &CompiledStudy, collected: &Collected, k: f64, seed: u64) {
     let embeddings: Vec<&[f32]> = collected
         .reports
         .iter()
@@ -211,7 +218,6 @@ pub fn build(
             "standard_errors": mean.standard_errors.iter().map(|x| round(*x)).collect::<Vec<_>>(),
         });
     }
-    Ok(release)
 }
 
 /// What the server counts un-noised, for the central mechanism.

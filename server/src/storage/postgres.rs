@@ -4,6 +4,7 @@
 
 use super::{NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch};
 use postgres::{Client, NoTls, Statement};
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// The migration history, in order; each runs once, in a transaction.
@@ -86,18 +87,11 @@ impl Statements {
 /// insert, the unique index fails the group's transaction: its clients get 503, retry, and
 /// are answered with a replay — never a second copy.
 fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Result<StoreOutcome, StorageError> {
-    let receipt = |id: i64, reports: u32, day: i64| Receipt {
-        receipt: id,
-        study_id: b.study_id.clone(),
-        idempotency_key: b.idempotency_key.clone(),
-        reports,
-        day,
-    };
     let (reports, cap) = (b.reports as i32, b.cap as i32);
     if let Some(row) = tx.query_opt(&s.existing, &[&b.study_id, &b.idempotency_key])? {
         let digest: String = row.get(1);
         return Ok(if digest == b.digest {
-            StoreOutcome::Replayed(receipt(row.get(0), row.get::<_, i32>(2) as u32, row.get(3)))
+            StoreOutcome::Replayed(receipt(b, row.get(0), row.get::<_, i32>(2) as u32, row.get(3)))
         } else {
             StoreOutcome::KeyConflict
         });
@@ -137,7 +131,7 @@ fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Re
             &b.body,
         ],
     )?;
-    Ok(StoreOutcome::Stored(receipt(row.get(0), b.reports, b.day)))
+    Ok(StoreOutcome::Stored(receipt(b, row.get(0), b.reports, b.day)))
 }
 
 /// The common case in three round trips for the whole group: look up every key at once,
@@ -148,39 +142,87 @@ fn store_group(
     tx: &mut postgres::Transaction,
     batches: &[NewBatch],
 ) -> Result<Option<Vec<StoreOutcome>>, StorageError> {
-    use std::collections::{HashMap, HashSet};
-    let first = &batches[0];
+    let Some(first) = one_group(batches) else {
+        return Ok(None);
+    };
+    let existing = existing_batches(tx, first, batches)?;
+    let fresh: Vec<&NewBatch> = batches
+        .iter()
+        .filter(|b| !existing.contains_key(&b.idempotency_key) && b.reports <= b.cap)
+        .collect();
+    let within = count_towards_caps(tx, first, &fresh)?;
+    let accepted: Vec<&NewBatch> = fresh.into_iter().filter(|b| within.contains(&b.contributor)).collect();
+    let ids = insert_batches(tx, first, &accepted)?;
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for b in batches {
+        let outcome = if let Some(&(id, ref digest, reports, day)) = existing.get(&b.idempotency_key) {
+            if *digest == b.digest {
+                StoreOutcome::Replayed(receipt(b, id, reports as u32, day))
+            } else {
+                StoreOutcome::KeyConflict
+            }
+        } else if let Some(&id) = ids.get(&b.idempotency_key) {
+            StoreOutcome::Stored(receipt(b, id, b.reports, b.day))
+        } else {
+            over_cap(tx, b)?
+        };
+        outcomes.push(outcome);
+    }
+    Ok(Some(outcomes))
+}
+
+/// The group's first batch, when the group can be stored with set-wise statements: at least two
+/// batches, of one study version and cap, with distinct keys and distinct contributors.
+fn one_group(batches: &[NewBatch]) -> Option<&NewBatch> {
+    let first = batches.first().filter(|_| batches.len() >= 2)?;
     let keys: HashSet<&str> = batches.iter().map(|b| b.idempotency_key.as_str()).collect();
     let contributors: HashSet<&str> = batches.iter().map(|b| b.contributor.as_str()).collect();
     let one_study = batches
         .iter()
         .all(|b| b.study_id == first.study_id && b.study_version == first.study_version && b.cap == first.cap);
-    if batches.len() < 2 || keys.len() != batches.len() || contributors.len() != batches.len() || !one_study {
-        return Ok(None);
-    }
-    let receipt = |b: &NewBatch, id: i64, reports: u32, day: i64| Receipt {
+    (keys.len() == batches.len() && contributors.len() == batches.len() && one_study).then_some(first)
+}
+
+fn receipt(b: &NewBatch, id: i64, reports: u32, day: i64) -> Receipt {
+    Receipt {
         receipt: id,
         study_id: b.study_id.clone(),
         idempotency_key: b.idempotency_key.clone(),
         reports,
         day,
-    };
+    }
+}
+
+/// A batch already stored: (id, digest, reports, day).
+type Stored = (i64, String, i32, i64);
+
+/// Batches already stored under the group's keys.
+fn existing_batches(
+    tx: &mut postgres::Transaction,
+    first: &NewBatch,
+    batches: &[NewBatch],
+) -> Result<HashMap<String, Stored>, StorageError> {
     let key_list: Vec<&str> = batches.iter().map(|b| b.idempotency_key.as_str()).collect();
-    let existing: HashMap<String, (i64, String, i32, i64)> = tx
+    Ok(tx
         .query(
             "SELECT idempotency_key, id, digest, reports, received_day FROM batches WHERE study_id = $1 AND idempotency_key = ANY($2)",
             &[&first.study_id, &key_list],
         )?
         .into_iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
-        .collect();
-    let fresh: Vec<&NewBatch> = batches
-        .iter()
-        .filter(|b| !existing.contains_key(&b.idempotency_key) && b.reports <= b.cap)
-        .collect();
+        .collect())
+}
+
+/// Adds each fresh batch's reports to its contributor's count, where that stays within the cap
+/// (one atomic upsert); the contributors whose batches fit.
+fn count_towards_caps(
+    tx: &mut postgres::Transaction,
+    first: &NewBatch,
+    fresh: &[&NewBatch],
+) -> Result<HashSet<String>, StorageError> {
     let names: Vec<&str> = fresh.iter().map(|b| b.contributor.as_str()).collect();
     let counts: Vec<i32> = fresh.iter().map(|b| b.reports as i32).collect();
-    let within: HashSet<String> = tx
+    Ok(tx
         .query(
             "INSERT INTO contributors (study_id, study_version, contributor, reports)
              SELECT $1, $2, c, r FROM unnest($3::text[], $4::int[]) AS t(c, r)
@@ -198,12 +240,15 @@ fn store_group(
         )?
         .into_iter()
         .map(|r| r.get(0))
-        .collect();
-    let accepted: Vec<&NewBatch> = fresh
-        .iter()
-        .copied()
-        .filter(|b| within.contains(&b.contributor))
-        .collect();
+        .collect())
+}
+
+/// Inserts the accepted batches in one statement; key → the new row's id.
+fn insert_batches(
+    tx: &mut postgres::Transaction,
+    first: &NewBatch,
+    accepted: &[&NewBatch],
+) -> Result<HashMap<String, i64>, StorageError> {
     let column = |f: fn(&NewBatch) -> &str| accepted.iter().map(|b| f(b)).collect::<Vec<&str>>();
     let (keys, contributors, digests, bodies) = (
         column(|b| &b.idempotency_key),
@@ -213,7 +258,7 @@ fn store_group(
     );
     let reports: Vec<i32> = accepted.iter().map(|b| b.reports as i32).collect();
     let days: Vec<i64> = accepted.iter().map(|b| b.day).collect();
-    let ids: HashMap<String, i64> = tx
+    Ok(tx
         .query(
             "INSERT INTO batches (study_id, study_version, idempotency_key, contributor, digest, reports, received_day, body)
              SELECT $1, $2, k, c, d, r, day, body
@@ -223,29 +268,18 @@ fn store_group(
         )?
         .into_iter()
         .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let mut outcomes = Vec::with_capacity(batches.len());
-    for b in batches {
-        let outcome = if let Some((id, digest, reports, day)) = existing.get(&b.idempotency_key) {
-            if *digest == b.digest {
-                StoreOutcome::Replayed(receipt(b, *id, *reports as u32, *day))
-            } else {
-                StoreOutcome::KeyConflict
-            }
-        } else if let Some(id) = ids.get(&b.idempotency_key) {
-            StoreOutcome::Stored(receipt(b, *id, b.reports, b.day))
-        } else {
-            let stored = tx
-                .query_opt(
-                    "SELECT reports FROM contributors WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
-                    &[&b.study_id, &b.study_version, &b.contributor],
-                )?
-                .map_or(0, |r| r.get::<_, i32>(0) as u32);
-            StoreOutcome::OverCap { stored, cap: b.cap }
-        };
-        outcomes.push(outcome);
-    }
-    Ok(Some(outcomes))
+        .collect())
+}
+
+/// A batch refused because its contributor would pass the cap: what they already stored.
+fn over_cap(tx: &mut postgres::Transaction, b: &NewBatch) -> Result<StoreOutcome, StorageError> {
+    let stored = tx
+        .query_opt(
+            "SELECT reports FROM contributors WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
+            &[&b.study_id, &b.study_version, &b.contributor],
+        )?
+        .map_or(0, |r| r.get::<_, i32>(0) as u32);
+    Ok(StoreOutcome::OverCap { stored, cap: b.cap })
 }
 
 impl Storage for PostgresStorage {

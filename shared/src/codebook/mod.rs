@@ -131,97 +131,98 @@ pub fn build(
     if texts.len() < 5 * sizes[0] {
         return Err(CodebookError::TooFew(texts.len(), sizes[0]));
     }
-    let n = texts.len();
-    // members[level from the leaves][topic] = indices of public requests.
-    let (leaf_centroids, assignment) = spherical_kmeans(embeddings, &vec![1.0; n], sizes[0], seed);
-    let mut levels_up: Vec<LevelBuild> = Vec::new();
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); leaf_centroids.len()];
-    for (i, &a) in assignment.iter().enumerate() {
-        members[a].push(i);
-    }
-    levels_up.push(LevelBuild {
-        centroids: leaf_centroids,
-        members,
-        parents: Vec::new(),
-    });
-    for (depth, &size) in sizes.iter().enumerate().skip(1) {
-        let below = levels_up.last().expect("the leaves");
-        let (below_centroids, below_members) = (&below.centroids, &below.members);
-        let weights: Vec<f64> = below_members.iter().map(|m| m.len() as f64).collect();
-        let (centroids, parent_of) = spherical_kmeans(below_centroids, &weights, size, seed.wrapping_add(depth as u64));
-        let mut members: Vec<Vec<usize>> = vec![Vec::new(); centroids.len()];
-        for (child, &p) in parent_of.iter().enumerate() {
-            members[p].extend(&below_members[child]);
-        }
-        levels_up.last_mut().expect("the level below").parents = parent_of.into_iter().map(Some).collect();
-        levels_up.push(LevelBuild {
-            centroids,
-            members,
-            parents: Vec::new(),
-        });
-    }
-    let depth = levels_up.len();
-    let levels = levels_up
+    let levels = cluster_levels(embeddings, sizes, seed)
         .into_iter()
         .rev()
         .enumerate()
-        .map(
-            |(
-                level,
-                LevelBuild {
-                    centroids,
-                    members,
-                    parents,
-                },
-            )| {
-                let classes: Vec<Vec<&str>> = members
-                    .iter()
-                    .map(|m| m.iter().map(|&i| texts[i].as_str()).collect())
-                    .collect();
-                let keywords = names::class_keywords(&classes, 5);
-                centroids
-                    .iter()
-                    .enumerate()
-                    .map(|(t, centroid)| {
-                        let central = members[t]
-                            .iter()
-                            .copied()
-                            .max_by(|&a, &b| {
-                                let (sa, sb) = (dot(&embeddings[a], centroid), dot(&embeddings[b], centroid));
-                                sa.total_cmp(&sb).then(b.cmp(&a))
-                            })
-                            .expect("clusters are not empty");
-                        let example: String = texts[central].chars().take(EXAMPLE_CHARS).collect();
-                        let name = if keywords[t].is_empty() {
-                            example.chars().take(40).collect()
-                        } else {
-                            keywords[t].iter().take(3).cloned().collect::<Vec<_>>().join(", ")
-                        };
-                        Topic {
-                            id: format!("t{}.{}", level + 1, t + 1),
-                            parent: if level == 0 {
-                                None
-                            } else {
-                                parents.get(t).copied().flatten()
-                            },
-                            name,
-                            keywords: keywords[t].clone(),
-                            example,
-                            public_share: members[t].len() as f64 / n as f64,
-                            centroid: centroid.clone(),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            },
-        )
-        .collect::<Vec<_>>();
-    debug_assert_eq!(levels.len(), depth);
+        .map(|(level, built)| name_level(level, built, texts, embeddings))
+        .collect();
     Ok(Codebook {
         format: CODEBOOK_FORMAT,
         model_sha256: model_sha256.to_owned(),
         source: source.to_owned(),
         levels,
     })
+}
+
+/// The hierarchy from the leaves up: the leaves cluster the public requests, each level above
+/// clusters the centroids below (weighted by their members).
+fn cluster_levels(embeddings: &[Vec<f32>], sizes: &[usize], seed: u64) -> Vec<LevelBuild> {
+    let (leaf_centroids, assignment) = spherical_kmeans(embeddings, &vec![1.0; embeddings.len()], sizes[0], seed);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); leaf_centroids.len()];
+    for (i, &a) in assignment.iter().enumerate() {
+        members[a].push(i);
+    }
+    let mut levels_up = vec![LevelBuild {
+        centroids: leaf_centroids,
+        members,
+        parents: Vec::new(),
+    }];
+    for (depth, &size) in sizes.iter().enumerate().skip(1) {
+        let below = levels_up.last_mut().expect("the leaves");
+        let weights: Vec<f64> = below.members.iter().map(|m| m.len() as f64).collect();
+        let (centroids, parent_of) =
+            spherical_kmeans(&below.centroids, &weights, size, seed.wrapping_add(depth as u64));
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); centroids.len()];
+        for (child, &p) in parent_of.iter().enumerate() {
+            members[p].extend(&below.members[child]);
+        }
+        below.parents = parent_of.into_iter().map(Some).collect();
+        levels_up.push(LevelBuild {
+            centroids,
+            members,
+            parents: Vec::new(),
+        });
+    }
+    levels_up
+}
+
+/// One level's topics (`level` 0 is the top): c-TF-IDF keywords, the public request nearest
+/// each centroid as its example, and a name from the keywords.
+fn name_level(level: usize, built: LevelBuild, texts: &[String], embeddings: &[Vec<f32>]) -> Vec<Topic> {
+    let LevelBuild {
+        centroids,
+        members,
+        parents,
+    } = built;
+    let classes: Vec<Vec<&str>> = members
+        .iter()
+        .map(|m| m.iter().map(|&i| texts[i].as_str()).collect())
+        .collect();
+    let keywords = names::class_keywords(&classes, 5);
+    centroids
+        .into_iter()
+        .enumerate()
+        .map(|(t, centroid)| {
+            let central = members[t]
+                .iter()
+                .copied()
+                .max_by(|&a, &b| {
+                    let (sa, sb) = (dot(&embeddings[a], &centroid), dot(&embeddings[b], &centroid));
+                    sa.total_cmp(&sb).then(b.cmp(&a))
+                })
+                .expect("clusters are not empty");
+            let example: String = texts[central].chars().take(EXAMPLE_CHARS).collect();
+            let name = if keywords[t].is_empty() {
+                example.chars().take(40).collect()
+            } else {
+                keywords[t].iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+            };
+            Topic {
+                id: format!("t{}.{}", level + 1, t + 1),
+                parent: if level == 0 {
+                    None
+                } else {
+                    parents.get(t).copied().flatten()
+                },
+                name,
+                keywords: keywords[t].clone(),
+                example,
+                public_share: members[t].len() as f64 / texts.len() as f64,
+                centroid,
+            }
+        })
+        .collect()
 }
 
 /// One level while building: centroids, the public requests in each topic, each topic's parent.

@@ -4,8 +4,8 @@
 //! classifier or codebook computing the value), as RAPPOR's permanent randomized response does.
 //! Re-sending a value that already left the device reveals nothing new, so it costs nothing.
 
-use crate::privacy::Channel;
 use crate::study::CompiledStudy;
+use chorus_messages::Channel;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -42,7 +42,7 @@ pub fn mechanisms(study: &CompiledStudy) -> Mechanisms {
                 Channel::Concern => {
                     fingerprint(&(study.concern_threshold, &study.concern_prototypes, &study.concern_terms))
                 }
-                Channel::TopicTop | Channel::TopicMid | Channel::Topic => fingerprint(&study.codebook),
+                Channel::TopicTop | Channel::TopicMid | Channel::TopicLeaf => fingerprint(&study.codebook),
                 Channel::Language | Channel::Turns | Channel::HasCode => String::new(),
             };
             let oracle = (&c.channel, &c.labels, &c.oracle);

@@ -13,15 +13,15 @@
 //! The memo lives on the device (IndexedDB in the browser, a file for the `chorus` command). It
 //! is keyed by salted hashes of the conversations, so it does not hold them.
 
+use super::batch::{random_id, seal};
 use super::mechanisms::{mechanisms, Mechanisms};
 use super::DeviceError;
-use crate::pipeline::Analysis;
+use crate::analysis::Analysis;
 use crate::privacy::accountant::{self, Guarantee, ReportCost};
 use crate::privacy::noise::{Noise, NoiseError};
-use crate::privacy::oracle::Privatized;
-use crate::privacy::{Channel, PrivacyPlan};
-use crate::protocol::{random_id, Report, ReportBatch};
+use crate::privacy::PrivacyPlan;
 use crate::study::CompiledStudy;
+use chorus_messages::{Channel, Privatized, Report, ReportBatch};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -207,7 +207,7 @@ impl Memo {
             reports.push(draw.report(&study.privacy, &mechanisms, analysis, &categories, noise)?);
         }
         let cost = memo.cost(&study.privacy, &slots, study.privacy.delta);
-        let batch = ReportBatch::new(&study.id, &study.version, &contributor, &batch_key, reports, noise)?;
+        let batch = seal(&study.id, &study.version, &contributor, &batch_key, reports, noise)?;
         Ok(Prepared {
             batch,
             sampled: slots.iter().map(|s| index[s.key.as_str()]).collect(),

@@ -6,15 +6,16 @@
 //! ledger records every batch sent and what it spent, a value already sent is re-sent rather
 //! than redrawn, and the study's lifetime cap is enforced before anything new leaves.
 
+pub mod batch;
 pub mod mechanisms;
 pub mod memo;
 
+pub use batch::{random_id, seal, BatchError};
 pub use memo::{Draw, Memo, Prepared, Round, Slot, Spend, StudyMemo, MEMO_FORMAT};
 
 use crate::conversation::Conversation;
 use crate::privacy::noise::NoiseError;
 use crate::privacy::PrivacyError;
-use crate::protocol::BatchError;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]

@@ -36,8 +36,8 @@ pub struct Accounting {
     pub composition: String,
 }
 
-/// The costs of one report's channels.
-#[derive(Debug, Clone, PartialEq)]
+/// The costs of one report's channels (the default: a report that carries nothing).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReportCost {
     /// ε of each pure-DP channel every report carries.
     pub pure: Vec<f64>,

@@ -13,71 +13,14 @@ pub mod embedding;
 pub mod noise;
 pub mod oracle;
 
-use crate::pipeline::Analysis;
-use crate::protocol::Report;
+use crate::analysis::Analysis;
 use accountant::{Accounting, ReportCost};
+use chorus_messages::{Channel, Privatized, Report};
 use embedding::EmbeddingPlan;
 use noise::{Noise, NoiseError};
 use oracle::{Oracle, OracleChoice};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// The facets a report can carry, each as an index into a public domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    Category,
-    Language,
-    Concern,
-    Turns,
-    HasCode,
-    /// The top-level topic of the study's public codebook.
-    TopicTop,
-    /// The second-level topic of the codebook.
-    TopicMid,
-    /// The leaf of the codebook.
-    Topic,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 8] = [
-        Channel::Category,
-        Channel::Language,
-        Channel::Concern,
-        Channel::Turns,
-        Channel::HasCode,
-        Channel::TopicTop,
-        Channel::TopicMid,
-        Channel::Topic,
-    ];
-
-    pub fn is_topic(self) -> bool {
-        matches!(self, Channel::TopicTop | Channel::TopicMid | Channel::Topic)
-    }
-
-    /// The codebook level a topic channel reports (0 is the top; `depth` levels in all).
-    pub fn topic_level(self, depth: usize) -> Option<usize> {
-        match self {
-            Channel::TopicTop => Some(0),
-            Channel::TopicMid => Some(1),
-            Channel::Topic => Some(depth.checked_sub(1)?),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Channel::Category => "category",
-            Channel::Language => "language",
-            Channel::Concern => "concern",
-            Channel::Turns => "turns",
-            Channel::HasCode => "has_code",
-            Channel::TopicTop => "topic_top",
-            Channel::TopicMid => "topic_mid",
-            Channel::Topic => "topic",
-        }
-    }
-}
 
 /// The `[privacy]` table of a study file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -176,8 +119,6 @@ pub enum PrivacyError {
     OverCap { epsilon: f64, delta: f64, cap: f64 },
     #[error(transparent)]
     Noise(#[from] NoiseError),
-    #[error(transparent)]
-    Batch(#[from] crate::protocol::BatchError),
 }
 
 /// One channel as compiled: its public domain and its oracle.
@@ -218,68 +159,17 @@ impl PrivacyPlan {
         topics: &[Vec<String>],
         public_embeddings: &[Vec<f32>],
     ) -> Result<PrivacyPlan, PrivacyError> {
-        let invalid = |m: &str| Err(PrivacyError::Invalid(m.to_owned()));
-        if !is_positive(config.delta) || config.delta >= 1e-3 {
-            return invalid("delta must lie in (0, 0.001)");
-        }
-        if config.reports_per_contributor == 0 {
-            return invalid("reports_per_contributor must be at least 1");
-        }
-        if config
-            .lifetime_epsilon_cap
-            .is_some_and(|cap| cap.is_nan() || cap < config.contributor_epsilon_cap)
-        {
-            return invalid("lifetime_epsilon_cap must be at least contributor_epsilon_cap");
-        }
-        if config.turn_buckets.is_empty() || !config.turn_buckets.windows(2).all(|w| w[0] < w[1]) {
-            return invalid("turn_buckets must be increasing and not empty");
-        }
-        let mut channels = Vec::new();
-        for (&channel, settings) in &config.channels {
-            if settings.epsilon.is_nan() || settings.epsilon <= 0.0 {
-                return invalid(&format!("channel {} needs a positive epsilon", channel.name()));
-            }
-            if channel.is_topic() && topics.len() < 3 {
-                return invalid(&format!(
-                    "the {} channel needs a codebook of at least three levels (`codebook = \"FILE\"` in the study)",
-                    channel.name()
-                ));
-            }
-            if settings.pool.as_deref().is_some_and(str::is_empty) {
-                return invalid(&format!("channel {} names an empty pool", channel.name()));
-            }
-            let labels = domain_labels(channel, categories, topics, &config.languages, &config.turn_buckets);
-            if labels.len() < 2 {
-                return invalid(&format!(
-                    "channel {} has {} possible value{}; a channel needs at least two (for the language, list at least one language: every other is reported as `other`)",
-                    channel.name(),
-                    labels.len(),
-                    if labels.len() == 1 { "" } else { "s" }
-                ));
-            }
-            let oracle = Oracle::new(settings.oracle, labels.len(), settings.epsilon);
-            channels.push(ChannelPlan {
-                oracle,
-                channel,
-                labels,
-                pool: settings.pool.clone(),
-            });
-        }
-        let embedding = match &config.embedding {
-            None => None,
-            Some(e) if !(1..=384).contains(&e.dimensions) || !is_positive(e.clip) || !is_positive(e.rho) => {
-                return invalid("embedding needs 1–384 dimensions, a positive clip and a positive rho");
-            }
-            Some(e) => {
-                let (mean, components) = embedding::principal_components(public_embeddings, e.dimensions);
-                Some(EmbeddingPlan {
-                    mean,
-                    components,
-                    clip: e.clip,
-                    sigma: EmbeddingPlan::sigma_for(e.rho, e.clip),
-                })
-            }
-        };
+        check_settings(config)?;
+        let channels = config
+            .channels
+            .iter()
+            .map(|(&channel, settings)| channel_plan(config, channel, settings, categories, topics))
+            .collect::<Result<Vec<_>, _>>()?;
+        let embedding = config
+            .embedding
+            .as_ref()
+            .map(|e| embedding_plan(e, public_embeddings))
+            .transpose()?;
         if channels.is_empty() && embedding.is_none() {
             return invalid("a study must report at least one channel");
         }
@@ -290,15 +180,7 @@ impl PrivacyPlan {
             lifetime_epsilon_cap: config.lifetime_epsilon_cap,
             channels,
             embedding,
-            accounting: accountant::account(
-                &ReportCost {
-                    pure: vec![],
-                    pools: vec![],
-                    rho: 0.0,
-                },
-                1,
-                config.delta,
-            ),
+            accounting: accountant::account(&ReportCost::default(), 1, config.delta),
             languages: config.languages.clone(),
             turn_buckets: config.turn_buckets.clone(),
         };
@@ -375,7 +257,7 @@ impl PrivacyPlan {
                 .position(|&b| analysis.turns <= b)
                 .unwrap_or(self.turn_buckets.len()),
             Channel::HasCode => usize::from(analysis.has_code),
-            Channel::TopicTop | Channel::TopicMid | Channel::Topic => {
+            Channel::TopicTop | Channel::TopicMid | Channel::TopicLeaf => {
                 let path = analysis.topic_path.as_ref()?;
                 let node = channel.topic_level(path.len()).and_then(|level| path.get(level))?;
                 self.channel(channel)?.labels.iter().position(|l| l == node)?
@@ -440,7 +322,7 @@ impl PrivacyPlan {
         analysis: &Analysis,
         categories: &[String],
         noise: &mut Noise,
-    ) -> Result<oracle::Privatized, PrivacyError> {
+    ) -> Result<Privatized, PrivacyError> {
         let plan = self
             .channel(channel)
             .ok_or_else(|| PrivacyError::Invalid(format!("the study has no {} channel", channel.name())))?;
@@ -491,6 +373,81 @@ impl PrivacyPlan {
     }
 }
 
+fn invalid<T>(message: &str) -> Result<T, PrivacyError> {
+    Err(PrivacyError::Invalid(message.to_owned()))
+}
+
+/// The settings that do not depend on a channel.
+fn check_settings(config: &PrivacyConfig) -> Result<(), PrivacyError> {
+    if !is_positive(config.delta) || config.delta >= 1e-3 {
+        return invalid("delta must lie in (0, 0.001)");
+    }
+    if config.reports_per_contributor == 0 {
+        return invalid("reports_per_contributor must be at least 1");
+    }
+    if config
+        .lifetime_epsilon_cap
+        .is_some_and(|cap| cap.is_nan() || cap < config.contributor_epsilon_cap)
+    {
+        return invalid("lifetime_epsilon_cap must be at least contributor_epsilon_cap");
+    }
+    if config.turn_buckets.is_empty() || !config.turn_buckets.windows(2).all(|w| w[0] < w[1]) {
+        return invalid("turn_buckets must be increasing and not empty");
+    }
+    Ok(())
+}
+
+/// One categorical channel compiled: its public domain and its oracle.
+fn channel_plan(
+    config: &PrivacyConfig,
+    channel: Channel,
+    settings: &ChannelConfig,
+    categories: &[String],
+    topics: &[Vec<String>],
+) -> Result<ChannelPlan, PrivacyError> {
+    if settings.epsilon.is_nan() || settings.epsilon <= 0.0 {
+        return invalid(&format!("channel {} needs a positive epsilon", channel.name()));
+    }
+    if channel.is_topic() && topics.len() < 3 {
+        return invalid(&format!(
+            "the {} channel needs a codebook of at least three levels (`codebook = \"FILE\"` in the study)",
+            channel.name()
+        ));
+    }
+    if settings.pool.as_deref().is_some_and(str::is_empty) {
+        return invalid(&format!("channel {} names an empty pool", channel.name()));
+    }
+    let labels = domain_labels(channel, categories, topics, &config.languages, &config.turn_buckets);
+    if labels.len() < 2 {
+        return invalid(&format!(
+            "channel {} has {} possible value{}; a channel needs at least two (for the language, list at least one language: every other is reported as `other`)",
+            channel.name(),
+            labels.len(),
+            if labels.len() == 1 { "" } else { "s" }
+        ));
+    }
+    Ok(ChannelPlan {
+        oracle: Oracle::new(settings.oracle, labels.len(), settings.epsilon),
+        channel,
+        labels,
+        pool: settings.pool.clone(),
+    })
+}
+
+/// The embedding channel compiled: the public projection and the Gaussian noise's σ.
+fn embedding_plan(e: &EmbeddingConfig, public_embeddings: &[Vec<f32>]) -> Result<EmbeddingPlan, PrivacyError> {
+    if !(1..=384).contains(&e.dimensions) || !is_positive(e.clip) || !is_positive(e.rho) {
+        return invalid("embedding needs 1–384 dimensions, a positive clip and a positive rho");
+    }
+    let (mean, components) = embedding::principal_components(public_embeddings, e.dimensions);
+    Ok(EmbeddingPlan {
+        mean,
+        components,
+        clip: e.clip,
+        sigma: EmbeddingPlan::sigma_for(e.rho, e.clip),
+    })
+}
+
 /// Positive and not NaN.
 fn is_positive(x: f64) -> bool {
     x > 0.0
@@ -527,7 +484,7 @@ pub fn domain_labels(
             labels
         }
         Channel::HasCode => vec!["false".into(), "true".into()],
-        Channel::TopicTop | Channel::TopicMid | Channel::Topic => channel
+        Channel::TopicTop | Channel::TopicMid | Channel::TopicLeaf => channel
             .topic_level(topics.len())
             .and_then(|level| topics.get(level))
             .cloned()
@@ -593,7 +550,7 @@ mod tests {
                 (Channel::Turns, 0.25, Some("facets")),
                 (Channel::TopicTop, 1.0, Some("topic")),
                 (Channel::TopicMid, 0.75, Some("topic")),
-                (Channel::Topic, 1.0, Some("topic")),
+                (Channel::TopicLeaf, 1.0, Some("topic")),
             ]),
             &categories,
             &topics(),
@@ -621,7 +578,7 @@ mod tests {
             Channel::Turns,
             Channel::TopicTop,
             Channel::TopicMid,
-            Channel::Topic,
+            Channel::TopicLeaf,
         ] {
             assert!(seen.get(&c).copied().unwrap_or(0) > 50, "{c:?}: {seen:?}");
         }
@@ -629,7 +586,7 @@ mod tests {
         let a = analysis();
         assert_eq!(plan.channel_value(Channel::TopicTop, &a, &categories), Some(1));
         assert_eq!(plan.channel_value(Channel::TopicMid, &a, &categories), Some(2));
-        assert_eq!(plan.channel_value(Channel::Topic, &a, &categories), Some(4));
+        assert_eq!(plan.channel_value(Channel::TopicLeaf, &a, &categories), Some(4));
     }
 
     #[test]
@@ -652,7 +609,7 @@ mod tests {
     #[test]
     fn topic_channels_need_a_codebook_and_an_analysis_with_a_topic() {
         let categories = ["a".to_owned(), "b".to_owned()];
-        let topic_only = config(&[(Channel::Category, 1.0, None), (Channel::Topic, 1.0, None)]);
+        let topic_only = config(&[(Channel::Category, 1.0, None), (Channel::TopicLeaf, 1.0, None)]);
         let err = PrivacyPlan::build(&topic_only, &categories, &[], &[]).unwrap_err();
         assert!(err.to_string().contains("codebook"), "{err}");
         let plan = PrivacyPlan::build(&topic_only, &categories, &topics(), &[]).unwrap();

@@ -3,8 +3,8 @@
 //! [`Noise::Secure`] draws every sample from OpenDP's vetted measurements and samplers, whose
 //! bits come from a cryptographically secure source (OpenSSL natively; in the browser a
 //! ChaCha20 generator seeded from `crypto.getRandomValues`). It is the only noise a report that
-//! leaves the device may carry: [`crate::protocol::ReportBatch`] can only be built from reports
-//! privatized with it.
+//! leaves the device may carry: a [`chorus_messages::ReportBatch`] is only ever sealed
+//! ([`crate::device::seal`]) from reports privatized with it.
 //!
 //! With the `seeded-noise` feature, [`Noise::Seeded`] samples the same distributions from a
 //! seeded generator, so that a simulation is reproducible. It exists for `chorus simulate` and for

@@ -20,6 +20,7 @@
 //!     Var ĉ_v = (n_v p*(1 − p*) + (n − n_v) q*(1 − q*)) / (p* − q*)²  (exact; n_v plugged in)
 
 use super::noise::{Noise, NoiseError};
+use chorus_messages::Privatized;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -50,48 +51,6 @@ pub enum OracleChoice {
     Krr,
     Olh,
     Oue,
-}
-
-/// A privatized categorical value as it appears in a report: k-RR sends a value, OLH a seed and
-/// a bucket, OUE the indices of its set bits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Privatized {
-    Value(u32),
-    Hashed {
-        /// Written as a decimal string: a JSON number above 2^53 loses digits in JavaScript,
-        /// and a seed that is off by one hashes every value elsewhere.
-        #[serde(with = "seed_text")]
-        seed: u64,
-        bucket: u32,
-    },
-    Bits(Vec<u32>),
-}
-
-/// OLH seeds as decimal strings on the wire; a number is refused, since a client written in a
-/// language whose numbers are doubles may already have rounded it.
-mod seed_text {
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(seed: &u64, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(seed)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        struct Seed;
-        impl Visitor<'_> for Seed {
-            type Value = u64;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a 64-bit hash seed as a decimal string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-                v.parse()
-                    .map_err(|_| E::custom("a hash seed must be a decimal 64-bit integer"))
-            }
-        }
-        d.deserialize_str(Seed)
-    }
 }
 
 /// The server's estimate of a distribution over a channel's domain.

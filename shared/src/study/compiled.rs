@@ -2,13 +2,12 @@
 //! serialises to JSON (the browser receives this, not the labelled examples).
 
 use super::classifier::{argmax, Classifier, TrainOptions};
-use super::evaluate::{cross_validate_vectors, fold_assignment, Labelled};
+use super::training::{cross_validate_vectors, fold_assignment, training_set, CompileError, Labelled};
 use super::validation::{validate_debiasing, DebiasValidation};
 use super::{Category, ReleaseConfig, Study};
 use crate::codebook::Codebook;
-use crate::embed::{self, EmbedError, Embedder};
-use crate::facets::pii;
-use crate::privacy::{PrivacyError, PrivacyPlan};
+use crate::embed::{self, Embedder};
+use crate::privacy::PrivacyPlan;
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused.
@@ -56,25 +55,6 @@ pub struct ConcernPrototype {
     pub embedding: Vec<f32>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CompileError {
-    #[error(transparent)]
-    Embed(#[from] EmbedError),
-    #[error("category `{category}` has {found} labelled examples; at least {CATEGORY_MIN_EXAMPLES} are needed to train on (or drop `labelled_examples` to classify by prototypes)")]
-    TooFewExamples { category: String, found: usize },
-    #[error(transparent)]
-    Privacy(#[from] PrivacyError),
-    #[error("the codebook was built with model {codebook}, not the pinned model {pinned}; build it again with `chorus codebook build`")]
-    CodebookModel { codebook: String, pinned: String },
-}
-
-/// The text of a labelled example as the classifier sees it: prepared exactly like a
-/// conversation's request text.
-pub fn example_text(text: &str) -> String {
-    let truncated: String = text.chars().take(crate::facets::MAX_REQUEST_CHARS).collect();
-    pii::scrub(&truncated)
-}
-
 impl CompiledStudy {
     /// Embeds the study's examples and trains its classifiers. `progress` receives the number
     /// of texts embedded so far and the total.
@@ -82,75 +62,35 @@ impl CompiledStudy {
         study: &Study,
         embedder: &Embedder,
         options: TrainOptions,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> Result<CompiledStudy, CompileError> {
+        let pinned = &embed::pins::pins().model.sha256;
+        if let Some(codebook) = study.codebook.as_ref().filter(|c| &c.model_sha256 != pinned) {
+            return Err(CompileError::CodebookModel {
+                codebook: codebook.model_sha256.clone(),
+                pinned: pinned.clone(),
+            });
+        }
         let (texts, labels) = training_set(study);
         let concern_texts: Vec<(u8, String)> = study
             .concerns
             .iter()
             .flat_map(|c| c.examples.iter().map(move |e| (c.level, e.clone())))
             .collect();
-        let total = texts.len() + concern_texts.len();
-        let mut done = 0;
-        let all: Vec<&str> = texts
-            .iter()
-            .map(String::as_str)
-            .chain(concern_texts.iter().map(|(_, t)| t.as_str()))
-            .collect();
-        let vectors = embedder.embed_many(&all, |n| {
-            done += n;
-            progress(done, total)
-        })?;
+        let vectors = embed_all(embedder, &texts, &concern_texts, progress)?;
         let (train, concern) = vectors.split_at(texts.len());
-
-        let classes = study.categories.len();
         let folds = fold_assignment(study, CONFUSION_FOLDS);
         let set = Labelled {
             vectors: train,
             labels: &labels,
             fold_of: &folds,
-            classes,
+            classes: study.categories.len(),
             folds: CONFUSION_FOLDS,
         };
-        let (classifier, category_confusion) = if study.examples.is_empty() {
-            (Classifier::prototypes(train, &labels, classes), None)
-        } else {
-            for (c, category) in study.categories.iter().enumerate() {
-                let found = labels.iter().filter(|&&l| l == c).count();
-                if found < CATEGORY_MIN_EXAMPLES {
-                    return Err(CompileError::TooFewExamples {
-                        category: category.id.clone(),
-                        found,
-                    });
-                }
-            }
-            let confusion = cross_validate_vectors(&set, options).soft;
-            (
-                Classifier::train_linear(train, &labels, classes, options),
-                Some(confusion),
-            )
-        };
-        let pinned = &embed::pins::pins().model.sha256;
-        if let Some(codebook) = study.topics.as_ref().filter(|c| &c.model_sha256 != pinned) {
-            return Err(CompileError::CodebookModel {
-                codebook: codebook.model_sha256.clone(),
-                pinned: pinned.clone(),
-            });
-        }
-        let category_ids: Vec<String> = study.categories.iter().map(|c| c.id.clone()).collect();
-        let topic_ids: Vec<Vec<String>> = study
-            .topics
-            .as_ref()
-            .map(|c| {
-                c.levels
-                    .iter()
-                    .map(|l| l.iter().map(|t| t.id.clone()).collect())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let privacy = PrivacyPlan::build(&study.privacy, &category_ids, &topic_ids, train)?;
+        let (classifier, category_confusion) = train_classifier(study, &set, options)?;
+        let privacy = PrivacyPlan::build(&study.privacy, &category_ids(study), &topic_ids(study), train)?;
         let category_validation = category_confusion.as_ref().and_then(|_| {
-            let oracle = privacy.channel(crate::privacy::Channel::Category).map(|c| c.oracle);
+            let oracle = privacy.channel(chorus_messages::Channel::Category).map(|c| c.oracle);
             validate_debiasing(&set, options, oracle)
         });
         Ok(CompiledStudy {
@@ -167,7 +107,7 @@ impl CompiledStudy {
             category_validation,
             privacy,
             release: study.release.clone(),
-            codebook: study.topics.clone(),
+            codebook: study.codebook.clone(),
             concern_terms: study
                 .concerns
                 .iter()
@@ -229,33 +169,74 @@ impl CompiledStudy {
     }
 }
 
+/// Embeds the training texts, then the concern examples, reporting progress over both.
+fn embed_all(
+    embedder: &Embedder,
+    texts: &[String],
+    concern_texts: &[(u8, String)],
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>, CompileError> {
+    let total = texts.len() + concern_texts.len();
+    let mut done = 0;
+    let all: Vec<&str> = texts
+        .iter()
+        .map(String::as_str)
+        .chain(concern_texts.iter().map(|(_, t)| t.as_str()))
+        .collect();
+    Ok(embedder.embed_many(&all, |n| {
+        done += n;
+        progress(done, total)
+    })?)
+}
+
+/// `[true][c]` sums of the cross-validated probability of category c.
+type SoftConfusion = Vec<Vec<f64>>;
+
+/// The category classifier: logistic regression with its cross-validated soft confusion when
+/// the study has labelled examples, else nearest prototype (and no measured errors).
+fn train_classifier(
+    study: &Study,
+    set: &Labelled<'_>,
+    options: TrainOptions,
+) -> Result<(Classifier, Option<SoftConfusion>), CompileError> {
+    if study.examples.is_empty() {
+        return Ok((Classifier::prototypes(set.vectors, set.labels, set.classes), None));
+    }
+    for (c, category) in study.categories.iter().enumerate() {
+        let found = set.labels.iter().filter(|&&l| l == c).count();
+        if found < CATEGORY_MIN_EXAMPLES {
+            return Err(CompileError::TooFewExamples {
+                category: category.id.clone(),
+                found,
+            });
+        }
+    }
+    let confusion = cross_validate_vectors(set, options).soft;
+    let classifier = Classifier::train_linear(set.vectors, set.labels, set.classes, options);
+    Ok((classifier, Some(confusion)))
+}
+
+fn category_ids(study: &Study) -> Vec<String> {
+    study.categories.iter().map(|c| c.id.clone()).collect()
+}
+
+/// The codebook's topic ids, level by level (top first); none without a codebook.
+fn topic_ids(study: &Study) -> Vec<Vec<String>> {
+    let Some(codebook) = &study.codebook else {
+        return Vec::new();
+    };
+    codebook
+        .levels
+        .iter()
+        .map(|level| level.iter().map(|t| t.id.clone()).collect())
+        .collect()
+}
+
 /// Whether `phrase` occurs in `text` with no letter or digit right before or after it.
 fn contains_word(text: &str, phrase: &str) -> bool {
     let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
     text.match_indices(phrase)
         .any(|(i, _)| boundary(text[..i].chars().next_back()) && boundary(text[i + phrase.len()..].chars().next()))
-}
-
-/// Texts and category indices to train on: with labelled examples, those plus the taxonomy's
-/// own examples; without, each category's name and description and its examples (prototypes).
-pub fn training_set(study: &Study) -> (Vec<String>, Vec<usize>) {
-    let mut texts = Vec::new();
-    let mut labels = Vec::new();
-    for (c, category) in study.categories.iter().enumerate() {
-        if study.examples.is_empty() {
-            texts.push(format!("{}: {}", category.name, category.description));
-            labels.push(c);
-        }
-        for e in &category.examples {
-            texts.push(example_text(e));
-            labels.push(c);
-        }
-    }
-    for e in &study.examples {
-        texts.push(example_text(&e.text));
-        labels.push(study.category_index(&e.category).expect("examples were validated"));
-    }
-    (texts, labels)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! taxonomy's own examples are only ever trained on.
 
 use super::classifier::{Classifier, TrainOptions};
-use super::compiled::{training_set, CompileError};
+use super::training::{cross_validate_vectors, fold_assignment, training_set, CompileError, Labelled};
 use super::Study;
 use crate::embed::Embedder;
 use serde::Serialize;
@@ -95,67 +95,6 @@ pub fn cross_validate(
         per_category,
         confusion,
     })
-}
-
-/// The fold of each item of [`training_set`]: labelled examples drawn as a uniform sample of
-/// their corpus (`"source": "sample"`) take turns being held out; everything else is always
-/// trained on.
-pub fn fold_assignment(study: &Study, folds: usize) -> Vec<Option<usize>> {
-    let taxonomy = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
-    std::iter::repeat_n(None, taxonomy)
-        .chain(study.examples.iter().map(|e| {
-            (e.source.as_deref() == Some("sample"))
-                .then(|| (crate::stable_hash::fnv1a(e.text.as_bytes()) % folds as u64) as usize)
-        }))
-        .collect()
-}
-
-/// The classifier's errors measured by cross-validation: each held-out item is classified by a
-/// model trained on the other folds.
-pub struct CrossValidation {
-    /// `[true][predicted]` counts of the most probable category.
-    pub hard: Vec<Vec<u32>>,
-    /// `[true][c]` sums of the predicted probability of category c: the "soft" confusion that
-    /// probabilistic classify-and-count corrects with.
-    pub soft: Vec<Vec<f64>>,
-}
-
-/// Labelled examples as the classifier sees them: vectors, category indices, and each one's
-/// fold ([`fold_assignment`]; none for examples always trained on).
-#[derive(Clone, Copy)]
-pub(crate) struct Labelled<'a> {
-    pub vectors: &'a [Vec<f32>],
-    pub labels: &'a [usize],
-    pub fold_of: &'a [Option<usize>],
-    pub classes: usize,
-    pub folds: usize,
-}
-
-pub(crate) fn cross_validate_vectors(set: &Labelled<'_>, options: TrainOptions) -> CrossValidation {
-    let Labelled {
-        vectors,
-        labels,
-        fold_of,
-        classes,
-        folds,
-    } = *set;
-    let mut hard = vec![vec![0u32; classes]; classes];
-    let mut soft = vec![vec![0f64; classes]; classes];
-    for fold in 0..folds {
-        if !fold_of.contains(&Some(fold)) {
-            continue;
-        }
-        let train: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] != Some(fold)).collect();
-        let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
-        let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
-        let model = Classifier::train_linear(&xs, &ys, classes, options);
-        for i in (0..vectors.len()).filter(|&i| fold_of[i] == Some(fold)) {
-            let p = model.probabilities(&vectors[i]);
-            hard[labels[i]][super::classifier::argmax(&p)] += 1;
-            soft[labels[i]].iter_mut().zip(&p).for_each(|(s, x)| *s += *x as f64);
-        }
-    }
-    CrossValidation { hard, soft }
 }
 
 fn ratio(a: u32, b: u32) -> f64 {

@@ -22,13 +22,13 @@
 mod classifier;
 mod compiled;
 mod evaluate;
+mod training;
 mod validation;
 
 pub use classifier::{argmax, Classifier, TrainOptions};
-pub use compiled::{
-    example_text, CompileError, CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT,
-};
+pub use compiled::{CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT};
 pub use evaluate::{cross_validate, CategoryScore, Evaluation};
+pub use training::{example_text, CompileError};
 pub use validation::{AtReports, DebiasValidation, MARGIN as DEBIAS_MARGIN};
 
 use crate::codebook::Codebook;
@@ -47,8 +47,8 @@ pub struct Study {
     pub labelled_examples: Option<String>,
     /// Path of the study's public topic codebook (JSON), relative to the study file; it is
     /// published with the study, and devices report their topic leaf from it.
-    #[serde(default)]
-    pub codebook: Option<String>,
+    #[serde(default, rename = "codebook")]
+    pub codebook_file: Option<String>,
     #[serde(rename = "category")]
     pub categories: Vec<Category>,
     #[serde(rename = "concern", default)]
@@ -65,9 +65,9 @@ pub struct Study {
     /// Filled by [`Study::parse`]: the labelled examples read from `labelled_examples`.
     #[serde(skip)]
     pub examples: Vec<LabelledExample>,
-    /// Filled by [`Study::parse`]: the codebook read from `codebook`.
+    /// Filled by [`Study::parse`]: the codebook read from `codebook_file`.
     #[serde(skip)]
-    pub topics: Option<Codebook>,
+    pub codebook: Option<Codebook>,
     /// Filled by [`Study::parse`]: a hash of what the study means (see `meaning_hash`).
     #[serde(skip)]
     pub version: String,
@@ -208,14 +208,14 @@ impl Study {
         if study.labelled_examples.is_some() != contents.labelled_examples.is_some() {
             return missing("labelled_examples");
         }
-        if study.codebook.is_some() != contents.codebook.is_some() {
+        if study.codebook_file.is_some() != contents.codebook.is_some() {
             return missing("codebook");
         }
         if let Some(jsonl) = contents.labelled_examples {
             study.examples = parse_examples(jsonl, &study.categories)?;
         }
         if let Some(json) = contents.codebook {
-            study.topics = Some(parse_codebook(json)?);
+            study.codebook = Some(parse_codebook(json)?);
         }
         study.version = study.meaning_hash();
         Ok(study)
@@ -233,7 +233,7 @@ impl Study {
         let parts = [
             serde_json::to_string(&meaning),
             serde_json::to_string(&self.examples),
-            serde_json::to_string(&self.topics),
+            serde_json::to_string(&self.codebook),
         ];
         let mut hashed = Vec::new();
         for part in parts {

@@ -17,7 +17,7 @@
 //! held-out mixes, without noise (the release's intervals carry the noise).
 
 use super::classifier::{argmax, Classifier, TrainOptions};
-use super::evaluate::{cross_validate_vectors, Labelled};
+use super::training::{cross_validate_vectors, Labelled};
 use crate::codebook::kmeans::SplitMix;
 use crate::privacy::debias::{debias, ITERATIONS};
 use crate::privacy::oracle::{project_to_simplex, Oracle};

@@ -1,15 +1,20 @@
 //! The privacy boundary: [`ReportBatch`] is the only thing a Chorus client ever sends.
 //!
-//! Read this file to know what leaves a contributor's device. A batch names the study it was
+//! Read this crate to know what leaves a contributor's device. A batch names the study it was
 //! made for, a random pseudonym, a random idempotency key, and reports. A report carries, for
 //! each of the study's channels, a value privatized by a frequency oracle (an index into a
 //! public domain, a hash seed and bucket, or a set of bit indices), and the embedding as a
 //! noised, projected vector of a few dozen floats. No text of any kind: no titles, no requests,
 //! no exact facet values, no un-noised numbers derived from the conversations.
+//!
+//! These are plain serde types. They know nothing of noise, models or storage: the device
+//! (`chorus_shared::device`) is the one place that builds a batch, from reports privatized with
+//! the secure source, and the server (`chorus_server::ingest`) the one place that accepts one.
 
-use crate::privacy::noise::Noise;
-use crate::privacy::oracle::Privatized;
-use crate::privacy::Channel;
+mod channel;
+mod seed_text;
+
+pub use channel::Channel;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -40,42 +45,35 @@ pub struct Report {
     pub embedding: Option<Vec<f32>>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BatchError {
-    #[error("reports privatized with seeded (simulation) noise can never be sent")]
-    InsecureNoise,
-    #[error("cannot draw a random identifier: {0}")]
-    Random(String),
+/// A privatized categorical value as it appears in a report: k-RR sends a value, OLH a seed and
+/// a bucket, OUE the indices of its set bits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Privatized {
+    Value(u32),
+    Hashed {
+        /// Written as a decimal string: a JSON number above 2^53 loses digits in JavaScript,
+        /// and a seed that is off by one hashes every value elsewhere.
+        #[serde(with = "seed_text")]
+        seed: u64,
+        bucket: u32,
+    },
+    Bits(Vec<u32>),
 }
 
-impl ReportBatch {
-    /// Assembles a batch. `noise` is the source the reports were privatized with: anything but
-    /// OpenDP's secure source is refused, so a simulation's reports cannot be sent by mistake.
-    pub fn new(
-        study_id: &str,
-        study_version: &str,
-        contributor: &str,
-        idempotency_key: &str,
-        reports: Vec<Report>,
-        noise: &Noise,
-    ) -> Result<ReportBatch, BatchError> {
-        if !noise.is_secure() {
-            return Err(BatchError::InsecureNoise);
-        }
-        Ok(ReportBatch {
-            protocol: PROTOCOL_VERSION,
-            study_id: study_id.to_owned(),
-            study_version: study_version.to_owned(),
-            contributor: contributor.to_owned(),
-            idempotency_key: idempotency_key.to_owned(),
-            reports,
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_olh_seed_travels_as_text_and_a_number_is_refused() {
+        let report = Privatized::Hashed {
+            seed: u64::MAX - 1,
+            bucket: 3,
+        };
+        let text = serde_json::to_string(&report).unwrap();
+        assert_eq!(text, r#"{"seed":"18446744073709551614","bucket":3}"#);
+        assert_eq!(serde_json::from_str::<Privatized>(&text).unwrap(), report);
+        assert!(serde_json::from_str::<Privatized>(r#"{"seed":18446744073709551614,"bucket":3}"#).is_err());
     }
-}
-
-/// 128 random bits as 32 hex digits, from the secure source.
-pub fn random_id(noise: &mut Noise) -> Result<String, BatchError> {
-    let a = noise.uniform_u64().map_err(|e| BatchError::Random(e.to_string()))?;
-    let b = noise.uniform_u64().map_err(|e| BatchError::Random(e.to_string()))?;
-    Ok(format!("{a:016x}{b:016x}"))
 }

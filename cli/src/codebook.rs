@@ -2,7 +2,7 @@
 //! the request texts and embeddings of a public corpus (never from contributions).
 
 use crate::exports::analyze_exports;
-use crate::local::load_analyzer;
+use crate::files::load_analyzer;
 use crate::StudyArgs;
 use chorus_shared::codebook::build;
 use chorus_shared::embed::pins::pins;

@@ -1,6 +1,6 @@
 //! `chorus study`: compile a study for clients, and measure its classifier.
 
-use crate::local::{compiled_study, load_embedder, load_study};
+use crate::files::{compiled_study, load_embedder, load_study};
 use crate::progress::Progress;
 use crate::StudyArgs;
 use chorus_shared::study::{cross_validate, TrainOptions};
