@@ -68,6 +68,7 @@ pub fn coverage(study: &CompiledStudy, analyses: &[Analysis], releases: usize, s
             &History::default(),
             &mut noise,
         )?;
+        let release = serde_json::to_value(&release).map_err(|e| e.to_string())?;
         let phantoms_before: u64 = tallies.values().map(|t| t.phantoms).sum();
         judge(&release, &truth, k, n, &mut tallies);
         releases_with_phantoms += u64::from(tallies.values().map(|t| t.phantoms).sum::<u64>() > phantoms_before);

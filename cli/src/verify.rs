@@ -1,6 +1,6 @@
 //! `chorus verify RELEASE.json --key KEY`: checks a release's signature offline.
 
-use chorus_shared::release::verify;
+use chorus_shared::release::{verify, RELEASE_FORMAT};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,12 +37,17 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     let key = trusted_key(&args.key)?;
     match verify(&document, &key) {
         Ok(signed) => {
-            println!(
-                "OK: release {} of study {} is signed by {}",
-                signed.release["id"].as_str().unwrap_or("?"),
-                signed.release["study"]["id"].as_str().unwrap_or("?"),
-                key
-            );
+            match signed.document() {
+                Ok(release) => println!(
+                    "OK: release {} of study {} (version {}) is signed by {key}",
+                    release.id, release.study.id, release.study.version
+                ),
+                // The signature holds whatever the layout; say which layout this code reads.
+                Err(e) => println!(
+                    "OK: release {} is signed by {key}; it is not a format-{RELEASE_FORMAT} release ({e}), so this version of chorus does not read its contents",
+                    signed.release["id"].as_str().unwrap_or("?")
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -123,7 +123,23 @@ fn require_admin(state: &AppState, request: &HttpRequest) -> Result<(), Rejectio
 
 #[get("/api/v1/openapi.json")]
 async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(OPENAPI)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(openapi_document().as_str())
+}
+
+/// `openapi.json` with the release document's schemas, generated from its types, among its
+/// components.
+pub fn openapi_document() -> &'static String {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut document: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let schemas = document["components"]["schemas"]
+            .as_object_mut()
+            .expect("openapi.json has component schemas");
+        schemas.extend(chorus_shared::release::document::openapi_schemas());
+        serde_json::to_string(&document).expect("a JSON value serialises")
+    });
+    &DOCUMENT
 }
 
 #[get("/api/v1/studies")]

@@ -15,6 +15,7 @@
 //! through the study's public projection, named by the study's classifier and matched to the
 //! nearest leaves of the study's public topic codebook.
 
+use chorus_shared::release::document::Cluster;
 use chorus_shared::study::CompiledStudy;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -27,24 +28,6 @@ pub const SAMPLE: usize = 100_000;
 pub const SELECTION_SAMPLE: usize = 20_000;
 const ITERATIONS: usize = 100;
 const RESTARTS: usize = 3;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Cluster {
-    /// Share of the reports, with its standard error.
-    pub share: f64,
-    pub share_se: f64,
-    /// Centroid in the projected space, and the standard error of each coordinate.
-    pub centroid: Vec<f64>,
-    pub centroid_se: f64,
-    /// Spread of the cluster itself (noise removed).
-    pub tau: f64,
-    /// The nearest public names: categories by the study's classifier on the back-projected
-    /// centroid, most probable first, with their probabilities.
-    pub names: Vec<(String, f64)>,
-    /// The nearest leaves of the public topic codebook to the back-projected centroid (id,
-    /// name, cosine), most similar first.
-    pub topics: Vec<(String, String, f64)>,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Discovery {

@@ -12,7 +12,7 @@
 //!
 //! Layers (each module uses only those listed before it; ARCHITECTURE.md has the picture):
 //! conversation, stable_hash → import, facets, embed → codebook → analysis → privacy → study →
-//! pipeline → device.
+//! pipeline → device; release (the typed document) uses privacy only.
 
 pub mod analysis;
 pub mod codebook;

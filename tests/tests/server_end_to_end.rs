@@ -8,6 +8,7 @@
 //! admin token.
 
 use chorus_messages::Channel;
+use chorus_shared::release::Release;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
 use chorus_tests::release_fields::{impossible_values, numeric_sources};
@@ -85,6 +86,8 @@ fn run(database: Option<&str>, name: &str) {
         chorus_shared::release::verify(&document, key["public_key"].as_str().unwrap()).expect("the release verifies");
     let release = &signed.release;
     assert_eq!(release["study"]["version"], study.version.as_str());
+    assert_typed(release);
+    served_schema_matches_the_types(&server);
     if let Err(unknown) = numeric_sources(release) {
         panic!("numbers of unknown source in the release: {unknown:?}");
     }
@@ -224,6 +227,49 @@ fn run(database: Option<&str>, name: &str) {
 /// Releases 3, 4 and 5 of the same store: the version's central budget (ε = 3 at ε = 1 a
 /// release) is spent by the third release; the fourth and fifth re-publish its noisy counts and
 /// spend nothing; every release's ledger lists every spending of the version so far.
+/// The release is exactly what the document types describe: read as a typed `Release` (which
+/// refuses unknown fields) and written back, it is the same JSON.
+fn assert_typed(release: &Value) {
+    let typed: Release = serde_json::from_value(release.clone()).expect("the release has the typed layout");
+    assert_eq!(
+        &serde_json::to_value(&typed).unwrap(),
+        release,
+        "the typed release loses or adds something"
+    );
+}
+
+/// The OpenAPI document serves the release's schemas as the types generate them, and every
+/// reference in it resolves.
+fn served_schema_matches_the_types(server: &ServerProcess) {
+    let (status, text) = server.get("/api/v1/openapi.json");
+    assert_eq!(status, 200);
+    let served: Value = serde_json::from_str(&text).unwrap();
+    let schemas = served["components"]["schemas"].as_object().unwrap();
+    for (name, schema) in chorus_shared::release::document::openapi_schemas() {
+        assert_eq!(schemas.get(&name), Some(&schema), "the served schema of {name}");
+    }
+    let mut refs = Vec::new();
+    collect_refs(&served, &mut refs);
+    assert!(refs.iter().any(|r| r == "#/components/schemas/Release"));
+    for r in refs {
+        let pointer = r.strip_prefix('#').expect("a local reference");
+        assert!(served.pointer(pointer).is_some(), "{r} does not resolve");
+    }
+}
+
+fn collect_refs(value: &Value, refs: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("$ref") {
+                refs.push(r.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, refs));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, refs)),
+        _ => {}
+    }
+}
+
 fn central_budget(server: &ServerProcess, study: &CompiledStudy) {
     let (per_cut, total) = (study.release.central_epsilon, study.release.central_epsilon_total);
     for _ in 0..3 {
@@ -269,6 +315,7 @@ fn central_budget(server: &ServerProcess, study: &CompiledStudy) {
         if let Err(unknown) = numeric_sources(release) {
             panic!("numbers of unknown source in release {}: {unknown:?}", i + 1);
         }
+        assert_typed(release);
         assert_eq!(impossible_values(release), Vec::<String>::new());
     }
     // Past the budget: the third release's noisy counts again, and no new spending.

@@ -4,16 +4,7 @@
 //! standard error, its count) or withheld with the reason.
 
 use super::publish::{publish, selective_interval, Candidate};
-use serde_json::{json, Value};
-
-/// Why a cell is not published.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Withheld {
-    /// Its count is not reliably at least k.
-    BelowK,
-    /// Its cross-tab row or column holds too few reports to test it.
-    TooFewReports,
-}
+use chorus_shared::release::document::{Estimate, Published, Withheld, WithheldCell};
 
 /// Every candidate cell of a release, in the order the tables were added; each table knows
 /// its range.
@@ -56,20 +47,19 @@ impl Cells {
         self.published.iter().filter(|p| p.is_some()).count()
     }
 
-    /// Cell `i` of a table, as JSON: `{value, share, ci95, unbiased, se, count, count_ci95}`
-    /// when published, else `{value, suppressed: true, reason}`. A published cell's share and
-    /// interval account for its having been selected: the median and 95% interval of its
-    /// estimate given that it cleared the threshold ([`selective_interval`]), in [0, 1].
-    pub fn cell(&self, table: TableRange, i: usize, label: &str, total: f64) -> Value {
+    /// Cell `i` of a table: its share, interval, unbiased estimate, standard error and count
+    /// when published, else why it is withheld. A published cell's share and interval account
+    /// for its having been selected: the median and 95% interval of its estimate given that it
+    /// cleared the threshold ([`selective_interval`]), in [0, 1].
+    pub fn estimate(&self, table: TableRange, i: usize, total: f64) -> Estimate {
         assert!(i < table.len, "cell {i} of a table of {}", table.len);
         let c = self.candidates[table.start + i];
         let Some(threshold) = self.published[table.start + i] else {
-            let reason = if c.tested {
+            return withheld(if c.tested {
                 Withheld::BelowK
             } else {
                 Withheld::TooFewReports
-            };
-            return withheld(label, reason);
+            });
         };
         let (lo, median, hi) = selective_interval(c.unbiased, c.se, threshold);
         // A bootstrap interval (the debiased mix) is widened below by as much as selection asks.
@@ -79,24 +69,22 @@ impl Cells {
         };
         let (lo, hi) = (lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0));
         let share = median.clamp(lo, hi);
-        json!({
-            "value": label,
-            "share": round(share),
-            "ci95": [round(lo), round(hi)],
-            "unbiased": round(c.unbiased),
-            "se": round(c.se),
-            "count": (share * total).round(),
-            "count_ci95": [(lo * total).round(), (hi * total).round()],
+        Estimate::Published(Published {
+            share: round(share),
+            ci95: [round(lo), round(hi)],
+            unbiased: round(c.unbiased),
+            se: round(c.se),
+            count: (share * total).round(),
+            count_ci95: [(lo * total).round(), (hi * total).round()],
         })
     }
 }
 
-pub fn withheld(label: &str, reason: Withheld) -> Value {
-    let reason = match reason {
-        Withheld::BelowK => "below k",
-        Withheld::TooFewReports => "too few reports",
-    };
-    json!({"value": label, "suppressed": true, "reason": reason})
+pub fn withheld(reason: Withheld) -> Estimate {
+    Estimate::Withheld(WithheldCell {
+        suppressed: true,
+        reason,
+    })
 }
 
 pub fn round(x: f64) -> f64 {

@@ -16,28 +16,13 @@
 
 use crate::storage::Storage;
 use chorus_shared::privacy::noise::Noise;
+use chorus_shared::release::document::{Counts, DayCount, LedgerEntry, Suppressed};
 use chorus_shared::study::CompiledStudy;
 use opendp::domains::{AtomDomain, VectorDomain};
 use opendp::measurements::make_laplace;
 use opendp::measures::MaxDivergence;
 use opendp::metrics::L1Distance;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
-
-/// One line of a release's privacy ledger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    /// The release that spent it.
-    #[serde(default)]
-    pub release: String,
-    pub quantity: String,
-    pub mechanism: String,
-    /// L1 sensitivity to one contributor joining or leaving.
-    pub sensitivity: i64,
-    pub scale: f64,
-    pub epsilon: f64,
-    pub delta: f64,
-}
+use serde_json::Value;
 
 /// What earlier releases of the same study version spent and published.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +30,7 @@ pub struct History {
     /// Every central spending of the version so far, oldest first.
     pub entries: Vec<LedgerEntry>,
     /// The latest release of the version: its id and its published counts.
-    pub last: Option<(String, Value)>,
+    pub last: Option<(String, Counts)>,
 }
 
 impl History {
@@ -59,13 +44,17 @@ impl History {
                 continue;
             };
             let document: Value = serde_json::from_str(&text).map_err(|e| damaged(&summary.id, e))?;
+            // Only the version and the two parts read here: releases of other versions (and
+            // other layouts) are not this version's ledger.
             let release = &document["release"];
             if release["study"]["version"] != study.version.as_str() {
                 continue;
             }
-            for entry in release["ledger"]["central"].as_array().into_iter().flatten() {
-                let mut entry: LedgerEntry =
-                    serde_json::from_value(entry.clone()).map_err(|e| damaged(&summary.id, e))?;
+            let central: Vec<LedgerEntry> =
+                serde_json::from_value(release["ledger"]["central"].clone()).map_err(|e| damaged(&summary.id, e))?;
+            let counts: Counts =
+                serde_json::from_value(release["counts"].clone()).map_err(|e| damaged(&summary.id, e))?;
+            for mut entry in central {
                 if entry.release.is_empty() {
                     entry.release = summary.id.clone();
                 }
@@ -73,7 +62,7 @@ impl History {
                     history.entries.push(entry);
                 }
             }
-            history.last = Some((summary.id.clone(), release["counts"].clone()));
+            history.last = Some((summary.id.clone(), counts));
         }
         Ok(history)
     }
@@ -97,8 +86,7 @@ pub struct ExactCounts<'a> {
 
 /// The counts a release publishes and the ledger after it.
 pub struct Central {
-    /// `{contributors, reports, reports_per_day?, contributors_by_reports_sent, republished_from?}`
-    pub counts: Value,
+    pub counts: Counts,
     /// The noisy number of reports, which cell counts scale shares by.
     pub reports: f64,
     pub ledger: Vec<LedgerEntry>,
@@ -120,10 +108,8 @@ pub fn central_counts(
         if let Some((id, counts)) = &history.last {
             // The release whose noise these counts carry (an earlier re-publication names it).
             let mut counts = counts.clone();
-            if counts.get("republished_from").is_none() {
-                counts["republished_from"] = json!(id);
-            }
-            let reports = counts["reports"].as_f64().unwrap_or(0.0);
+            counts.republished_from.get_or_insert_with(|| id.clone());
+            let reports = counts.reports as f64;
             return Ok(Central {
                 counts,
                 reports,
@@ -144,24 +130,34 @@ pub fn central_counts(
     let contributors = noisy("contributors", &[exact.contributors], 1)?[0].max(0);
     let reports = noisy("reports", &[exact.reports], exact.m)?[0].max(0);
     let by_sent = noisy("contributors by reports sent", &exact.by_reports_sent, 1)?;
-    let mut counts = json!({
-        "contributors": contributors,
-        "reports": reports,
-        "contributors_by_reports_sent": by_sent.iter().enumerate()
-            .map(|(i, &n)| ((i + 1).to_string(), json!(n.max(0)))).collect::<Map<_, _>>(),
-    });
-    if let Some((start, days)) = &exact.per_day {
-        let noisy_days = noisy("reports per day", days, exact.m)?;
-        counts["reports_per_day"] = noisy_days
+    let reports_per_day = match &exact.per_day {
+        Some((start, days)) => Some(
+            noisy("reports per day", days, exact.m)?
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let count = if (n as f64) >= k {
+                        DayCount::Count(n)
+                    } else {
+                        DayCount::Withheld(Suppressed::Suppressed)
+                    };
+                    (super::date(start + i as i64), count)
+                })
+                .collect(),
+        ),
+        None => None,
+    };
+    let counts = Counts {
+        contributors,
+        reports,
+        contributors_by_reports_sent: by_sent
             .iter()
             .enumerate()
-            .map(|(i, &n)| {
-                let value = if (n as f64) >= k { json!(n) } else { json!("suppressed") };
-                (super::date(start + i as i64), value)
-            })
-            .collect::<Map<_, _>>()
-            .into();
-    }
+            .map(|(i, &n)| ((i + 1).to_string(), n.max(0)))
+            .collect(),
+        reports_per_day,
+        republished_from: None,
+    };
     Ok(Central {
         counts,
         reports: reports as f64,

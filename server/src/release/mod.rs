@@ -8,6 +8,7 @@ pub mod central;
 pub mod csv;
 pub mod publish;
 pub mod sign;
+mod write;
 
 use crate::analyze::{
     collect, cross_tab, debiased_category, embedding_mean, estimate_facets, estimate_groups, Axis, Collected, CrossTab,
@@ -16,17 +17,18 @@ use crate::analyze::{
 use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage, StorageError};
 use cells::{round, Cells, TableRange};
-use central::{central_counts, Central, ExactCounts, History};
+use central::{central_counts, ExactCounts, History};
 use chorus_messages::Channel;
 use chorus_shared::privacy::noise::Noise;
+use chorus_shared::release::document::{Discovery, EmbeddingMean, Facet, Publication};
+use chorus_shared::release::Release;
 use chorus_shared::release::SignedRelease;
 use chorus_shared::study::CompiledStudy;
 use publish::Candidate;
-use serde_json::{json, Map, Value};
 use sign::Signer;
+use std::collections::BTreeMap;
 
-/// Version of the release document's layout.
-pub const RELEASE_FORMAT: u32 = 3;
+pub use chorus_shared::release::RELEASE_FORMAT;
 
 /// Why a release could not be cut.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +93,7 @@ pub fn cut(
         &mut Noise::Secure,
     )
     .map_err(ReleaseError::Failed)?;
-    let signed = signer.sign(release);
+    let signed = signer.sign(serde_json::to_value(&release).expect("a release serialises"));
     let document = serde_json::to_string_pretty(&signed).expect("a release serialises");
     storage.insert_release(&summary, &document)?;
     Ok((summary, signed))
@@ -108,7 +110,7 @@ pub fn build(
     options: &ReleaseOptions,
     history: &History,
     noise: &mut Noise,
-) -> Result<Value, String> {
+) -> Result<Release, String> {
     let k = study.release.k as f64;
     let central = central_counts(
         study,
@@ -139,40 +141,58 @@ pub fn build(
         .collect();
     cells.decide(k, total);
 
-    let mut facets_json = Map::new();
-    for (f, range) in facets.iter().zip(&facet_ranges) {
-        if !f.channel.is_topic() {
-            let mut facet = facet_json(f, &cells, *range, total);
-            if f.channel == Channel::Category {
-                category_mix(study, &mut facet, &f.labels, &cells, debiased_range, total);
-            }
-            facets_json.insert(f.channel.name().to_owned(), facet);
-        }
-    }
-    let mut release = json!({
-        "format": RELEASE_FORMAT,
-        "id": summary.id,
-        "created": summary.created,
-        "demo": options.demo,
-        "study": {"id": study.id, "version": study.version, "title": study.title,
-                  "description": study.description, "model_sha256": study.model_sha256},
-        "privacy": privacy_json(study),
-        "ledger": ledger_json(study, &central),
-        "counts": central.counts,
-        "publication": {"rule": publish::rule(study.release.k, study.release.crosstab_min_reports),
-                        "family_error": publish::FAMILY_ERROR, "cells_tested": cells.tested(),
-                        "cells_published": cells.published()},
-        "cells": CELLS_METHOD,
-        "facets": facets_json,
-        "crosstabs": tabs.iter().zip(&tab_ranges)
-            .map(|(tab, range)| (format!("{}_by_{}", tab.rows, tab.columns), crosstab_json(tab, &cells, *range, total)))
-            .collect::<Map<_, _>>(),
-    });
-    if let Some(topics) = topics_json(study, &cells, &level_ranges, total) {
-        release["topics"] = topics;
-    }
+    let mut release = Release {
+        format: RELEASE_FORMAT,
+        id: summary.id.clone(),
+        created: summary.created.clone(),
+        demo: options.demo,
+        study: write::study_info(study),
+        privacy: write::privacy_parameters(study),
+        ledger: write::ledger(study, &central),
+        counts: central.counts,
+        publication: Publication {
+            rule: publish::rule(study.release.k, study.release.crosstab_min_reports),
+            family_error: publish::FAMILY_ERROR,
+            cells_tested: cells.tested(),
+            cells_published: cells.published(),
+        },
+        cells: write::CELLS_METHOD.to_owned(),
+        facets: facet_tables(study, &facets, &facet_ranges, &cells, debiased_range, total),
+        crosstabs: tabs
+            .iter()
+            .zip(&tab_ranges)
+            .map(|(tab, range)| {
+                let name = format!("{}_by_{}", tab.rows, tab.columns);
+                (name, write::crosstab(tab, &cells, *range, total))
+            })
+            .collect(),
+        topics: write::topics(study, &cells, &level_ranges, total),
+        discovery: None,
+        embedding_mean: None,
+    };
     add_embedding_findings(&mut release, study, collected, k, seed);
     Ok(release)
+}
+
+/// One table per reported channel other than the topic levels; the category's with what its
+/// validation found (and the corrected mix where it is published).
+fn facet_tables(
+    study: &CompiledStudy,
+    facets: &[FacetEstimate],
+    ranges: &[TableRange],
+    cells: &Cells,
+    debiased: Option<TableRange>,
+    total: f64,
+) -> BTreeMap<String, Facet> {
+    let mut tables = BTreeMap::new();
+    for (f, range) in facets.iter().zip(ranges).filter(|(f, _)| !f.channel.is_topic()) {
+        let mut facet = write::facet(f, cells, *range, total);
+        if f.channel == Channel::Category {
+            write::category_mix(study, &mut facet, &f.labels, cells, debiased, total);
+        }
+        tables.insert(f.channel.name().to_owned(), facet);
+    }
+    tables
 }
 
 /// The corrected category mix as candidate cells: a table of its own, computed only where the
@@ -197,27 +217,23 @@ fn debiased_candidates(study: &CompiledStudy, collected: &Collected, total: f64,
 }
 
 /// What the noisy embeddings support: discovered clusters and the mean embedding.
-fn add_embedding_findings(release: &mut Value, study: &CompiledStudy, collected: &Collected, k: f64, seed: u64) {
+fn add_embedding_findings(release: &mut Release, study: &CompiledStudy, collected: &Collected, k: f64, seed: u64) {
     let embeddings: Vec<&[f32]> = collected
         .reports
         .iter()
         .filter_map(|r| r.embedding.as_deref())
         .collect();
-    if let Some(found) = discover(study, &embeddings, k, seed) {
-        release["discovery"] = json!({
-            "method": "Gaussian mixture with the known noise variance (deconvolved EM), clusters chosen by BIC, kept when their count is reliably at least k and their centroids are separated beyond their standard errors",
-            "sigma": found.sigma,
-            "fitted": found.fitted,
-            "clusters": found.clusters,
-            "note": found.note,
-        });
-    }
-    if let Some(mean) = embedding_mean(&collected.reports) {
-        release["embedding_mean"] = json!({
-            "mean": mean.mean.iter().map(|x| round(*x)).collect::<Vec<_>>(),
-            "standard_errors": mean.standard_errors.iter().map(|x| round(*x)).collect::<Vec<_>>(),
-        });
-    }
+    release.discovery = discover(study, &embeddings, k, seed).map(|found| Discovery {
+        method: "Gaussian mixture with the known noise variance (deconvolved EM), clusters chosen by BIC, kept when their count is reliably at least k and their centroids are separated beyond their standard errors".into(),
+        sigma: found.sigma,
+        fitted: found.fitted,
+        clusters: found.clusters,
+        note: found.note,
+    });
+    release.embedding_mean = embedding_mean(&collected.reports).map(|mean| EmbeddingMean {
+        mean: mean.mean.iter().map(|x| round(*x)).collect(),
+        standard_errors: mean.standard_errors.iter().map(|x| round(*x)).collect(),
+    });
 }
 
 /// What the server counts un-noised, for the central mechanism.
@@ -341,152 +357,6 @@ fn crosstab_candidates(
         }
     }
     out
-}
-
-fn privacy_json(study: &CompiledStudy) -> Value {
-    let plan = &study.privacy;
-    let a = &plan.accounting;
-    json!({
-        "per_report": a.per_report, "contributor": a.contributor, "composition": a.composition,
-        "reports_per_contributor": plan.reports_per_contributor,
-        "lifetime_epsilon_cap": plan.lifetime_epsilon_cap,
-        "channels": plan.channels.iter().map(|c| json!({"channel": c.channel, "oracle": c.oracle,
-                     "pool": c.pool, "values": c.labels})).collect::<Vec<_>>(),
-        "embedding": plan.embedding.as_ref().map(|e| json!({"dimensions": e.dimensions(), "clip": e.clip, "sigma": e.sigma})),
-        "k": study.release.k,
-        "central_epsilon": study.release.central_epsilon,
-        "central_epsilon_total": study.release.central_epsilon_total,
-    })
-}
-
-fn ledger_json(study: &CompiledStudy, central: &Central) -> Value {
-    let a = &study.privacy.accounting;
-    json!({
-        "local": {"guarantee": a.contributor, "mechanisms": "frequency oracles and the Gaussian mechanism on each device (see privacy); estimates and intervals are post-processing of those reports"},
-        "central": central.ledger,
-        "central_epsilon_spent": central.ledger.iter().map(|e| e.epsilon).sum::<f64>(),
-        "central_epsilon_total": study.release.central_epsilon_total,
-        "central_epsilon_this_release": central.spent_now,
-        "note": "central spending is cumulative over every release of this study version; once the total is spent, releases re-publish the last noisy counts instead of drawing new noise",
-    })
-}
-
-/// How to read a cell, in the release itself.
-const CELLS_METHOD: &str = "share: the estimate of the value's share, in [0, 1]; ci95: its 95% \
-interval. A cell is published only because its estimate cleared the threshold, so share and ci95 \
-are those of the estimate given that it did (the median and the middle 95% of a normal estimate \
-truncated at the threshold): far above the threshold they are the estimate and ±1.96 standard \
-errors, just above it the interval reaches lower. unbiased and se: the raw unbiased estimate \
-(its noise can take it slightly outside [0, 1]) and its standard error; count and count_ci95: \
-share and interval times the (noisy) number of reports. A withheld cell says why: 'below k' (its \
-count is not reliably at least k) or 'too few reports' (its cross-tab row or column holds too few \
-reports to test it) — a withheld cell is not a zero. Counts carry noise twice (the reports' local \
-noise and the central noise on the total), so published counts can add up to more than the \
-reports.";
-
-fn facet_json(f: &FacetEstimate, cells: &Cells, range: TableRange, total: f64) -> Value {
-    let cells_json: Vec<Value> = f
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| cells.cell(range, i, l, total))
-        .collect();
-    json!({"oracle": f.oracle, "cells": cells_json})
-}
-
-/// What the category facet says of the true mix of categories: the debiased mix where the
-/// study's validation found it beats the devices' estimate, else the devices' estimate with the
-/// classifier-error band that validation measured.
-fn category_mix(
-    study: &CompiledStudy,
-    facet: &mut Value,
-    labels: &[String],
-    cells: &Cells,
-    debiased: Option<TableRange>,
-    total: f64,
-) {
-    let Some(v) = &study.category_validation else {
-        facet["estimates"] = json!("the categories as the devices' classifier assigns them; the classifier's errors were not measured (the study has no labelled examples)");
-        return;
-    };
-    let validation = json!({"held_out_mixes": v.mixes,
-        "without_noise": {"tvd_devices": round(v.tvd_devices), "tvd_debiased": round(v.tvd_debiased),
-                          "tvd_classify_and_count": round(v.tvd_counted)},
-        "through_the_channel": v.noisy.iter().map(|a| json!({"reports": a.reports,
-            "tvd_devices": round(a.tvd_devices), "tvd_debiased": round(a.tvd_debiased)})).collect::<Vec<_>>(),
-        "band": labels.iter().zip(&v.band).map(|(l, b)| (l.clone(), json!(round(*b)))).collect::<Map<_, _>>()});
-    facet["validation"] = validation;
-    if let Some(range) = debiased {
-        facet["estimates"] = json!("cells: the categories as the devices' classifier assigns them; debiased: the true mix, corrected for the classifier's errors, which at this many reports beat the devices' estimate on held-out labelled conversations (validation); its intervals carry the devices' noise and the uncertainty of the classifier's measured errors");
-        facet["debiased"] = labels
-            .iter()
-            .enumerate()
-            .map(|(i, l)| cells.cell(range, i, l, total))
-            .collect::<Vec<_>>()
-            .into();
-    } else {
-        facet["estimates"] = json!(format!(
-            "the categories as the devices' classifier assigns them, not the true mix: at this many reports, correcting for the classifier's errors did not beat this estimate on held-out labelled conversations ({} shifted mixes; see validation: the correction amplifies the devices' noise). The true share of a category was within its band of this estimate in 95% of those mixes: read a cell as its interval widened by the band.",
-            v.mixes
-        ));
-    }
-}
-
-/// The codebook's hierarchy with an estimate for every topic at every level (top first); a
-/// topic's names and public example are public, so a withheld topic keeps them.
-fn topics_json(study: &CompiledStudy, cells: &Cells, ranges: &[TableRange], total: f64) -> Option<Value> {
-    let codebook = study.codebook.as_ref()?;
-    if ranges.len() != codebook.levels.len() {
-        return None;
-    }
-    let levels: Vec<Value> = codebook
-        .levels
-        .iter()
-        .zip(ranges)
-        .enumerate()
-        .map(|(depth, (topics, range))| {
-            let level: Vec<Value> = topics
-                .iter()
-                .enumerate()
-                .map(|(i, topic)| {
-                    let mut c = cells.cell(*range, i, &topic.id, total);
-                    c["name"] = json!(topic.name);
-                    c["parent"] = json!(topic.parent.map(|p| codebook.levels[depth - 1][p].id.clone()));
-                    c["keywords"] = json!(topic.keywords);
-                    c["example"] = json!(topic.example);
-                    c["public_share"] = json!(round(topic.public_share));
-                    c
-                })
-                .collect();
-            Value::Array(level)
-        })
-        .collect();
-    Some(json!({
-        "method": "each report carries its topic at one level of the codebook (drawn at random) through that level's frequency oracle; a level's shares are the means of the reports' unbiased indicators; a level the study does not report sums its leaves' indicators",
-        "source": codebook.source,
-        "levels": levels,
-    }))
-}
-
-fn crosstab_json(tab: &CrossTab, cells: &Cells, range: TableRange, total: f64) -> Value {
-    let mut out = Vec::new();
-    for (i, row) in tab.row_labels.iter().enumerate() {
-        for (j, column) in tab.column_labels.iter().enumerate() {
-            // Joint shares of all conversations; counts scale them to all reports.
-            let mut c = cells.cell(
-                range,
-                i * tab.column_labels.len() + j,
-                &format!("{row}|{column}"),
-                total,
-            );
-            c["row"] = json!(row);
-            c["column"] = json!(column);
-            c.as_object_mut().expect("a cell is an object").remove("value");
-            out.push(c);
-        }
-    }
-    json!({"rows": tab.rows, "columns": tab.columns, "row_values": tab.row_labels,
-           "column_values": tab.column_labels, "cells": out})
 }
 
 /// A deterministic seed for a release's bootstrap (its intervals do not change on re-reading).

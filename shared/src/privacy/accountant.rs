@@ -20,7 +20,7 @@ use opendp::measures::ZeroConcentratedDivergence;
 use opendp::metrics::{AbsoluteDistance, L2Distance};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Guarantee {
     pub epsilon: f64,
     pub delta: f64,

@@ -7,6 +7,9 @@
 //! same bytes (numbers keep their shortest round-trip form), so a release can be pretty-printed,
 //! stored and re-read without breaking its signature — but not edited.
 
+pub mod document;
+
+pub use document::{Release, RELEASE_FORMAT};
 use ed25519_dalek::{Signature as EdSignature, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -42,6 +45,14 @@ pub enum VerifyError {
     OtherKey { signed_by: String, expected: String },
     #[error("the signature does not match the release: it was altered after signing, or signed by someone else")]
     Mismatch,
+}
+
+impl SignedRelease {
+    /// The release as the typed document of this format ([`RELEASE_FORMAT`]); an error for a
+    /// release of another layout (whose signature still verifies).
+    pub fn document(&self) -> Result<Release, serde_json::Error> {
+        Release::deserialize(&self.release)
+    }
 }
 
 /// The bytes a release's signature covers.
