@@ -295,10 +295,13 @@ pub fn apt_install(packages: &[&str]) -> Result<(), String> {
 /// the pages in `www/` on http://127.0.0.1:8080 (extra arguments go to `chorus serve`).
 pub fn run(args: &[String]) -> Result<(), String> {
     require(&BUILD_TOOLS)?;
-    // The corpus seeds a first run's store with demo contributions (public conversations); a
-    // data directory already marked as demo data, or chosen by the caller, does not need it.
-    let seeded =
-        args.iter().any(|a| a == "--data-dir" || a == "--database") || default_data_dir().join("DEMO").exists();
+    // The corpus seeds a first run's store with demo contributions (public conversations); the
+    // default data directory once marked as demo data does not need it. A store the caller
+    // chooses may be empty, so it gets the corpus (the server seeds only an empty store).
+    let chosen_store = args
+        .iter()
+        .any(|a| a.starts_with("--data-dir") || a.starts_with("--database"));
+    let seeded = !chosen_store && default_data_dir().join("DEMO").exists();
     fetch::fetch(!seeded)?;
     wasm()?;
     // The same command as `test`: the same features, so neither rebuilds what the other built.
