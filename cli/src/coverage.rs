@@ -6,7 +6,6 @@
 //! published cell whose true count is below `k` is a phantom.
 
 use chorus_messages::Channel;
-use chorus_server::analyze::Collected;
 use chorus_server::release::central::History;
 use chorus_server::release::{build, now_secs, ReleaseOptions};
 use chorus_server::storage::ReleaseSummary;
@@ -43,31 +42,20 @@ pub fn coverage(study: &CompiledStudy, analyses: &[Analysis], releases: usize, s
     let today = now_secs().div_euclid(86_400);
     for r in 0..releases {
         let mut noise = Noise::seeded(seed.wrapping_add(r as u64));
-        let mut collected = Collected::default();
-        for (i, a) in analyses.iter().enumerate() {
-            let report = study
-                .privacy
-                .privatize(a, &categories, &mut noise)
-                .map_err(|e| e.to_string())?;
-            collected.reports.push(report);
-            collected.per_contributor.insert(format!("{i:032x}"), 1);
-        }
-        collected.per_day.insert(today, analyses.len() as u64);
+        let reports = analyses
+            .iter()
+            .map(|a| study.privacy.privatize(a, &categories, &mut noise))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        // One contributor per analysed conversation, every report received today.
+        let sums = chorus_server::analyze::Tally::of_reports(study, &reports, today, seed.wrapping_add(r as u64));
         let summary = ReleaseSummary {
             id: format!("{}-coverage-{r}", study.id),
             study_id: study.id.clone(),
             created: String::new(),
         };
         let options = ReleaseOptions::default();
-        let release = build(
-            study,
-            &collected,
-            &summary,
-            today,
-            &options,
-            &History::default(),
-            &mut noise,
-        )?;
+        let release = build(study, &sums, &summary, today, &options, &History::default(), &mut noise)?;
         let release = serde_json::to_value(&release).map_err(|e| e.to_string())?;
         let phantoms_before: u64 = tallies.values().map(|t| t.phantoms).sum();
         judge(&release, &truth, k, n, &mut tallies);

@@ -220,16 +220,23 @@ pub fn fit_clusters(points: &[Vec<f64>], k: usize, sigma: f64, seed: u64) -> (Ve
     (fit.means, fit.weights)
 }
 
-/// Finds the clusters the noisy embeddings support; a cluster's count must reliably reach
-/// `min_count` (the study's k).
-pub fn discover(study: &CompiledStudy, embeddings: &[&[f32]], min_count: f64, seed: u64) -> Option<Discovery> {
+/// Finds the clusters the noisy embeddings support, from `sample`, a uniform sample of the
+/// `embeddings` reports that carry one (a fit uses at most [`SAMPLE`] points); a cluster's
+/// count over all of them must reliably reach `min_count` (the study's k).
+pub fn discover(
+    study: &CompiledStudy,
+    sample: &[&[f32]],
+    embeddings: usize,
+    min_count: f64,
+    seed: u64,
+) -> Option<Discovery> {
     let plan = study.privacy.embedding.as_ref()?;
-    if embeddings.len() < 10 {
+    if sample.len() < 10 {
         return None;
     }
     let sigma2 = plan.sigma * plan.sigma;
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let points = sample_points(embeddings, &mut rng);
+    let points = sample_points(sample, &mut rng);
     let (n, d) = (points.len() as f64, plan.dimensions() as f64);
     // Choose the number of clusters by BIC on a subsample, then fit all points from that start.
     let chosen = choose_by_bic(&points[..points.len().min(SELECTION_SAMPLE)], sigma2, d, &mut rng);
@@ -244,7 +251,7 @@ pub fn discover(study: &CompiledStudy, embeddings: &[&[f32]], min_count: f64, se
         );
         (Vec::new(), note)
     } else {
-        let reports = embeddings.len() as f64;
+        let reports = embeddings.max(sample.len()) as f64;
         separated_clusters(supported_clusters(study, &fit, n, reports, min_count, sigma2), d)
     };
     Some(Discovery {

@@ -88,7 +88,7 @@ fn cluster(noisy: &str, k: &str, sigma: &str, seed: &str, centroids_out: &str) {
     let mut study = compile_study(None);
     study.privacy.embedding = Some(plan);
     let started = Instant::now();
-    let found = discover(&study, &rows, 0.0, seed).expect("enough points");
+    let found = discover(&study, &rows, rows.len(), 0.0, seed).expect("enough points");
     let discover_s = started.elapsed().as_secs_f64();
     std::fs::write(centroids_out, serde_json::to_vec(&means).unwrap()).unwrap();
     println!(

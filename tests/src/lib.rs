@@ -410,3 +410,42 @@ pub fn batch_for(
     let (contributor, key) = (random_id(&mut noise).unwrap(), random_id(&mut noise).unwrap());
     seal(&study.id, &study.version, &contributor, &key, vec![report], &noise).unwrap()
 }
+
+/// `n` made-up analyses for `study` (drawn from `seed`): every language of three, category,
+/// concern level, codebook leaf, turn count and code flag represented, random embeddings and
+/// category probabilities. For releases whose input need not be realistic, only well formed.
+pub fn synthetic_analyses(
+    study: &chorus_shared::study::CompiledStudy,
+    n: usize,
+    seed: u64,
+) -> Vec<chorus_shared::Analysis> {
+    use chorus_shared::codebook::kmeans::SplitMix;
+    let codebook = study.codebook.as_ref().expect("a study with a codebook");
+    let paths = codebook.paths();
+    let mut rng = SplitMix(seed);
+    (0..n)
+        .map(|i| {
+            let path = &paths[rng.below(paths.len())];
+            let mut probabilities: Vec<f32> = (0..study.categories.len()).map(|_| rng.unit() as f32).collect();
+            let sum: f32 = probabilities.iter().sum();
+            probabilities.iter_mut().for_each(|p| *p /= sum);
+            chorus_shared::Analysis {
+                id: format!("c{i}"),
+                language: ["en", "fr", "zh"][i % 3].into(),
+                category: study.categories[i % study.categories.len()].id.clone(),
+                concern: 1 + (i % 5) as u8,
+                topic_path: Some(
+                    path.iter()
+                        .enumerate()
+                        .map(|(l, &t)| codebook.levels[l][t].id.clone())
+                        .collect(),
+                ),
+                turns: 1 + (i % 7) as u32,
+                chars: 100,
+                has_code: i % 2 == 0,
+                embedding: Some((0..384).map(|_| rng.unit() as f32 - 0.5).collect()),
+                category_probabilities: Some(probabilities),
+            }
+        })
+        .collect()
+}

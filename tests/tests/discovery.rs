@@ -47,7 +47,7 @@ fn finds_resolvable_clusters_and_nothing_in_noise() {
     study.privacy.embedding.as_mut().unwrap().sigma = 0.15;
     let points = sample(&centres, 20_000, 0.05, 0.15, 1);
     let refs: Vec<&[f32]> = points.iter().map(Vec::as_slice).collect();
-    let found = discover(&study, &refs, 10.0, 7).unwrap();
+    let found = discover(&study, &refs, refs.len(), 10.0, 7).unwrap();
     assert_eq!(found.clusters.len(), 3, "{found:?}");
     for (c, share) in &centres {
         let nearest = found
@@ -85,7 +85,7 @@ fn finds_resolvable_clusters_and_nothing_in_noise() {
     let points = sample(&centres, 20_000, 0.05, default_sigma, 2);
     let refs: Vec<&[f32]> = points.iter().map(Vec::as_slice).collect();
     let started = std::time::Instant::now();
-    let found = discover(&study, &refs, 10.0, 7).unwrap();
+    let found = discover(&study, &refs, refs.len(), 10.0, 7).unwrap();
     eprintln!(
         "discovery over 20,000 noisy points: {:.1} s",
         started.elapsed().as_secs_f64()

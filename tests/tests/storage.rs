@@ -1,6 +1,6 @@
 //! The storage contract, run against both implementations: group commits with new batches,
 //! retries, reused keys, contributors at and over the cap, repeats inside one group; releases
-//! immutable; batches read back in order.
+//! immutable; batches read back in order, with how many contributors stored how many reports.
 
 use chorus_server::storage::{self, NewBatch, ReleaseSummary, StoreOutcome};
 use chorus_tests::fresh_postgres_database;
@@ -78,9 +78,11 @@ fn contract(database: &str) {
 
     // What is stored: 8 batches of one report, in order, nothing of the refused ones.
     assert_eq!(store.totals("s", "v1").unwrap(), (8, 8));
+    // Read with them: c2 and c4 stored two reports each, c0, c1, c3 and c9 one.
     let mut bodies = Vec::new();
-    store.batches("s", "v1", &mut |b| bodies.push(b.body)).unwrap();
+    let contributors = store.batches("s", "v1", &mut |b| bodies.push(b.body)).unwrap();
     assert_eq!(bodies, ["b0", "b1", "b2", "b3", "b4", "b5", "b7", "b9"]);
+    assert_eq!(contributors, [(1, 4), (2, 2)].into_iter().collect());
     assert_eq!(store.totals("s", "v2").unwrap(), (0, 0));
 
     // Releases: stored once, never replaced.

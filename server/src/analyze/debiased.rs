@@ -34,71 +34,117 @@ pub fn debias_category(
     rms_error: Option<&[f64]>,
     seed: u64,
 ) -> Debiased {
-    let k = plan.labels.len();
-    let krr = matches!(plan.oracle, Oracle::Krr { .. });
-    let point = |observed: &[f64]| -> Vec<f64> {
-        if krr {
-            let (keep, lie) = plan.oracle.support_probabilities();
-            debias_randomized_response(observed, keep, lie, confusion, ITERATIONS)
-        } else {
-            debias(observed, confusion, ITERATIONS)
-        }
-    };
-    let (mean, covariance) = observed_moments(plan, values, krr);
-    let root = cholesky(&covariance);
-    let shares = point(&mean);
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let replicates: Vec<Vec<f64>> = (0..BOOTSTRAP)
-        .map(|_| {
-            let observed = if krr {
-                multinomial(&mut rng, values.len() as u64, &mean)
-            } else {
-                let z: Vec<f64> = (0..k).map(|_| rng.sample(StandardNormal)).collect();
-                (0..k)
-                    .map(|a| mean[a] + (0..=a).map(|b| root[a][b] * z[b]).sum::<f64>())
-                    .collect()
-            };
-            point(&observed)
-        })
-        .collect();
-    let (ci95, se) = intervals(&shares, &replicates, rms_error);
-    Debiased { shares, ci95, se }
+    let mut moments = CategoryMoments::new(plan);
+    let mut supported = vec![false; plan.labels.len()];
+    for v in values {
+        plan.oracle.mark_supported(v, &mut supported);
+        moments.add(&supported);
+    }
+    moments.debias(confusion, rms_error, seed)
 }
 
-/// What is observed: k-RR's report shares, else the unbiased estimate, with the covariance of
-/// its mean — from running sums over the reports (one pass, no per-report copies).
-fn observed_moments(plan: &ChannelPlan, values: &[&Privatized], krr: bool) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let k = plan.labels.len();
-    let n = values.len() as f64;
-    let (mut sum, mut products) = (vec![0f64; k], vec![vec![0f64; k]; k]);
-    let mut indicator = vec![0f64; k];
-    for v in values {
-        for (c, x) in indicator.iter_mut().enumerate() {
-            *x = match (krr, v) {
-                (true, Privatized::Value(x)) => f64::from(u8::from(*x as usize == c)),
-                _ => plan.oracle.support_indicator(v, c),
-            };
+/// What the correction needs from the category reports, as running sums over them (one pass,
+/// no per-report copies): k-RR's report shares, else the unbiased indicators, with their
+/// second moments for the covariance of the mean.
+#[derive(Debug, Clone)]
+pub struct CategoryMoments {
+    plan: ChannelPlan,
+    krr: bool,
+    n: u64,
+    sum: Vec<f64>,
+    /// The lower triangle of Σ xᵃxᵇ.
+    products: Vec<Vec<f64>>,
+    indicator: Vec<f64>,
+}
+
+impl CategoryMoments {
+    pub fn new(plan: &ChannelPlan) -> CategoryMoments {
+        let k = plan.labels.len();
+        CategoryMoments {
+            plan: plan.clone(),
+            krr: matches!(plan.oracle, Oracle::Krr { .. }),
+            n: 0,
+            sum: vec![0f64; k],
+            products: vec![vec![0f64; k]; k],
+            indicator: vec![0f64; k],
         }
-        for a in 0..k {
-            sum[a] += indicator[a];
+    }
+
+    /// Adds one report, given as the categories it supports.
+    pub fn add(&mut self, supported: &[bool]) {
+        let (p, q) = self.plan.oracle.support_probabilities();
+        for (x, &yes) in self.indicator.iter_mut().zip(supported) {
+            let raw = f64::from(u8::from(yes));
+            *x = if self.krr { raw } else { (raw - q) / (p - q) };
+        }
+        self.n += 1;
+        let x = &self.indicator;
+        for a in 0..x.len() {
+            self.sum[a] += x[a];
             for b in 0..=a {
-                products[a][b] += indicator[a] * indicator[b];
+                self.products[a][b] += x[a] * x[b];
             }
         }
     }
-    let mean: Vec<f64> = sum.iter().map(|s| s / n).collect();
-    // The covariance of the mean: (Σxᵃxᵇ − n·x̄ᵃx̄ᵇ) / (n − 1) / n.
-    let covariance = (0..k)
-        .map(|a| {
-            (0..k)
-                .map(|b| {
-                    let s = products[a.max(b)][a.min(b)] - n * mean[a] * mean[b];
-                    s / (n - 1.0).max(1.0) / n
-                })
-                .collect()
-        })
-        .collect();
-    (mean, covariance)
+
+    /// Reports added.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The corrected mix with its intervals (see [`debias_category`]).
+    pub fn debias(&self, confusion: &[Vec<f64>], rms_error: Option<&[f64]>, seed: u64) -> Debiased {
+        let (plan, krr, k) = (&self.plan, self.krr, self.sum.len());
+        let point = |observed: &[f64]| -> Vec<f64> {
+            if krr {
+                let (keep, lie) = plan.oracle.support_probabilities();
+                debias_randomized_response(observed, keep, lie, confusion, ITERATIONS)
+            } else {
+                debias(observed, confusion, ITERATIONS)
+            }
+        };
+        let (mean, covariance) = self.mean_and_covariance();
+        let root = cholesky(&covariance);
+        let shares = point(&mean);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let replicates: Vec<Vec<f64>> = (0..BOOTSTRAP)
+            .map(|_| {
+                let observed = if krr {
+                    multinomial(&mut rng, self.n, &mean)
+                } else {
+                    let z: Vec<f64> = (0..k).map(|_| rng.sample(StandardNormal)).collect();
+                    (0..k)
+                        .map(|a| mean[a] + (0..=a).map(|b| root[a][b] * z[b]).sum::<f64>())
+                        .collect()
+                };
+                point(&observed)
+            })
+            .collect();
+        let (ci95, se) = intervals(&shares, &replicates, rms_error);
+        Debiased { shares, ci95, se }
+    }
+
+    /// What is observed (the mean) and the covariance of that mean:
+    /// (Σxᵃxᵇ − n·x̄ᵃx̄ᵇ) / (n − 1) / n.
+    fn mean_and_covariance(&self) -> (Vec<f64>, Vec<Vec<f64>>) {
+        let (k, n) = (self.sum.len(), self.n as f64);
+        let mean: Vec<f64> = self.sum.iter().map(|s| s / n).collect();
+        let covariance = (0..k)
+            .map(|a| {
+                (0..k)
+                    .map(|b| {
+                        let s = self.products[a.max(b)][a.min(b)] - n * mean[a] * mean[b];
+                        s / (n - 1.0).max(1.0) / n
+                    })
+                    .collect()
+            })
+            .collect();
+        (mean, covariance)
+    }
 }
 
 /// Each share's 95% interval (the replicates' percentiles around the point estimate, widened by

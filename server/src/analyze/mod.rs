@@ -4,48 +4,14 @@
 //! the topic codebook at every level, cross-tabs of two channels (or topic levels), and the
 //! mean of the noisy embeddings.
 
-use crate::storage::{Storage, StorageError, StoredBatch};
-use chorus_messages::Report;
-use chorus_messages::{Channel, Privatized};
-use chorus_shared::privacy::embedding::{estimate_mean, MeanEstimate};
+use chorus_messages::Channel;
 use chorus_shared::privacy::oracle::{FrequencyEstimate, Oracle};
-use chorus_shared::privacy::ChannelPlan;
 use chorus_shared::study::CompiledStudy;
-use std::collections::{BTreeMap, HashMap};
 
 mod debiased;
-pub use debiased::{debias_category, Debiased, BOOTSTRAP};
-
-/// What the server holds for one study version, read back from the store.
-#[derive(Debug, Default)]
-pub struct Collected {
-    pub reports: Vec<Report>,
-    /// Reports per contributor pseudonym.
-    pub per_contributor: HashMap<String, u32>,
-    /// Reports per day (days since 1970-01-01).
-    pub per_day: BTreeMap<i64, u64>,
-}
-
-pub fn collect(storage: &dyn Storage, study: &CompiledStudy) -> Result<Collected, StorageError> {
-    let mut collected = Collected::default();
-    let mut damaged = 0usize;
-    storage.batches(
-        &study.id,
-        &study.version,
-        &mut |batch: StoredBatch| match serde_json::from_str::<Vec<Report>>(&batch.body) {
-            Ok(reports) => {
-                *collected.per_contributor.entry(batch.contributor).or_default() += reports.len() as u32;
-                *collected.per_day.entry(batch.day).or_default() += reports.len() as u64;
-                collected.reports.extend(reports);
-            }
-            Err(_) => damaged += 1,
-        },
-    )?;
-    if damaged > 0 {
-        return Err(StorageError::Other(format!("{damaged} stored batches cannot be read")));
-    }
-    Ok(collected)
-}
+mod tally;
+pub use debiased::{debias_category, CategoryMoments, Debiased, BOOTSTRAP};
+pub use tally::{collect, Tally, EMBEDDING_SAMPLE};
 
 /// One channel's estimate.
 #[derive(Debug, Clone)]
@@ -54,40 +20,6 @@ pub struct FacetEstimate {
     pub labels: Vec<String>,
     pub oracle: Oracle,
     pub estimate: FrequencyEstimate,
-}
-
-/// The category mix corrected for the classifier's errors (none for a study without a
-/// confusion matrix or with fewer than two category reports).
-pub fn debiased_category(study: &CompiledStudy, reports: &[Report], seed: u64) -> Option<Debiased> {
-    let plan = study.privacy.channel(Channel::Category)?;
-    let confusion = study.category_confusion.as_ref()?;
-    let values: Vec<&Privatized> = reports
-        .iter()
-        .filter_map(|r| r.channels.get(&Channel::Category))
-        .collect();
-    let rms_error = study
-        .category_validation
-        .as_ref()
-        .map(|v| v.debiased_rms_error.as_slice());
-    (values.len() > 1).then(|| debias_category(plan, &values, confusion, rms_error, seed))
-}
-
-/// Every channel's estimate.
-pub fn estimate_facets(study: &CompiledStudy, reports: &[Report]) -> Vec<FacetEstimate> {
-    study
-        .privacy
-        .channels
-        .iter()
-        .map(|plan| {
-            let values: Vec<&Privatized> = reports.iter().filter_map(|r| r.channels.get(&plan.channel)).collect();
-            FacetEstimate {
-                channel: plan.channel,
-                labels: plan.labels.clone(),
-                oracle: plan.oracle,
-                estimate: plan.oracle.estimate(values.iter().copied()),
-            }
-        })
-        .collect()
 }
 
 /// One side of an estimate over indicator sums: a channel whose values are grouped (a topic
@@ -135,13 +67,14 @@ impl Axis {
         })
     }
 
-    /// A report's unbiased indicator of each group: the sum of its values' indicators.
-    fn indicators(&self, plan: &ChannelPlan, value: &Privatized) -> Vec<f64> {
-        let mut sums = vec![0f64; self.labels.len()];
-        for (v, &g) in self.group_of.iter().enumerate() {
-            sums[g] += plan.oracle.support_indicator(value, v);
+    /// A report's unbiased indicator of each group, from the values it supports: the sum of
+    /// its values' indicators (1[supported] − q*) / (p* − q*).
+    fn indicators(&self, oracle: &Oracle, supported: &[bool], sums: &mut [f64]) {
+        let (p, q) = oracle.support_probabilities();
+        sums.fill(0.0);
+        for (&g, &yes) in self.group_of.iter().zip(supported) {
+            sums[g] += (f64::from(u8::from(yes)) - q) / (p - q);
         }
-        sums
     }
 }
 
@@ -156,21 +89,8 @@ pub struct GroupEstimate {
     pub standard_errors: Vec<f64>,
 }
 
-pub fn estimate_groups(study: &CompiledStudy, axis: &Axis, reports: &[Report]) -> Option<GroupEstimate> {
-    let plan = study.privacy.channel(axis.channel)?;
-    let mut moments = Moments::new(axis.labels.len());
-    for value in reports.iter().filter_map(|r| r.channels.get(&axis.channel)) {
-        moments.add(&axis.indicators(plan, value));
-    }
-    let (n, shares, standard_errors) = moments.finish()?;
-    Some(GroupEstimate {
-        n,
-        shares,
-        standard_errors,
-    })
-}
-
 /// Running sums of per-report indicator vectors, for their means and standard errors.
+#[derive(Debug, Clone)]
 struct Moments {
     n: usize,
     sum: Vec<f64>,
@@ -194,8 +114,21 @@ impl Moments {
         }
     }
 
+    /// Adds the products of two independent indicator vectors, `a[i]·b[j]` at `i·|b| + j`.
+    fn add_products(&mut self, a: &[f64], b: &[f64]) {
+        self.n += 1;
+        let kb = b.len();
+        for (i, x) in a.iter().enumerate() {
+            for (j, y) in b.iter().enumerate() {
+                let v = x * y;
+                self.sum[i * kb + j] += v;
+                self.sum_sq[i * kb + j] += v * v;
+            }
+        }
+    }
+
     /// (n, means, standard errors of the means); none with fewer than two reports.
-    fn finish(self) -> Option<(usize, Vec<f64>, Vec<f64>)> {
+    fn finish(&self) -> Option<(usize, Vec<f64>, Vec<f64>)> {
         if self.n < 2 {
             return None;
         }
@@ -226,47 +159,4 @@ pub struct CrossTab {
     /// `[row][column]` shares of all reports carrying both channels.
     pub shares: Vec<Vec<f64>>,
     pub standard_errors: Vec<Vec<f64>>,
-}
-
-pub fn cross_tab(study: &CompiledStudy, rows: &Axis, columns: &Axis, reports: &[Report]) -> Option<CrossTab> {
-    let (a, b) = (
-        study.privacy.channel(rows.channel)?,
-        study.privacy.channel(columns.channel)?,
-    );
-    let (ka, kb) = (rows.labels.len(), columns.labels.len());
-    let mut moments = Moments::new(ka * kb);
-    let mut products = vec![0f64; ka * kb];
-    for report in reports {
-        let (Some(x), Some(y)) = (
-            report.channels.get(&rows.channel),
-            report.channels.get(&columns.channel),
-        ) else {
-            continue;
-        };
-        let (ix, iy) = (rows.indicators(a, x), columns.indicators(b, y));
-        for i in 0..ka {
-            for j in 0..kb {
-                products[i * kb + j] = ix[i] * iy[j];
-            }
-        }
-        moments.add(&products);
-    }
-    let (n, shares, errors) = moments.finish()?;
-    Some(CrossTab {
-        rows: rows.name.clone(),
-        columns: columns.name.clone(),
-        row_channel: rows.channel,
-        column_channel: columns.channel,
-        row_labels: rows.labels.clone(),
-        column_labels: columns.labels.clone(),
-        n,
-        shares: shares.chunks(kb).map(<[f64]>::to_vec).collect(),
-        standard_errors: errors.chunks(kb).map(<[f64]>::to_vec).collect(),
-    })
-}
-
-/// Mean of the noisy projected embeddings (unbiased for the mean of the clipped projections).
-pub fn embedding_mean(reports: &[Report]) -> Option<MeanEstimate> {
-    let estimate = estimate_mean(reports.iter().filter_map(|r| r.embedding.as_deref()));
-    (estimate.n > 0).then_some(estimate)
 }

@@ -10,10 +10,7 @@ pub mod publish;
 pub mod sign;
 mod write;
 
-use crate::analyze::{
-    collect, cross_tab, debiased_category, embedding_mean, estimate_facets, estimate_groups, Axis, Collected, CrossTab,
-    FacetEstimate, GroupEstimate,
-};
+use crate::analyze::{collect, CrossTab, FacetEstimate, GroupEstimate, Tally};
 use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage, StorageError};
 use cells::{round, Cells, TableRange};
@@ -59,7 +56,8 @@ pub struct ReleaseOptions {
     pub demo: bool,
 }
 
-/// Cuts the next release of `study`: reads every stored report, estimates, decides what is
+/// Cuts the next release of `study`: reads every stored report once (running sums, see
+/// [`Tally`]), estimates, decides what is
 /// published, adds central noise within the version's budget, signs, and stores the document.
 /// Returns its summary and the signed document.
 pub fn cut(
@@ -68,14 +66,6 @@ pub fn cut(
     signer: &Signer,
     options: &ReleaseOptions,
 ) -> Result<(ReleaseSummary, SignedRelease), ReleaseError> {
-    let collected = collect(storage, study)?;
-    if collected.reports.is_empty() {
-        return Err(ReleaseError::NoReports {
-            study: study.id.clone(),
-            version: study.version.clone(),
-        });
-    }
-    let history = History::read(storage, study)?;
     let number = storage.release_count(&study.id)? + 1;
     let now = now_secs();
     let summary = ReleaseSummary {
@@ -83,9 +73,17 @@ pub fn cut(
         study_id: study.id.clone(),
         created: timestamp(now),
     };
+    let tally = collect(storage, study, seed_from(&summary.id))?;
+    if tally.reports == 0 {
+        return Err(ReleaseError::NoReports {
+            study: study.id.clone(),
+            version: study.version.clone(),
+        });
+    }
+    let history = History::read(storage, study)?;
     let release = build(
         study,
-        &collected,
+        &tally,
         &summary,
         now.div_euclid(86_400),
         options,
@@ -104,7 +102,7 @@ pub fn cut(
 /// sampler for a stored release, a seeded one only in simulations.
 pub fn build(
     study: &CompiledStudy,
-    collected: &Collected,
+    tally: &Tally,
     summary: &ReleaseSummary,
     today: i64,
     options: &ReleaseOptions,
@@ -114,16 +112,16 @@ pub fn build(
     let k = study.release.k as f64;
     let central = central_counts(
         study,
-        &exact_counts(study, collected, &summary.id, today),
+        &exact_counts(study, tally, &summary.id, today),
         history,
         k,
         noise,
     )?;
     let total = central.reports.max(1.0);
     let seed = seed_from(&summary.id);
-    let facets = estimate_facets(study, &collected.reports);
-    let levels = topic_levels(study, collected);
-    let tabs = crosstabs(study, collected);
+    let facets = tally.facets();
+    let levels = tally.topic_levels();
+    let tabs = tally.crosstabs();
 
     let mut cells = Cells::default();
     let facet_ranges: Vec<TableRange> = facets
@@ -134,7 +132,7 @@ pub fn build(
         .iter()
         .map(|e| cells.add(candidates(&e.shares, &e.standard_errors)))
         .collect();
-    let debiased_range = debiased_candidates(study, collected, total, seed).map(|d| cells.add(d));
+    let debiased_range = debiased_candidates(study, tally, total, seed).map(|d| cells.add(d));
     let tab_ranges: Vec<TableRange> = tabs
         .iter()
         .map(|tab| cells.add(crosstab_candidates(study, tab, &facets, &levels, total)))
@@ -170,7 +168,7 @@ pub fn build(
         discovery: None,
         embedding_mean: None,
     };
-    add_embedding_findings(&mut release, study, collected, k, seed);
+    add_embedding_findings(&mut release, study, tally, k, seed);
     Ok(release)
 }
 
@@ -198,9 +196,9 @@ fn facet_tables(
 /// The corrected category mix as candidate cells: a table of its own, computed only where the
 /// study's validation found that the correction beats the devices' estimate on held-out
 /// labelled examples at this many reports.
-fn debiased_candidates(study: &CompiledStudy, collected: &Collected, total: f64, seed: u64) -> Option<Vec<Candidate>> {
+fn debiased_candidates(study: &CompiledStudy, tally: &Tally, total: f64, seed: u64) -> Option<Vec<Candidate>> {
     study.category_validation.as_ref().filter(|v| v.debias_at(total))?;
-    let d = debiased_category(study, &collected.reports, seed)?;
+    let d = tally.debiased_category(study, seed)?;
     Some(
         d.shares
             .iter()
@@ -217,41 +215,37 @@ fn debiased_candidates(study: &CompiledStudy, collected: &Collected, total: f64,
 }
 
 /// What the noisy embeddings support: discovered clusters and the mean embedding.
-fn add_embedding_findings(release: &mut Release, study: &CompiledStudy, collected: &Collected, k: f64, seed: u64) {
-    let embeddings: Vec<&[f32]> = collected
-        .reports
-        .iter()
-        .filter_map(|r| r.embedding.as_deref())
-        .collect();
-    release.discovery = discover(study, &embeddings, k, seed).map(|found| Discovery {
+fn add_embedding_findings(release: &mut Release, study: &CompiledStudy, tally: &Tally, k: f64, seed: u64) {
+    let (sample, embeddings) = tally.embedding_sample();
+    release.discovery = discover(study, &sample, embeddings, k, seed).map(|found| Discovery {
         method: "Gaussian mixture with the known noise variance (deconvolved EM), clusters chosen by BIC, kept when their count is reliably at least k and their centroids are separated beyond their standard errors".into(),
         sigma: found.sigma,
         fitted: found.fitted,
         clusters: found.clusters,
         note: found.note,
     });
-    release.embedding_mean = embedding_mean(&collected.reports).map(|mean| EmbeddingMean {
+    release.embedding_mean = tally.embedding_mean().map(|mean| EmbeddingMean {
         mean: mean.mean.iter().map(|x| round(*x)).collect(),
         standard_errors: mean.standard_errors.iter().map(|x| round(*x)).collect(),
     });
 }
 
 /// What the server counts un-noised, for the central mechanism.
-fn exact_counts<'a>(study: &CompiledStudy, collected: &Collected, release: &'a str, today: i64) -> ExactCounts<'a> {
+fn exact_counts<'a>(study: &CompiledStudy, tally: &Tally, release: &'a str, today: i64) -> ExactCounts<'a> {
     let m = study.privacy.reports_per_contributor as i64;
     let per_day = study.release.start_day().filter(|&start| start <= today).map(|start| {
         let days: Vec<i64> = (start..=today)
-            .map(|d| collected.per_day.get(&d).copied().unwrap_or(0) as i64)
+            .map(|d| tally.per_day.get(&d).copied().unwrap_or(0) as i64)
             .collect();
         (start, days)
     });
     let mut by_reports_sent = vec![0i64; m as usize];
-    for &n in collected.per_contributor.values() {
-        by_reports_sent[(n.clamp(1, m as u32) - 1) as usize] += 1;
+    for (&n, &contributors) in &tally.contributors_by_reports {
+        by_reports_sent[(n.clamp(1, m as u32) - 1) as usize] += contributors as i64;
     }
     ExactCounts {
-        contributors: collected.per_contributor.len() as i64,
-        reports: collected.reports.len() as i64,
+        contributors: tally.contributors() as i64,
+        reports: tally.reports as i64,
         per_day,
         by_reports_sent,
         m,
@@ -269,29 +263,6 @@ fn candidates(shares: &[f64], standard_errors: &[f64]) -> Vec<Candidate> {
             tested: true,
             interval: None,
         })
-        .collect()
-}
-
-/// Every level of the codebook's hierarchy, estimated (top first); empty without a codebook.
-fn topic_levels(study: &CompiledStudy, collected: &Collected) -> Vec<GroupEstimate> {
-    let depth = study.codebook.as_ref().map_or(0, |c| c.levels.len());
-    let levels: Option<Vec<GroupEstimate>> = (0..depth)
-        .map(|level| estimate_groups(study, &Axis::topic_level(study, level)?, &collected.reports))
-        .collect();
-    levels.unwrap_or_default()
-}
-
-/// Which categories and topics are over- or under-represented in each language (Clio's
-/// cross-language comparison); the leaves are too fine for the reports a language gets.
-fn crosstabs(study: &CompiledStudy, collected: &Collected) -> Vec<CrossTab> {
-    let Some(language) = Axis::channel(study, Channel::Language) else {
-        return Vec::new();
-    };
-    let depth = study.codebook.as_ref().map_or(0, |c| c.levels.len());
-    std::iter::once(Axis::channel(study, Channel::Category))
-        .chain((0..depth.saturating_sub(1)).map(|level| Axis::topic_level(study, level)))
-        .flatten()
-        .filter_map(|row| cross_tab(study, &row, &language, &collected.reports))
         .collect()
 }
 

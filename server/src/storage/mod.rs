@@ -63,6 +63,9 @@ pub struct StoredBatch {
     pub body: String,
 }
 
+/// How many contributors stored how many reports in a study version: reports → contributors.
+pub type ContributorsByReports = std::collections::BTreeMap<u32, u64>;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseSummary {
     pub id: String,
@@ -107,13 +110,15 @@ pub trait Storage: Send + Sync {
     /// Stores the batches in one transaction (group commit) and returns one outcome each, in
     /// order. When this returns `Ok`, every `Stored` batch is durable.
     fn store(&self, batches: &[NewBatch]) -> Result<Vec<StoreOutcome>, StorageError>;
-    /// Visits every batch stored for a study version, in the order they were stored.
+    /// Visits every batch stored for a study version, in the order they were stored, and
+    /// returns how many contributors stored how many reports, read in the same snapshot (a
+    /// batch stored meanwhile is in neither or both).
     fn batches(
         &self,
         study_id: &str,
         study_version: &str,
         visit: &mut dyn FnMut(StoredBatch),
-    ) -> Result<(), StorageError>;
+    ) -> Result<ContributorsByReports, StorageError>;
     /// (batches, reports) stored for a study version.
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError>;
     /// Stores a signed release; an existing id is an error (releases are immutable).

@@ -2,7 +2,9 @@
 //! database. The same operations and guarantees as SQLite: the batch key is unique per study,
 //! the per-contributor cap is checked by an atomic upsert, a commit precedes every receipt.
 
-use super::{NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch};
+use super::{
+    ContributorsByReports, NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch,
+};
 use postgres::{Client, NoTls, Statement};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -303,10 +305,16 @@ impl Storage for PostgresStorage {
         study_id: &str,
         study_version: &str,
         visit: &mut dyn FnMut(StoredBatch),
-    ) -> Result<(), StorageError> {
+    ) -> Result<ContributorsByReports, StorageError> {
         use postgres::fallible_iterator::FallibleIterator;
         let mut client = self.reader.lock().expect("reader lock");
-        let mut tx = client.transaction()?;
+        // Repeatable read: both statements see one snapshot. The rows stream from the socket as
+        // they are visited; none are held.
+        let mut tx = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
         let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&study_id, &study_version];
         let mut rows = tx.query_raw(
             "SELECT contributor, received_day, body FROM batches WHERE study_id = $1 AND study_version = $2 ORDER BY id",
@@ -320,8 +328,16 @@ impl Storage for PostgresStorage {
             });
         }
         drop(rows);
+        let contributors = tx
+            .query(
+                "SELECT reports, COUNT(*) FROM contributors WHERE study_id = $1 AND study_version = $2 GROUP BY reports",
+                &[&study_id, &study_version],
+            )?
+            .iter()
+            .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1) as u64))
+            .collect();
         tx.commit()?;
-        Ok(())
+        Ok(contributors)
     }
 
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {

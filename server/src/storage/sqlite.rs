@@ -2,7 +2,9 @@
 //! `synchronous = FULL`, so a commit is on disk before a receipt goes out. One connection
 //! writes (the ingest writer groups batches into one transaction); another reads.
 
-use super::{NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch};
+use super::{
+    ContributorsByReports, NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch,
+};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::Mutex;
@@ -154,9 +156,11 @@ impl Storage for SqliteStorage {
         study_id: &str,
         study_version: &str,
         visit: &mut dyn FnMut(StoredBatch),
-    ) -> Result<(), StorageError> {
+    ) -> Result<ContributorsByReports, StorageError> {
         let conn = self.reader.lock().expect("reader lock");
-        let mut statement = conn.prepare(
+        // One read transaction: in WAL mode, one snapshot for both statements.
+        let tx = conn.unchecked_transaction()?;
+        let mut statement = tx.prepare(
             "SELECT contributor, received_day, body FROM batches WHERE study_id = ?1 AND study_version = ?2 ORDER BY id",
         )?;
         let mut rows = statement.query(params![study_id, study_version])?;
@@ -167,7 +171,19 @@ impl Storage for SqliteStorage {
                 body: row.get(2)?,
             });
         }
-        Ok(())
+        drop(rows);
+        drop(statement);
+        let mut statement = tx.prepare(
+            "SELECT reports, COUNT(*) FROM contributors WHERE study_id = ?1 AND study_version = ?2 GROUP BY reports",
+        )?;
+        let contributors = statement
+            .query_map(params![study_id, study_version], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)? as u64))
+            })?
+            .collect::<Result<ContributorsByReports, _>>()?;
+        drop(statement);
+        tx.commit()?;
+        Ok(contributors)
     }
 
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {

@@ -80,37 +80,52 @@ pub struct MeanEstimate {
 }
 
 pub fn estimate_mean<'a>(vectors: impl IntoIterator<Item = &'a [f32]>) -> MeanEstimate {
-    let mut n = 0usize;
-    let mut sum: Vec<f64> = Vec::new();
-    let mut sum_sq: Vec<f64> = Vec::new();
-    for v in vectors {
-        if sum.is_empty() {
-            sum = vec![0.0; v.len()];
-            sum_sq = vec![0.0; v.len()];
+    let mut sums = MeanSums::default();
+    vectors.into_iter().for_each(|v| sums.add(v));
+    sums.estimate()
+}
+
+/// Running sums of vectors, for [`estimate_mean`] over a stream read once.
+#[derive(Debug, Clone, Default)]
+pub struct MeanSums {
+    n: usize,
+    sum: Vec<f64>,
+    sum_sq: Vec<f64>,
+}
+
+impl MeanSums {
+    pub fn add(&mut self, v: &[f32]) {
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; v.len()];
+            self.sum_sq = vec![0.0; v.len()];
         }
-        n += 1;
-        for (i, x) in v.iter().enumerate() {
-            sum[i] += *x as f64;
-            sum_sq[i] += (*x as f64).powi(2);
+        self.n += 1;
+        for ((s, q), x) in self.sum.iter_mut().zip(&mut self.sum_sq).zip(v) {
+            *s += f64::from(*x);
+            *q += f64::from(*x).powi(2);
         }
     }
-    let nf = n as f64;
-    let mean: Vec<f64> = sum.iter().map(|s| s / nf.max(1.0)).collect();
-    let standard_errors = sum_sq
-        .iter()
-        .zip(&mean)
-        .map(|(sq, m)| {
-            if n < 2 {
-                f64::INFINITY
-            } else {
-                ((sq - nf * m * m) / (nf - 1.0)).max(0.0).sqrt() / nf.sqrt()
-            }
-        })
-        .collect();
-    MeanEstimate {
-        n,
-        mean,
-        standard_errors,
+
+    pub fn estimate(&self) -> MeanEstimate {
+        let (n, nf) = (self.n, self.n as f64);
+        let mean: Vec<f64> = self.sum.iter().map(|s| s / nf.max(1.0)).collect();
+        let standard_errors = self
+            .sum_sq
+            .iter()
+            .zip(&mean)
+            .map(|(sq, m)| {
+                if n < 2 {
+                    f64::INFINITY
+                } else {
+                    ((sq - nf * m * m) / (nf - 1.0)).max(0.0).sqrt() / nf.sqrt()
+                }
+            })
+            .collect();
+        MeanEstimate {
+            n,
+            mean,
+            standard_errors,
+        }
     }
 }
 

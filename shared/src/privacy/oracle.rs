@@ -198,22 +198,50 @@ impl Oracle {
         (f64::from(u8::from(self.supports(report, value))) - q) / (p - q)
     }
 
+    /// Marks in `supported` (one flag per value of the domain) the values `report` supports.
+    /// One pass per report for k-RR and OUE; OLH must hash every value.
+    pub fn mark_supported(&self, report: &Privatized, supported: &mut [bool]) {
+        match (*self, report) {
+            (Oracle::Krr { .. }, Privatized::Value(v)) => {
+                supported.fill(false);
+                if let Some(s) = supported.get_mut(*v as usize) {
+                    *s = true;
+                }
+            }
+            (Oracle::Oue { .. }, Privatized::Bits(bits)) => {
+                supported.fill(false);
+                for &b in bits {
+                    if let Some(s) = supported.get_mut(b as usize) {
+                        *s = true;
+                    }
+                }
+            }
+            _ => {
+                for (value, s) in supported.iter_mut().enumerate() {
+                    *s = self.supports(report, value);
+                }
+            }
+        }
+    }
+
     /// Unbiased estimate of the distribution of the true values behind `reports`.
     pub fn estimate<'a>(&self, reports: impl IntoIterator<Item = &'a Privatized>) -> FrequencyEstimate {
-        let domain = self.domain();
-        let mut supports = vec![0f64; domain];
+        let mut supported = vec![false; self.domain()];
+        let mut supports = vec![0f64; self.domain()];
         let mut n = 0usize;
         for report in reports {
             n += 1;
-            match (*self, report) {
-                // One pass per report for k-RR and OUE; OLH must hash every value.
-                (Oracle::Krr { .. }, Privatized::Value(v)) => supports[*v as usize] += 1.0,
-                (Oracle::Oue { .. }, Privatized::Bits(bits)) => bits.iter().for_each(|&b| supports[b as usize] += 1.0),
-                _ => (0..domain)
-                    .filter(|&v| self.supports(report, v))
-                    .for_each(|v| supports[v] += 1.0),
+            self.mark_supported(report, &mut supported);
+            for (s, &yes) in supports.iter_mut().zip(&supported) {
+                *s += f64::from(u8::from(yes));
             }
         }
+        self.estimate_from_supports(&supports, n)
+    }
+
+    /// The estimate from `supports` (how many of `n` reports support each value): the same as
+    /// [`Oracle::estimate`] over those reports, for running sums kept elsewhere.
+    pub fn estimate_from_supports(&self, supports: &[f64], n: usize) -> FrequencyEstimate {
         let (p, q) = self.support_probabilities();
         let nf = n as f64;
         let counts: Vec<f64> = supports.iter().map(|s| (s - nf * q) / (p - q)).collect();
