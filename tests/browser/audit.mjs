@@ -22,6 +22,7 @@ try {
     treemap_cells: document.querySelectorAll('svg.treemap rect.cell').length,
     tree_topics: document.querySelectorAll('#tree li').length,
     privacy_rows: document.querySelectorAll('#privacy tbody tr').length,
+    plausibility_rows: document.querySelectorAll('#plausibility tbody tr').length,
     releases: document.querySelectorAll('#releases li').length,
   }));
   out.requests = requests;

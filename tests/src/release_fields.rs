@@ -29,6 +29,8 @@ const SOURCES: &[(&str, Source)] = &[
     ("publication.family_error", Source::Public),
     ("publication.cells_tested", Source::Local),
     ("publication.cells_published", Source::Local),
+    ("plausibility.false_alarm_rate", Source::Public),
+    ("plausibility.checks[].", Source::Local),
     ("ledger.local.", Source::Public),
     ("ledger.central[].", Source::Ledger),
     ("ledger.central_epsilon_spent", Source::Ledger),

@@ -371,6 +371,10 @@ fn an_auditor_reads_a_verified_release() {
         "every topic of the codebook in the tree"
     );
     assert!(out["privacy_rows"].as_u64().unwrap() >= 8, "{out}");
+    // Every plausibility check of the release, one row each.
+    let checks = signed["release"]["plausibility"]["checks"].as_array().unwrap().len() as u64;
+    assert!(checks >= 1, "the demo release runs no plausibility check");
+    assert_eq!(out["plausibility_rows"].as_u64().unwrap(), checks, "{out}");
     assert_eq!(out["narrow_overflow"], false, "the page overflows a narrow screen");
     for r in out["requests"].as_array().unwrap() {
         let url = r["url"].as_str().unwrap();

@@ -179,6 +179,23 @@ function discoverySection(discovery) {
   $('discovery').replaceChildren(...parts);
 }
 
+function plausibilitySection(plausibility) {
+  const flagged = plausibility.checks.filter((c) => c.flagged);
+  const verdict = flagged.length
+    ? `Flagged: ${flagged.map((c) => c.name).join(', ')}. Some reports are very unlikely to come from honest ` +
+      'devices; read every figure of this release with that in mind.'
+    : 'No check is flagged: nothing departs from what honest devices send.';
+  $('plausibility').replaceChildren(
+    node('p', verdict, flagged.length ? { class: 'error' } : {}),
+    node('p', plausibility.method, { class: 'note' }),
+    table(
+      ['check', 'what honest devices do', 'statistic', 'p-value', 'flagged'],
+      plausibility.checks.map((c) => [c.name, c.what, c.statistic, c.p_value.toPrecision(2), c.flagged ? 'yes' : 'no']),
+      'Plausibility checks',
+    ),
+  );
+}
+
 function privacySection(release) {
   const p = release.privacy;
   const parts = [
@@ -278,6 +295,7 @@ async function show(id) {
   $('facets').replaceChildren(...facets);
   languagesSection(release);
   discoverySection(release.discovery);
+  plausibilitySection(release.plausibility);
   privacySection(release);
   await verifying;
 }

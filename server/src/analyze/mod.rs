@@ -9,8 +9,10 @@ use chorus_shared::privacy::oracle::{FrequencyEstimate, Oracle};
 use chorus_shared::study::CompiledStudy;
 
 mod debiased;
+mod plausibility;
 mod tally;
 pub use debiased::{debias_category, CategoryMoments, Debiased, BOOTSTRAP};
+pub use plausibility::{plausibility, FALSE_ALARM_RATE};
 pub use tally::{collect, Tally, EMBEDDING_SAMPLE};
 
 /// One channel's estimate.

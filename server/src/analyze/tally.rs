@@ -7,8 +7,9 @@
 
 use super::{Axis, CategoryMoments, CrossTab, Debiased, FacetEstimate, GroupEstimate, Moments};
 use crate::storage::{Storage, StorageError, StoredBatch};
-use chorus_messages::{Channel, Report};
+use chorus_messages::{Channel, Privatized, Report};
 use chorus_shared::privacy::embedding::{MeanEstimate, MeanSums};
+use chorus_shared::privacy::oracle::Oracle;
 use chorus_shared::privacy::ChannelPlan;
 use chorus_shared::study::CompiledStudy;
 use rand::{Rng, SeedableRng};
@@ -27,23 +28,37 @@ pub struct Tally {
     pub per_day: BTreeMap<i64, u64>,
     /// How many contributors stored how many reports (reports → contributors).
     pub contributors_by_reports: BTreeMap<u32, u64>,
-    channels: Vec<ChannelSums>,
+    pub(super) channels: Vec<ChannelSums>,
     levels: Vec<AxisSums>,
     crosstabs: Vec<(AxisSums, AxisSums, Moments)>,
     category: Option<CategoryMoments>,
     embedding_mean: MeanSums,
     embeddings: Reservoir,
+    pub(super) norms: NormSums,
+}
+
+/// Running sums of the embeddings' squared norms in units of the noise's variance, ‖y‖²/σ²
+/// (for the plausibility check of their distribution).
+#[derive(Debug, Clone, Default)]
+pub(super) struct NormSums {
+    pub sigma: f64,
+    pub n: u64,
+    pub sum: f64,
 }
 
 /// One channel's running sums: how many reports support each value, and the values the
 /// current report supports (reused by the axes and the corrected mix).
 #[derive(Debug, Clone)]
-struct ChannelSums {
-    plan: ChannelPlan,
-    n: usize,
+pub(super) struct ChannelSums {
+    pub plan: ChannelPlan,
+    pub n: usize,
     supports: Vec<f64>,
     supported: Vec<bool>,
     present: bool,
+    /// Values supported, summed over the reports (each OLH report supports several).
+    pub supported_values: f64,
+    /// Reports per bucket (OLH only; empty otherwise).
+    pub buckets: Vec<f64>,
 }
 
 /// An axis (a topic level, or a channel) with the running moments of its group indicators.
@@ -69,6 +84,11 @@ impl Tally {
                 supports: vec![0.0; plan.labels.len()],
                 supported: vec![false; plan.labels.len()],
                 present: false,
+                supported_values: 0.0,
+                buckets: match plan.oracle {
+                    Oracle::Olh { buckets, .. } => vec![0.0; buckets],
+                    _ => Vec::new(),
+                },
             })
             .collect();
         let sums = |axis: Axis| AxisSums::new(axis, &channels);
@@ -97,6 +117,10 @@ impl Tally {
             crosstabs,
             embedding_mean: MeanSums::default(),
             embeddings: Reservoir::new(EMBEDDING_SAMPLE, seed),
+            norms: NormSums {
+                sigma: study.privacy.embedding.as_ref().map_or(0.0, |e| e.sigma),
+                ..NormSums::default()
+            },
         }
     }
 
@@ -122,6 +146,12 @@ impl Tally {
                     c.n += 1;
                     for (s, &yes) in c.supports.iter_mut().zip(&c.supported) {
                         *s += f64::from(u8::from(yes));
+                        c.supported_values += f64::from(u8::from(yes));
+                    }
+                    if let Privatized::Hashed { bucket, .. } = value {
+                        if let Some(b) = c.buckets.get_mut(*bucket as usize) {
+                            *b += 1.0;
+                        }
                     }
                     true
                 }
@@ -148,6 +178,7 @@ impl Tally {
             }
         }
         if let Some(embedding) = report.embedding.as_deref() {
+            self.norms.add(embedding);
             self.embedding_mean.add(embedding);
             self.embeddings.offer(embedding);
         }
@@ -250,6 +281,15 @@ fn crosstab_axes(study: &CompiledStudy) -> Vec<(Axis, Axis)> {
         .flatten()
         .map(|rows| (rows, language.clone()))
         .collect()
+}
+
+impl NormSums {
+    fn add(&mut self, v: &[f32]) {
+        if self.sigma > 0.0 {
+            self.n += 1;
+            self.sum += v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / (self.sigma * self.sigma);
+        }
+    }
 }
 
 impl AxisSums {

@@ -7,9 +7,42 @@ use chorus_messages::{Report, ReportBatch, PROTOCOL_VERSION};
 use chorus_shared::privacy::PrivacyPlan;
 use chorus_shared::study::CompiledStudy;
 
-/// How far beyond the clip bound a noised embedding may lie: a Gaussian vector's norm exceeds
-/// σ(√d′ + t) with probability below e^(−t²/2); t = 8 makes a false rejection a 10⁻¹⁴ event.
-const NORM_TAIL: f64 = 8.0;
+/// The chance that an honest device's embedding is refused for its norm. The noise e of an
+/// honest vector y = x + e (‖x‖ ≤ clip) has ‖e‖²/σ² ~ χ² with d′ degrees of freedom, so
+/// ‖y‖ ≤ clip + σ·√q except with probability P(χ²_d′ > q); q is that distribution's upper
+/// 10⁻⁹ quantile (for the default study's 16 dimensions and σ = 54.2, a bound of 470 where
+/// honest vectors sit near 217).
+pub const NORM_FALSE_REJECTION: f64 = 1e-9;
+
+/// The largest norm an honest device's noised embedding has, but with probability
+/// [`NORM_FALSE_REJECTION`].
+pub fn embedding_norm_bound(dimensions: usize, clip: f64, sigma: f64) -> f64 {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, OnceLock};
+    static QUANTILES: OnceLock<Mutex<BTreeMap<usize, f64>>> = OnceLock::new();
+    let mut quantiles = QUANTILES.get_or_init(Default::default).lock().expect("quantile cache");
+    let q = *quantiles
+        .entry(dimensions)
+        .or_insert_with(|| chi_square_upper_quantile(dimensions as f64, NORM_FALSE_REJECTION));
+    clip + sigma * q.sqrt()
+}
+
+/// The q with P(χ²_k > q) = `tail` (bisection on the survival function, which keeps its
+/// precision far into the tail).
+fn chi_square_upper_quantile(k: f64, tail: f64) -> f64 {
+    use statrs::distribution::{ChiSquared, ContinuousCDF};
+    let chi = ChiSquared::new(k).expect("positive degrees of freedom");
+    let (mut low, mut high) = (k, k + 100.0 * (1.0 + k.sqrt()));
+    for _ in 0..200 {
+        let mid = 0.5 * (low + high);
+        if chi.sf(mid) > tail {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    high
+}
 
 fn is_random_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -108,7 +141,7 @@ fn check_embedding(report: &Report, plan: &PrivacyPlan) -> Result<(), String> {
                 return Err("the embedding holds a NaN or infinite value".into());
             }
             let norm = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-            let bound = e.clip + e.sigma * ((d as f64).sqrt() + NORM_TAIL);
+            let bound = embedding_norm_bound(d, e.clip, e.sigma);
             if norm > bound {
                 return Err(format!(
                     "the embedding's norm {norm:.1} is beyond what clipping to {} and noise of σ = {:.1} can give ({bound:.1})",
@@ -117,5 +150,22 @@ fn check_embedding(report: &Report, plan: &PrivacyPlan) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_norm_bound_is_the_noise_distributions_quantile() {
+        // χ² with 2 degrees of freedom has P(X > x) = e^(−x/2): its 10⁻⁹ quantile is −2 ln 10⁻⁹.
+        assert!((chi_square_upper_quantile(2.0, 1e-9) - (-2.0 * 1e-9f64.ln())).abs() < 1e-6);
+        // The tables' 95% point of χ² with 16 degrees of freedom.
+        assert!((chi_square_upper_quantile(16.0, 0.05) - 26.296).abs() < 1e-3);
+        // The shipped default study: 16 dimensions, clip 1, σ = 54.23: honest vectors sit near
+        // σ·√16 = 217; the bound is about 470 (it was 652 with a Gaussian concentration bound).
+        let bound = embedding_norm_bound(16, 1.0, 54.23);
+        assert!((460.0..480.0).contains(&bound), "{bound}");
     }
 }

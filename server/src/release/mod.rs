@@ -10,7 +10,7 @@ pub mod publish;
 pub mod sign;
 mod write;
 
-use crate::analyze::{collect, CrossTab, FacetEstimate, GroupEstimate, Tally};
+use crate::analyze::{collect, plausibility, CrossTab, FacetEstimate, GroupEstimate, Tally};
 use crate::discover::discover;
 use crate::storage::{ReleaseSummary, Storage, StorageError};
 use cells::{round, Cells, TableRange};
@@ -154,6 +154,7 @@ pub fn build(
             cells_tested: cells.tested(),
             cells_published: cells.published(),
         },
+        plausibility: plausibility(study, tally),
         cells: write::CELLS_METHOD.to_owned(),
         facets: facet_tables(study, &facets, &facet_ranges, &cells, debiased_range, total),
         crosstabs: tabs

@@ -11,8 +11,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the release document's layout.
-pub const RELEASE_FORMAT: u32 = 3;
+/// Version of the release document's layout (4: the plausibility checks).
+pub const RELEASE_FORMAT: u32 = 4;
 
 /// A release: everything the study publishes at one cut.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -30,6 +30,8 @@ pub struct Release {
     pub ledger: Ledger,
     pub counts: Counts,
     pub publication: Publication,
+    /// Do the reports look as honest devices make them?
+    pub plausibility: Plausibility,
     /// How to read a cell, in words.
     pub cells: String,
     /// One table per reported channel other than the topic levels, by channel name.
@@ -168,6 +170,31 @@ pub struct Publication {
     pub family_error: f64,
     pub cells_tested: usize,
     pub cells_published: usize,
+}
+
+/// Tests of what the devices' noise fixes whatever the data, each at a stated level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plausibility {
+    /// How to read the checks, in words.
+    pub method: String,
+    /// The chance that a release of honest reports flags any check.
+    pub false_alarm_rate: f64,
+    /// Whether any check is flagged.
+    pub flagged: bool,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    /// What honest devices do, and what the statistic is.
+    pub what: String,
+    pub statistic: f64,
+    /// The chance of a statistic at least this extreme from honest devices.
+    pub p_value: f64,
+    pub flagged: bool,
 }
 
 /// One channel's table.
