@@ -9,6 +9,7 @@ mod coverage;
 mod demo;
 mod exports;
 mod files;
+mod invite;
 mod progress;
 mod report;
 mod serve;
@@ -57,6 +58,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Cut a signed release of a study from the server's store.
     Release(serve::ReleaseArgs),
+    /// Create one-time invitations to a study that admits invited contributors only.
+    Invite(invite::Args),
     /// Check a release's signature offline.
     Verify(verify::Args),
     /// Build a study's public topic codebook from a public corpus.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Contribute(args) => contribute::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Release(args) => serve::release(args),
+        Command::Invite(args) => invite::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Codebook(command) => codebook::run(command),
         Command::Study(command) => study::run(command),

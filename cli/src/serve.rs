@@ -34,7 +34,7 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn config(&self) -> Result<ServerConfig, String> {
+    pub(crate) fn config(&self) -> Result<ServerConfig, String> {
         let mut config = match &self.config {
             Some(path) => ServerConfig::load(path)?,
             None => ServerConfig::default(),
@@ -59,7 +59,7 @@ impl ServerArgs {
     }
 
     /// Every study the server serves, compiled against the pinned model.
-    fn studies(&self, config: &ServerConfig) -> Result<Vec<CompiledStudy>, String> {
+    pub(crate) fn studies(&self, config: &ServerConfig) -> Result<Vec<CompiledStudy>, String> {
         let embedder = load_embedder(&StudyArgs {
             study: None,
             model_dir: config.model_dir.clone(),

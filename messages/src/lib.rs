@@ -33,6 +33,12 @@ pub struct ReportBatch {
     /// 128 random bits, hex: a retried batch carries the same key and is stored once.
     pub idempotency_key: String,
     pub reports: Vec<Report>,
+    /// For a study open to invited contributors only: one anonymous one-time token per report
+    /// (Privacy Pass, publicly verifiable; hexadecimal), in the order of the reports. A token
+    /// says that an invitation paid for the report, not which one; report i's OLH hash seeds
+    /// are derived from token i.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

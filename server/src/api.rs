@@ -31,6 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(openapi)
         .service(studies)
         .service(study)
+        .service(token_key)
+        .service(redeem_invitation)
         .service(releases)
         .service(release_csv)
         .service(release_json)
@@ -166,6 +168,75 @@ async fn study(state: web::Data<AppState>, id: web::Path<String>) -> Result<Http
         .body(entry.json.clone()))
 }
 
+/// The public key of the study version's contribution tokens (for a study that admits invited
+/// contributors only): its SPKI and key id, hexadecimal.
+#[get("/api/v1/studies/{id}/token-key")]
+async fn token_key(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, Rejection> {
+    let entry = state.studies.get(id.as_str()).ok_or_else(|| unknown_study(&id))?;
+    let key = entry.issuer.as_ref().ok_or_else(|| open_study(&id))?.public();
+    Ok(HttpResponse::Ok().json(json!({
+        "study_id": entry.study.id,
+        "study_version": entry.study.version,
+        "token_type": chorus_shared::tokens::TOKEN_TYPE,
+        "spki": hex::encode(key.spki()),
+        "key_id": hex::encode(key.id()),
+    })))
+}
+
+fn open_study(id: &str) -> Rejection {
+    Rejection::new(
+        404,
+        "open_study",
+        format!("study `{id}` is open to anyone and issues no tokens"),
+    )
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenRequestBody {
+    invitation: String,
+    /// One blinded token input per report the study takes, hexadecimal.
+    blinded: Vec<String>,
+}
+
+/// Redeems an invitation for blind signatures of the token inputs: the device unblinds them into
+/// tokens the server cannot link to this request.
+#[post("/api/v1/studies/{id}/tokens")]
+async fn redeem_invitation(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<TokenRequestBody>,
+) -> Result<HttpResponse, Rejection> {
+    let entry = state
+        .studies
+        .get(id.as_str())
+        .ok_or_else(|| unknown_study(&id))?
+        .clone();
+    entry.issuer.as_ref().ok_or_else(|| open_study(&id))?;
+    let storage = state.storage.clone();
+    let body = body.into_inner();
+    let signed = web::block(move || {
+        let key = entry.issuer.as_ref().expect("checked above");
+        crate::invitations::redeem(storage.as_ref(), &entry.study, key, &body.invitation, &body.blinded)
+    })
+    .await
+    .map_err(internal)?;
+    use crate::invitations::RedeemError;
+    match signed {
+        Ok(signatures) => Ok(HttpResponse::Ok().json(json!({ "signatures": signatures }))),
+        Err(RedeemError::Unknown) => Err(Rejection::new(
+            403,
+            "unknown_invitation",
+            RedeemError::Unknown.to_string(),
+        )),
+        Err(RedeemError::Spent) => Err(Rejection::new(409, "invitation_spent", RedeemError::Spent.to_string())),
+        Err(e @ (RedeemError::WrongCount { .. } | RedeemError::Malformed(_))) => {
+            Err(Rejection::new(422, "invalid_token_request", e.to_string()))
+        }
+        Err(RedeemError::Storage(e)) => Err(Rejection::new(500, "storage", e.redacted())),
+    }
+}
+
 #[post("/api/v1/studies/{id}/reports")]
 async fn post_reports(
     state: web::Data<AppState>,
@@ -217,7 +288,7 @@ async fn ingest(
         .map_err(|e| Rejection::new(400, "bad_body", format!("the request body could not be read: {e}")))?;
     let batch: ReportBatch = serde_json::from_slice(&body)
         .map_err(|e| Rejection::new(400, "malformed", format!("the body is not a valid ReportBatch: {e}")))?;
-    validate(&batch, &entry.study)?;
+    validate(&batch, &entry.study, entry.issuer.as_ref().map(|k| k.public()))?;
     state
         .limiter
         .check_contributor(&batch.contributor)
@@ -253,6 +324,11 @@ async fn ingest(
         StoreOutcome::OverCap { stored, cap } => Err(Rejection::over_cap(format!(
             "this contributor has sent {stored} reports; the study takes at most {cap}"
         ))),
+        StoreOutcome::TokenSpent => Err(Rejection::new(
+            409,
+            "token_spent",
+            "a token of this batch was spent before; nothing of the batch was stored",
+        )),
     }
 }
 
@@ -352,6 +428,8 @@ pub fn route_label(path: &str) -> &'static str {
     let rest = path.strip_prefix("/api/v1/");
     match rest {
         Some(r) if r.starts_with("studies/") && r.ends_with("/reports") => "reports",
+        Some(r) if r.starts_with("studies/") && r.ends_with("/tokens") => "tokens",
+        Some(r) if r.starts_with("studies/") && r.ends_with("/token-key") => "token_key",
         Some(r) if r.starts_with("studies/") => "study",
         Some("studies") => "studies",
         Some(r) if r.starts_with("releases/") && r.ends_with("/csv") => "release_csv",

@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod discover;
 pub mod ingest;
+pub mod invitations;
 pub mod metrics;
 pub mod release;
 pub mod storage;
@@ -26,10 +27,12 @@ use std::sync::Arc;
 use std::time::Instant;
 use storage::Storage;
 
-/// A study as served: the compiled study and its JSON, serialised once.
+/// A study as served: the compiled study and its JSON, serialised once; for a study that admits
+/// invited contributors only, its version's token issuer key.
 pub struct StudyEntry {
     pub study: CompiledStudy,
     pub json: String,
+    pub issuer: Option<chorus_shared::tokens::IssuerKey>,
 }
 
 pub struct AppState {
@@ -55,9 +58,13 @@ impl AppState {
             .into_iter()
             .map(|study| {
                 let json = serde_json::to_string(&study).expect("a compiled study serialises");
-                (study.id.clone(), Arc::new(StudyEntry { study, json }))
+                let issuer = match study.access {
+                    chorus_shared::study::Access::Invited => Some(invitations::issuer_key(&config.data_dir, &study)?),
+                    chorus_shared::study::Access::Open => None,
+                };
+                Ok((study.id.clone(), Arc::new(StudyEntry { study, json, issuer })))
             })
-            .collect();
+            .collect::<Result<_, String>>()?;
         Ok(AppState {
             config,
             studies,

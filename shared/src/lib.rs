@@ -26,6 +26,7 @@ pub mod privacy;
 pub mod release;
 pub mod stable_hash;
 pub mod study;
+pub mod tokens;
 
 pub use analysis::Analysis;
 pub use conversation::{Conversation, Role, Turn};

@@ -115,6 +115,7 @@ fn fill(storage: &dyn Storage, study: &CompiledStudy, reports: &[Report], n: usi
             contributor: format!("{i:032x}"),
             idempotency_key: format!("{i:032x}"),
             reports: vec![reports[i % reports.len()].clone()],
+            tokens: Vec::new(),
         };
         group.push(new_batch(&batch, 1, 20_786 + (i % 30) as i64));
         if group.len() == 4096 || i + 1 == n {

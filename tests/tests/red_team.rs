@@ -123,8 +123,9 @@ fn release_of(study: &CompiledStudy, honest: &[Report], fake: &[Report]) -> Outc
             contributor: format!("{i:032x}"),
             idempotency_key: format!("{i:032x}"),
             reports: vec![report.clone()],
+            tokens: Vec::new(),
         };
-        validate(&batch, study).unwrap_or_else(|e| panic!("a fabricated batch was refused: {e:?}"));
+        validate(&batch, study, None).unwrap_or_else(|e| panic!("a fabricated batch was refused: {e:?}"));
     }
     let reports: Vec<Report> = honest.iter().chain(fake).cloned().collect();
     let tally = Tally::of_reports(study, &reports, 20_790, 7);
@@ -144,6 +145,12 @@ fn release_of(study: &CompiledStudy, honest: &[Report], fake: &[Report]) -> Outc
         &mut noise,
     )
     .unwrap();
+    // An open study's release says so, and that it is not robust to what follows.
+    assert_eq!(release.study.access, "open");
+    assert!(release
+        .study
+        .who_contributed
+        .contains("not robust to fabricated reports"));
     Outcome {
         category: published(&release, "category", TARGET_CATEGORY),
         concern: published(&release, "concern", TARGET_CONCERN),

@@ -1,8 +1,9 @@
 //! The storage contract, run against both implementations: group commits with new batches,
 //! retries, reused keys, contributors at and over the cap, repeats inside one group; releases
-//! immutable; batches read back in order, with how many contributors stored how many reports.
+//! immutable; batches read back in order, with how many contributors stored how many reports;
+//! token nonces spent once; invitations redeemed once.
 
-use chorus_server::storage::{self, NewBatch, ReleaseSummary, StoreOutcome};
+use chorus_server::storage::{self, NewBatch, Redemption, ReleaseSummary, StoreOutcome};
 use chorus_tests::fresh_postgres_database;
 
 fn batch(key: &str, contributor: &str, reports: u32, body: &str) -> NewBatch {
@@ -16,7 +17,14 @@ fn batch(key: &str, contributor: &str, reports: u32, body: &str) -> NewBatch {
         cap: 2,
         day: 20_786,
         body: body.into(),
+        token_nonces: Vec::new(),
     }
+}
+
+fn with_tokens(mut b: NewBatch, nonces: &[&str]) -> NewBatch {
+    b.token_nonces = nonces.iter().map(|n| n.to_string()).collect();
+    b.study_version = "v2".into();
+    b
 }
 
 fn stored(o: &StoreOutcome) -> bool {
@@ -98,10 +106,50 @@ fn contract(database: &str) {
     assert_eq!(store.release_count("s").unwrap(), 1);
     assert_eq!(store.release("nope").unwrap(), None);
 
+    // Tokens: a batch spends its nonces; a batch with a spent nonce (here, one group with
+    // another that spends it first, then alone) is refused and stores nothing, not even its
+    // contributor's count; a retry of a stored batch is a replay.
+    let group = vec![
+        with_tokens(batch("t1", "d1", 1, "x1"), &["n1"]),
+        with_tokens(batch("t2", "d2", 1, "x2"), &["n1"]),
+        with_tokens(batch("t3", "d3", 2, "x3"), &["n3", "n4"]),
+    ];
+    let outcomes = store.store(&group).unwrap();
+    assert!(stored(&outcomes[0]) && stored(&outcomes[2]), "{outcomes:?}");
+    assert_eq!(outcomes[1], StoreOutcome::TokenSpent);
+    let again = store
+        .store(&[
+            with_tokens(batch("t4", "d2", 1, "x4"), &["n4"]),
+            with_tokens(batch("t1", "d1", 1, "x1"), &["n1"]),
+        ])
+        .unwrap();
+    assert_eq!(again[0], StoreOutcome::TokenSpent);
+    assert!(matches!(again[1], StoreOutcome::Replayed(_)), "{again:?}");
+    assert_eq!(store.totals("s", "v2").unwrap(), (2, 3));
+    let contributors = store.batches("s", "v2", &mut |_| {}).unwrap();
+    assert_eq!(
+        contributors,
+        [(1, 1), (2, 1)].into_iter().collect(),
+        "d2 stored nothing"
+    );
+
+    // Invitations: redeemed once; the same request again is a retry; another is refused.
+    store.add_invitations("s", &["h1".into(), "h2".into()]).unwrap();
+    assert_eq!(store.redeem_invitation("s", "h1", "r1").unwrap(), Redemption::Redeemed);
+    assert_eq!(store.redeem_invitation("s", "h1", "r1").unwrap(), Redemption::Retried);
+    assert_eq!(store.redeem_invitation("s", "h1", "r2").unwrap(), Redemption::Spent);
+    assert_eq!(store.redeem_invitation("s", "h3", "r1").unwrap(), Redemption::Unknown);
+    assert_eq!(
+        store.redeem_invitation("other", "h2", "r1").unwrap(),
+        Redemption::Unknown
+    );
+    assert_eq!(store.redeem_invitation("s", "h2", "r3").unwrap(), Redemption::Redeemed);
+
     // Reopening runs no migration twice and keeps everything.
     drop(store);
     let store = storage::open(database).unwrap();
     assert_eq!(store.totals("s", "v1").unwrap(), (8, 8));
+    assert_eq!(store.redeem_invitation("s", "h2", "r3").unwrap(), Redemption::Retried);
 }
 
 #[test]

@@ -64,6 +64,12 @@ pub fn new_batch(batch: &ReportBatch, cap: u32, day: i64) -> NewBatch {
         cap,
         day,
         body,
+        token_nonces: batch
+            .tokens
+            .iter()
+            .filter_map(|t| chorus_shared::tokens::Token::from_hex(t).ok())
+            .map(|t| t.nonce_hex())
+            .collect(),
     }
 }
 

@@ -3,9 +3,11 @@
 //! knows what to fix.
 
 use super::Rejection;
-use chorus_messages::{Report, ReportBatch, PROTOCOL_VERSION};
+use chorus_messages::{Privatized, Report, ReportBatch, PROTOCOL_VERSION};
 use chorus_shared::privacy::PrivacyPlan;
-use chorus_shared::study::CompiledStudy;
+use chorus_shared::study::{Access, CompiledStudy};
+use chorus_shared::tokens::{challenge_digest, Token, TokenPublicKey};
+use std::collections::HashSet;
 
 /// The chance that an honest device's embedding is refused for its norm. The noise e of an
 /// honest vector y = x + e (‖x‖ ≤ clip) has ‖e‖²/σ² ~ χ² with d′ degrees of freedom, so
@@ -48,8 +50,9 @@ fn is_random_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Checks a batch posted to `study` (the study the URL names, in its current version).
-pub fn validate(batch: &ReportBatch, study: &CompiledStudy) -> Result<(), Rejection> {
+/// Checks a batch posted to `study` (the study the URL names, in its current version); `key`
+/// is the version's token key when the study admits invited contributors only.
+pub fn validate(batch: &ReportBatch, study: &CompiledStudy, key: Option<&TokenPublicKey>) -> Result<(), Rejection> {
     check_envelope(batch, study)?;
     let plan = &study.privacy;
     let m = plan.reports_per_contributor as usize;
@@ -66,6 +69,51 @@ pub fn validate(batch: &ReportBatch, study: &CompiledStudy) -> Result<(), Reject
         let bad = |what: String| Rejection::invalid(format!("report {i}: {what}"));
         check_channels(report, plan).map_err(bad)?;
         check_embedding(report, plan).map_err(bad)?;
+    }
+    check_tokens(batch, study, key)
+}
+
+/// An open study takes no tokens; an invited one one valid, unspent-looking token per report,
+/// each fixing its report's OLH hash seeds. (Whether a token was spent before is the store's
+/// check, in the transaction that stores the batch.)
+fn check_tokens(batch: &ReportBatch, study: &CompiledStudy, key: Option<&TokenPublicKey>) -> Result<(), Rejection> {
+    let refused = |message: String| Rejection::new(403, "token_refused", message);
+    if study.access == Access::Open {
+        if !batch.tokens.is_empty() {
+            return Err(Rejection::invalid(
+                "this study is open to anyone and takes no tokens".into(),
+            ));
+        }
+        return Ok(());
+    }
+    let key = key.ok_or_else(|| Rejection::new(503, "unavailable", "this study's token key is not loaded"))?;
+    if batch.tokens.len() != batch.reports.len() {
+        return Err(refused(format!(
+            "this study admits invited contributors only: {} reports need {} tokens, the batch carries {}",
+            batch.reports.len(),
+            batch.reports.len(),
+            batch.tokens.len()
+        )));
+    }
+    let challenge = challenge_digest(&study.id, &study.version);
+    let mut nonces = HashSet::new();
+    for (i, (text, report)) in batch.tokens.iter().zip(&batch.reports).enumerate() {
+        let token = Token::from_hex(text).map_err(|e| refused(format!("token {i}: {e}")))?;
+        key.verify(&token, &challenge)
+            .map_err(|e| refused(format!("token {i}: {e}")))?;
+        if !nonces.insert(token.nonce) {
+            return Err(refused(format!("token {i} is in the batch twice")));
+        }
+        for (channel, value) in &report.channels {
+            if let Privatized::Hashed { seed, .. } = value {
+                if *seed != token.olh_seed(channel.name()) {
+                    return Err(refused(format!(
+                        "report {i}: the `{}` hash seed is not the one its token fixes",
+                        channel.name()
+                    )));
+                }
+            }
+        }
     }
     Ok(())
 }

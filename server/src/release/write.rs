@@ -9,7 +9,7 @@ use chorus_shared::release::document::{
     CategoryValidation, Cell, ChannelDescription, CrossTab as CrossTabTable, CrossTabCell, EmbeddingDescription, Facet,
     Ledger, LocalLedger, PrivacyParameters, StudyInfo, ThroughTheChannel, TopicCell, Topics, WithoutNoise,
 };
-use chorus_shared::study::CompiledStudy;
+use chorus_shared::study::{Access, CompiledStudy};
 
 /// How to read a cell, in the release itself.
 pub const CELLS_METHOD: &str = "share: the estimate of the value's share, in [0, 1]; ci95: its 95% \
@@ -31,6 +31,16 @@ pub fn study_info(study: &CompiledStudy) -> StudyInfo {
         title: study.title.clone(),
         description: study.description.clone(),
         model_sha256: study.model_sha256.clone(),
+        access: study.access.name().to_owned(),
+        who_contributed: who_contributed(study.access).to_owned(),
+    }
+}
+
+/// Who could contribute, and what that means for fabricated reports, in words.
+fn who_contributed(access: Access) -> &'static str {
+    match access {
+        Access::Open => "Anyone could contribute to this study. Local noise hides a fabricated report as well as an honest one, and it amplifies it: these figures are not robust to fabricated reports. The plausibility checks catch only reports that depart from what honest devices send.",
+        Access::Invited => "Only invited contributors could contribute: every report carried an anonymous one-time token that an invitation paid for (one contributor's reports per invitation), verified and spent by the server. Tokens do not say which invitation paid for them.",
     }
 }
 

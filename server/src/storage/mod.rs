@@ -28,6 +28,9 @@ pub struct NewBatch {
     pub day: i64,
     /// The reports, as JSON.
     pub body: String,
+    /// The nonces of the batch's contribution tokens (hexadecimal; none for an open study),
+    /// spent when the batch is stored.
+    pub token_nonces: Vec<String>,
 }
 
 /// What the server promises once a batch is committed.
@@ -53,6 +56,21 @@ pub enum StoreOutcome {
         stored: u32,
         cap: u32,
     },
+    /// One of its tokens was spent before: nothing of the batch is stored.
+    TokenSpent,
+}
+
+/// What redeeming an invitation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redemption {
+    /// Redeemed now, for this request.
+    Redeemed,
+    /// Redeemed before for the very same request (a retry): the same signatures may be given.
+    Retried,
+    /// Redeemed before for another request.
+    Spent,
+    /// No such invitation for the study.
+    Unknown,
 }
 
 /// One stored batch, as analysis reads it.
@@ -127,6 +145,11 @@ pub trait Storage: Send + Sync {
     fn release(&self, id: &str) -> Result<Option<String>, StorageError>;
     /// How many releases a study has had (to number the next).
     fn release_count(&self, study_id: &str) -> Result<u64, StorageError>;
+    /// Stores invitations to a study (hashes of their codes only).
+    fn add_invitations(&self, study_id: &str, code_hashes: &[String]) -> Result<(), StorageError>;
+    /// Marks an invitation redeemed for the request whose SHA-256 is `request` (atomically: two
+    /// redemptions of one code cannot both succeed).
+    fn redeem_invitation(&self, study_id: &str, code_hash: &str, request: &str) -> Result<Redemption, StorageError>;
 }
 
 /// Opens the storage a `--database` value names: `postgres://…` or `postgresql://…` for

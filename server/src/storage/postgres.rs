@@ -3,14 +3,18 @@
 //! the per-contributor cap is checked by an atomic upsert, a commit precedes every receipt.
 
 use super::{
-    ContributorsByReports, NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch,
+    ContributorsByReports, NewBatch, Receipt, Redemption, ReleaseSummary, Storage, StorageError, StoreOutcome,
+    StoredBatch,
 };
 use postgres::{Client, NoTls, Statement};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 /// The migration history, in order; each runs once, in a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../../migrations/postgres/0002_tokens.sql")),
+];
 
 pub struct PostgresStorage {
     writer: Mutex<(Client, Statements)>,
@@ -110,6 +114,15 @@ fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Re
             cap: b.cap,
         });
     }
+    for nonce in &b.token_nonces {
+        let spent = tx.query_opt(
+            "SELECT 1 FROM spent_tokens WHERE study_id = $1 AND nonce = $2",
+            &[&b.study_id, nonce],
+        )?;
+        if spent.is_some() {
+            return Ok(StoreOutcome::TokenSpent);
+        }
+    }
     let within_cap = tx.query_opt(
         &s.reserve,
         &[&b.study_id, &b.study_version, &b.contributor, &reports, &cap],
@@ -133,6 +146,12 @@ fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Re
             &b.body,
         ],
     )?;
+    for nonce in &b.token_nonces {
+        tx.execute(
+            "INSERT INTO spent_tokens (study_id, nonce) VALUES ($1, $2)",
+            &[&b.study_id, nonce],
+        )?;
+    }
     Ok(StoreOutcome::Stored(receipt(b, row.get(0), b.reports, b.day)))
 }
 
@@ -174,9 +193,14 @@ fn store_group(
 }
 
 /// The group's first batch, when the group can be stored with set-wise statements: at least two
-/// batches, of one study version and cap, with distinct keys and distinct contributors.
+/// batches, of one study version and cap, with distinct keys and distinct contributors, and no
+/// tokens.
 fn one_group(batches: &[NewBatch]) -> Option<&NewBatch> {
     let first = batches.first().filter(|_| batches.len() >= 2)?;
+    // Batches that spend tokens go one by one: each token's nonce is checked and recorded.
+    if batches.iter().any(|b| !b.token_nonces.is_empty()) {
+        return None;
+    }
     let keys: HashSet<&str> = batches.iter().map(|b| b.idempotency_key.as_str()).collect();
     let contributors: HashSet<&str> = batches.iter().map(|b| b.contributor.as_str()).collect();
     let one_study = batches
@@ -386,5 +410,38 @@ impl Storage for PostgresStorage {
         Ok(client
             .query_one("SELECT COUNT(*) FROM releases WHERE study_id = $1", &[&study_id])?
             .get::<_, i64>(0) as u64)
+    }
+
+    fn add_invitations(&self, study_id: &str, code_hashes: &[String]) -> Result<(), StorageError> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let mut tx = writer.0.transaction()?;
+        for hash in code_hashes {
+            tx.execute(
+                "INSERT INTO invitations (study_id, code_hash) VALUES ($1, $2)",
+                &[&study_id, hash],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn redeem_invitation(&self, study_id: &str, code_hash: &str, request: &str) -> Result<Redemption, StorageError> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let changed = writer.0.execute(
+            "UPDATE invitations SET redeemed = $3 WHERE study_id = $1 AND code_hash = $2 AND redeemed IS NULL",
+            &[&study_id, &code_hash, &request],
+        )?;
+        if changed == 1 {
+            return Ok(Redemption::Redeemed);
+        }
+        let found = writer.0.query_opt(
+            "SELECT redeemed FROM invitations WHERE study_id = $1 AND code_hash = $2",
+            &[&study_id, &code_hash],
+        )?;
+        Ok(match found.map(|r| r.get::<_, Option<String>>(0)) {
+            None => Redemption::Unknown,
+            Some(Some(r)) if r == request => Redemption::Retried,
+            Some(_) => Redemption::Spent,
+        })
     }
 }

@@ -3,14 +3,18 @@
 //! writes (the ingest writer groups batches into one transaction); another reads.
 
 use super::{
-    ContributorsByReports, NewBatch, Receipt, ReleaseSummary, Storage, StorageError, StoreOutcome, StoredBatch,
+    ContributorsByReports, NewBatch, Receipt, Redemption, ReleaseSummary, Storage, StorageError, StoreOutcome,
+    StoredBatch,
 };
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
 use std::sync::Mutex;
 
 /// The migration history, in order; each runs once, in a transaction.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../../migrations/sqlite/0002_tokens.sql")),
+];
 
 pub struct SqliteStorage {
     writer: Mutex<Connection>,
@@ -98,6 +102,14 @@ fn store_one(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, S
             cap: b.cap,
         });
     }
+    for nonce in &b.token_nonces {
+        let spent = tx
+            .prepare_cached("SELECT 1 FROM spent_tokens WHERE study_id = ?1 AND nonce = ?2")?
+            .exists(params![b.study_id, nonce])?;
+        if spent {
+            return Ok(StoreOutcome::TokenSpent);
+        }
+    }
     let within_cap: Option<u32> = tx
         .prepare_cached(
             "INSERT INTO contributors (study_id, study_version, contributor, reports) VALUES (?1, ?2, ?3, ?4)
@@ -125,6 +137,10 @@ fn store_one(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, S
             params![b.study_id, b.study_version, b.idempotency_key, b.contributor, b.digest, b.reports, b.day, b.body],
             |r| r.get(0),
         )?;
+    for nonce in &b.token_nonces {
+        tx.prepare_cached("INSERT INTO spent_tokens (study_id, nonce) VALUES (?1, ?2)")?
+            .execute(params![b.study_id, nonce])?;
+    }
     Ok(StoreOutcome::Stored(receipt(id, b.reports, b.day)))
 }
 
@@ -234,5 +250,41 @@ impl Storage for SqliteStorage {
                 r.get::<_, i64>(0)
             })? as u64,
         )
+    }
+
+    fn add_invitations(&self, study_id: &str, code_hashes: &[String]) -> Result<(), StorageError> {
+        let mut conn = self.writer.lock().expect("writer lock");
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for hash in code_hashes {
+            tx.execute(
+                "INSERT INTO invitations (study_id, code_hash) VALUES (?1, ?2)",
+                params![study_id, hash],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn redeem_invitation(&self, study_id: &str, code_hash: &str, request: &str) -> Result<Redemption, StorageError> {
+        let conn = self.writer.lock().expect("writer lock");
+        let changed = conn.execute(
+            "UPDATE invitations SET redeemed = ?3 WHERE study_id = ?1 AND code_hash = ?2 AND redeemed IS NULL",
+            params![study_id, code_hash, request],
+        )?;
+        if changed == 1 {
+            return Ok(Redemption::Redeemed);
+        }
+        let found: Option<Option<String>> = conn
+            .query_row(
+                "SELECT redeemed FROM invitations WHERE study_id = ?1 AND code_hash = ?2",
+                params![study_id, code_hash],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(match found {
+            None => Redemption::Unknown,
+            Some(Some(r)) if r == request => Redemption::Retried,
+            Some(_) => Redemption::Spent,
+        })
     }
 }

@@ -32,6 +32,7 @@ pub fn seal(
         contributor: contributor.to_owned(),
         idempotency_key: idempotency_key.to_owned(),
         reports,
+        tokens: Vec::new(),
     })
 }
 

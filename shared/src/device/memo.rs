@@ -457,7 +457,7 @@ impl Draw {
         for channel in self.carried(plan) {
             let mechanism = &mechanisms.channels[&channel];
             if self.channels.get(&channel).is_none_or(|d| &d.mechanism != mechanism) {
-                let value = plan.privatize_channel(channel, analysis, categories, noise)?;
+                let value = plan.privatize_channel(channel, analysis, categories, None, noise)?;
                 let drawn = Drawn {
                     mechanism: mechanism.clone(),
                     value,

@@ -293,6 +293,19 @@ impl PrivacyPlan {
         categories: &[String],
         noise: &mut Noise,
     ) -> Result<Report, PrivacyError> {
+        self.privatize_with_token(analysis, categories, None, noise)
+    }
+
+    /// [`PrivacyPlan::privatize`] for a report that travels with a contribution `token`: its
+    /// OLH channels take their hash seeds from the token (fixed by the issuer's signature
+    /// before the device drew anything) instead of drawing them.
+    pub fn privatize_with_token(
+        &self,
+        analysis: &Analysis,
+        categories: &[String],
+        token: Option<&crate::tokens::Token>,
+        noise: &mut Noise,
+    ) -> Result<Report, PrivacyError> {
         // The one channel of each sampled pool this report carries, chosen independently of the data.
         let mut carried: Vec<Channel> = self.unpooled().collect();
         for pool in self.pools().values() {
@@ -300,7 +313,11 @@ impl PrivacyPlan {
         }
         let mut channels = BTreeMap::new();
         for channel in carried {
-            channels.insert(channel, self.privatize_channel(channel, analysis, categories, noise)?);
+            let seed = token.map(|t| t.olh_seed(channel.name()));
+            channels.insert(
+                channel,
+                self.privatize_channel(channel, analysis, categories, seed, noise)?,
+            );
         }
         let embedding = match &self.embedding {
             Some(plan) => {
@@ -315,12 +332,14 @@ impl PrivacyPlan {
         Ok(Report { channels, embedding })
     }
 
-    /// One channel's privatized value for an analysed conversation, through the channel's oracle.
+    /// One channel's privatized value for an analysed conversation, through the channel's
+    /// oracle; an OLH channel takes `olh_seed` as its hash seed when one is given.
     pub fn privatize_channel(
         &self,
         channel: Channel,
         analysis: &Analysis,
         categories: &[String],
+        olh_seed: Option<u64>,
         noise: &mut Noise,
     ) -> Result<Privatized, PrivacyError> {
         let plan = self
@@ -334,7 +353,10 @@ impl PrivacyPlan {
                 .channel_value(channel, analysis, categories)
                 .ok_or_else(|| PrivacyError::Invalid(format!("the analysis has no {}", channel.name())))?,
         };
-        Ok(plan.oracle.privatize(value, noise)?)
+        Ok(match olh_seed {
+            Some(seed) => plan.oracle.privatize_with_seed(value, seed, noise)?,
+            None => plan.oracle.privatize(value, noise)?,
+        })
     }
 
     /// The same plan with every channel's budget scaled so that a contributor spends `epsilon`

@@ -140,19 +140,7 @@ impl Oracle {
                 let (keep, _) = self.support_probabilities();
                 Ok(Privatized::Value(noise.randomized_response(value, domain, keep)? as u32))
             }
-            Oracle::Olh { epsilon, buckets, .. } => {
-                let seed = noise.uniform_u64()?;
-                let inner = Oracle::Krr {
-                    domain: buckets,
-                    epsilon,
-                };
-                let (keep, _) = inner.support_probabilities();
-                let bucket = noise.randomized_response(local_hash(seed, value, buckets), buckets, keep)?;
-                Ok(Privatized::Hashed {
-                    seed,
-                    bucket: bucket as u32,
-                })
-            }
+            Oracle::Olh { .. } => self.privatize_with_seed(value, noise.uniform_u64()?, noise),
             Oracle::Oue { domain, .. } => {
                 let (p, q) = self.support_probabilities();
                 let mut bits = Vec::new();
@@ -164,6 +152,25 @@ impl Oracle {
                 Ok(Privatized::Bits(bits))
             }
         }
+    }
+
+    /// An OLH report whose hash seed is given rather than drawn: a seed fixed before the device
+    /// sees its data (derived from its contribution token), so that it cannot be chosen to
+    /// support several values. The randomization of the bucket is the same as [`Oracle::privatize`].
+    pub fn privatize_with_seed(&self, value: usize, seed: u64, noise: &mut Noise) -> Result<Privatized, NoiseError> {
+        let Oracle::Olh { epsilon, buckets, .. } = *self else {
+            return self.privatize(value, noise);
+        };
+        let inner = Oracle::Krr {
+            domain: buckets,
+            epsilon,
+        };
+        let (keep, _) = inner.support_probabilities();
+        let bucket = noise.randomized_response(local_hash(seed, value, buckets), buckets, keep)?;
+        Ok(Privatized::Hashed {
+            seed,
+            bucket: bucket as u32,
+        })
     }
 
     /// Whether a report is well formed for this oracle (the server checks before storing).

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Version of the release document's layout (4: the plausibility checks).
+/// Version of the release document's layout (4: the plausibility checks and who could contribute).
 pub const RELEASE_FORMAT: u32 = 4;
 
 /// A release: everything the study publishes at one cut.
@@ -55,6 +55,10 @@ pub struct StudyInfo {
     pub description: String,
     /// SHA-256 of the model the study's classifiers were trained with.
     pub model_sha256: String,
+    /// Who could contribute: "open" (anyone) or "invited" (holders of an invitation's tokens).
+    pub access: String,
+    /// What that means for fabricated reports, in words.
+    pub who_contributed: String,
 }
 
 /// The study's privacy parameters, as the devices applied them.

@@ -4,14 +4,14 @@
 use super::classifier::{argmax, Classifier, TrainOptions};
 use super::training::{cross_validate_vectors, fold_assignment, training_set, CompileError, Labelled};
 use super::validation::{validate_debiasing, DebiasValidation};
-use super::{Category, ReleaseConfig, Study};
+use super::{Access, Category, ReleaseConfig, Study};
 use crate::codebook::Codebook;
 use crate::embed::{self, Embedder};
 use crate::privacy::PrivacyPlan;
 use serde::{Deserialize, Serialize};
 
-/// Changes whenever compiled studies from older code must not be reused.
-pub const COMPILED_FORMAT: u32 = 8;
+/// Changes whenever compiled studies from older code must not be reused (9: the access mode).
+pub const COMPILED_FORMAT: u32 = 9;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -41,6 +41,8 @@ pub struct CompiledStudy {
     /// labelled examples (nested cross-validation), and the classifier-error band a release
     /// states with the category mix it publishes.
     pub category_validation: Option<DebiasValidation>,
+    /// Who may contribute.
+    pub access: Access,
     /// What leaves the device and what it costs.
     pub privacy: PrivacyPlan,
     /// What the server may publish.
@@ -105,6 +107,7 @@ impl CompiledStudy {
             concern_threshold: study.concern_threshold,
             category_confusion,
             category_validation,
+            access: study.access,
             privacy,
             release: study.release.clone(),
             codebook: study.codebook.clone(),

@@ -56,6 +56,9 @@ pub struct Study {
     /// Cosine similarity to a concern example above which a request takes that example's level.
     #[serde(default = "default_concern_threshold")]
     pub concern_threshold: f32,
+    /// Who may contribute: `invited` (the default) or `open`.
+    #[serde(default)]
+    pub access: Access,
     /// What leaves the device and what it costs (the default study's settings when absent).
     #[serde(default)]
     pub privacy: crate::privacy::PrivacyConfig,
@@ -71,6 +74,28 @@ pub struct Study {
     /// Filled by [`Study::parse`]: a hash of what the study means (see `meaning_hash`).
     #[serde(skip)]
     pub version: String,
+}
+
+/// Who may contribute to a study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Anyone may post reports. Local noise hides a fabricated report as well as an honest one,
+    /// so every release of such a study says that it is not robust to fabricated reports.
+    Open,
+    /// Only holders of an invitation: each report carries an anonymous one-time token
+    /// ([`crate::tokens`]) that the server verifies and spends.
+    #[default]
+    Invited,
+}
+
+impl Access {
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Open => "open",
+            Access::Invited => "invited",
+        }
+    }
 }
 
 /// The `[release]` table of a study file: what the server may publish.
