@@ -8,7 +8,9 @@ use crate::files::{load_embedder, privacy_statement};
 use crate::report::{memo_path, prepare_batch, write_memo, DeviceArgs};
 use crate::StudyArgs;
 use chorus_shared::embed::pins::pins;
+use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
+use chorus_shared::tokens::{challenge_digest, Token, TokenPublicKey, TokenRequest};
 use chorus_shared::Analyzer;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +25,10 @@ pub struct Args {
     /// The study's id on that server.
     #[arg(long, value_name = "ID")]
     study: String,
+    /// An invitation code, for a study that admits invited contributors only: redeemed for
+    /// anonymous one-time tokens, one per report.
+    #[arg(long, value_name = "CODE")]
+    invitation: Option<String>,
     #[command(flatten)]
     device: DeviceArgs,
     /// Directory holding the pinned model.
@@ -97,7 +103,11 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     })?;
     let analyzer = Arc::new(Analyzer::new(embedder, study).map_err(|e| e.to_string())?);
     eprintln!("chorus: {}", privacy_statement(analyzer.study()));
-    let (prepared, mut memo, failed_files) = prepare_batch(&analyzer, &args.exports, &args.device)?;
+    let tokens = match &args.invitation {
+        Some(code) => redeem(&agent, base, analyzer.study(), code)?,
+        None => Vec::new(),
+    };
+    let (prepared, mut memo, failed_files) = prepare_batch(&analyzer, &args.exports, &args.device, &tokens)?;
     // The memo first: once it says the batch is sent, a retry re-sends this very batch, and the
     // ledger holds what it cost even if the process dies before the server answers.
     memo.commit(analyzer.study(), &prepared.batch.idempotency_key)
@@ -120,4 +130,63 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Redeems an invitation for one token per report: the study version's key from the server,
+/// fresh nonces from the secure source, blinded here, signed there, unblinded here. The server
+/// sees only the blinded inputs, so it cannot tell which invitation a token came from.
+fn redeem(agent: &ureq::Agent, base: &str, study: &CompiledStudy, code: &str) -> Result<Vec<Token>, String> {
+    let key_url = format!("{base}/api/v1/studies/{}/token-key", study.id);
+    let (status, body) = with_retries("fetching the token key", || agent.get(&key_url).call())?;
+    if status != 200 {
+        return Err(format!("{key_url} answered {status}: {body}"));
+    }
+    let key: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{key_url}: {e}"))?;
+    if key["study_version"] != study.version.as_str() {
+        return Err("the server's token key is for another version of the study; try again".into());
+    }
+    let spki = key["spki"]
+        .as_str()
+        .and_then(|s| hex::decode(s).ok())
+        .ok_or("no key in the answer")?;
+    let key = TokenPublicKey::from_spki(&spki).map_err(|e| e.to_string())?;
+    let challenge = challenge_digest(&study.id, &study.version);
+    let mut noise = Noise::Secure;
+    let requests = (0..study.privacy.reports_per_contributor)
+        .map(|_| {
+            let mut nonce = [0u8; 32];
+            for chunk in nonce.chunks_mut(8) {
+                chunk.copy_from_slice(&noise.uniform_u64().map_err(|e| e.to_string())?.to_be_bytes());
+            }
+            TokenRequest::new(&key, challenge, nonce).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let blinded: Vec<String> = requests.iter().map(|r| hex::encode(r.blinded())).collect();
+    let body = serde_json::json!({"invitation": code, "blinded": blinded}).to_string();
+    let url = format!("{base}/api/v1/studies/{}/tokens", study.id);
+    let (status, answer) = with_retries("redeeming the invitation", || {
+        agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.as_str())
+    })?;
+    if status != 200 {
+        return Err(format!("the invitation was not accepted ({status}): {answer}"));
+    }
+    let answer: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
+    let signatures = answer["signatures"].as_array().ok_or("no signatures in the answer")?;
+    if signatures.len() != requests.len() {
+        return Err("the server signed another number of tokens than asked".into());
+    }
+    requests
+        .into_iter()
+        .zip(signatures)
+        .map(|(request, s)| {
+            let signature = s
+                .as_str()
+                .and_then(|s| hex::decode(s).ok())
+                .ok_or("a malformed signature")?;
+            request.finalize(&key, &signature).map_err(|e| e.to_string())
+        })
+        .collect()
 }

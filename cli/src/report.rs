@@ -10,6 +10,7 @@ use crate::files::{cache_dir, load_analyzer, privacy_statement};
 use crate::StudyArgs;
 use chorus_shared::device::{digest, Memo, Prepared};
 use chorus_shared::privacy::noise::Noise;
+use chorus_shared::tokens::Token;
 use chorus_shared::{Analysis, Analyzer};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ pub struct DeviceArgs {
 pub fn run(args: Args) -> Result<ExitCode, String> {
     let analyzer = Arc::new(load_analyzer(&args.study)?);
     eprintln!("chorus: {}", privacy_statement(analyzer.study()));
-    let (prepared, memo, failed_files) = prepare_batch(&analyzer, &args.exports, &args.device)?;
+    let (prepared, memo, failed_files) = prepare_batch(&analyzer, &args.exports, &args.device, &[])?;
     write_memo(&memo_path(&args.device), &memo)?;
     println!(
         "{}",
@@ -70,6 +71,7 @@ pub fn prepare_batch(
     analyzer: &Arc<Analyzer>,
     exports: &[PathBuf],
     args: &DeviceArgs,
+    tokens: &[Token],
 ) -> Result<(Prepared, Memo, usize), String> {
     let study = analyzer.study();
     let path = memo_path(args);
@@ -89,7 +91,9 @@ pub fn prepare_batch(
         Ok(())
     })?;
     let refs: Vec<(String, &Analysis)> = candidates.iter().map(|(k, a)| (k.clone(), a)).collect();
-    let prepared = memo.prepare(study, &refs, &mut noise).map_err(|e| e.to_string())?;
+    let prepared = memo
+        .prepare_with_tokens(study, &refs, tokens, &mut noise)
+        .map_err(|e| e.to_string())?;
     let sampled: BTreeSet<&str> = prepared.sampled.iter().map(|&i| candidates[i].1.id.as_str()).collect();
     eprintln!(
         "chorus: {} report{} of {} conversation{} ({} included, {} excluded){}; sending {} ε = {:.3}, δ = {:e}; this device's total for the study would be ε = {:.3}; reported: {}",

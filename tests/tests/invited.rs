@@ -1,7 +1,8 @@
 //! A study that admits invited contributors only, served by `chorus serve` on SQLite and on
 //! PostgreSQL. `chorus invite` makes invitations; a device redeems one for blind signatures and
 //! unblinds them into anonymous one-time tokens (Privacy Pass, blind RSA), one per report, with
-//! its reports' OLH seeds derived from them; the server stores such a batch. Fabricated batches
+//! its reports' OLH seeds derived from them; the server stores such a batch (sent by hand, and
+//! by `chorus contribute --invitation`). Fabricated batches
 //! are all refused and store nothing: without tokens, with spent tokens, with tokens of another
 //! key or study, forged, or with a hash seed its token does not fix; an invitation pays once.
 //!
@@ -116,6 +117,33 @@ fn run(database: Option<&str>, name: &str) {
     let stored = stored_reports(&server);
     assert_eq!(stored, 2 * study.privacy.reports_per_contributor as u64);
 
+    // `chorus contribute` as a device does it: without an invitation it cannot; with one it
+    // redeems, sends, and a second run re-sends the very batch (a replay, nothing new).
+    let memo = dir.join("memo.json");
+    let contribute = |invitation: Option<&str>| {
+        let mut command = std::process::Command::new(chorus_bin());
+        command
+            .args(["contribute", "--server", &server.url, "--study", "invited", "--memo"])
+            .arg(&memo)
+            .arg(fixture("chatgpt/conversations.json"));
+        if let Some(code) = invitation {
+            command.args(["--invitation", code]);
+        }
+        command.output().unwrap()
+    };
+    let out = contribute(None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invited contributors only"));
+    let out = contribute(Some(&codes[2]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let receipt: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(receipt["replayed"], false);
+    let out = contribute(None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["replayed"], true);
+    let stored = stored_reports(&server);
+    assert_eq!(stored, 3 * study.privacy.reports_per_contributor as u64);
+
     // The release says who could contribute.
     let (status, body) = http_admin_release(&server, &study);
     assert_eq!(status, 201, "{body}");
@@ -150,7 +178,7 @@ fn run(database: Option<&str>, name: &str) {
     for nonce in rows["spent_tokens"].iter().flatten().filter(|v| v.len() == 64) {
         assert!(!invitation_values.iter().any(|v| v.contains(nonce.as_str())));
     }
-    assert_eq!(rows["spent_tokens"].len(), 2 * tokens.len());
+    assert_eq!(rows["spent_tokens"].len(), 3 * tokens.len());
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -19,8 +19,10 @@ use super::DeviceError;
 use crate::analysis::Analysis;
 use crate::privacy::accountant::{self, Guarantee, ReportCost};
 use crate::privacy::noise::{Noise, NoiseError};
+use crate::privacy::oracle::Oracle;
 use crate::privacy::PrivacyPlan;
-use crate::study::CompiledStudy;
+use crate::study::{Access, CompiledStudy};
+use crate::tokens::Token;
 use chorus_messages::{Channel, Privatized, Report, ReportBatch};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -63,6 +65,10 @@ pub struct Round {
     pub slots: Vec<Slot>,
     /// Set once the batch was handed to the network: from then on it is re-sent unchanged.
     pub sent: bool,
+    /// For a study that admits invited contributors only: the batch's tokens (hexadecimal), one
+    /// per report in order; each fixes its report's OLH hash seeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<String>,
 }
 
 /// One report of a batch: the `draw`-th report drawn for the conversation `key`.
@@ -181,6 +187,20 @@ impl Memo {
         candidates: &[(String, &Analysis)],
         noise: &mut Noise,
     ) -> Result<Prepared, DeviceError> {
+        self.prepare_with_tokens(study, candidates, &[], noise)
+    }
+
+    /// [`Memo::prepare`] for a study that admits invited contributors only: `tokens` (one per
+    /// report the study takes, redeemed from an invitation) travel with the batch and fix its
+    /// reports' OLH hash seeds. A value drawn before with another seed is drawn again (and
+    /// paid for again). Once a batch is sent, it comes back with the tokens it was sent with.
+    pub fn prepare_with_tokens(
+        &mut self,
+        study: &CompiledStudy,
+        candidates: &[(String, &Analysis)],
+        tokens: &[Token],
+        noise: &mut Noise,
+    ) -> Result<Prepared, DeviceError> {
         if candidates.is_empty() {
             return Err(DeviceError::NothingIncluded);
         }
@@ -192,22 +212,36 @@ impl Memo {
         let mechanisms = mechanisms(study);
         let lifetime_before = self.lifetime(&study.id);
         let memo = self.studies.entry(study.id.clone()).or_default();
-        let round = memo.round(study, &index, candidates, noise)?;
-        let (contributor, batch_key, slots, sent) = (
+        memo.round(study, &index, candidates, noise)?;
+        let round = memo.rounds.get_mut(&study.version).expect("round() made it");
+        if !round.sent && !tokens.is_empty() {
+            round.tokens = tokens.iter().take(round.slots.len()).map(Token::to_hex).collect();
+        }
+        let (contributor, batch_key, slots, sent, round_tokens) = (
             round.contributor.clone(),
             round.batch_key.clone(),
             round.slots.clone(),
             round.sent,
+            round.tokens.clone(),
         );
+        if study.access == Access::Invited && round_tokens.len() < slots.len() {
+            return Err(DeviceError::NeedsTokens { needed: slots.len() });
+        }
+        let parsed: Vec<Token> = round_tokens
+            .iter()
+            .map(|t| Token::from_hex(t).map_err(|e| DeviceError::Damaged(e.to_string())))
+            .collect::<Result<_, _>>()?;
         let categories = study.category_ids();
         let mut reports = Vec::with_capacity(slots.len());
-        for slot in &slots {
+        for (i, slot) in slots.iter().enumerate() {
             let analysis = candidates[index[slot.key.as_str()]].1;
             let draw = memo.draw_mut(slot);
-            reports.push(draw.report(&study.privacy, &mechanisms, analysis, &categories, noise)?);
+            let token = parsed.get(i);
+            reports.push(draw.report(&study.privacy, &mechanisms, analysis, &categories, token, noise)?);
         }
         let cost = memo.cost(&study.privacy, &slots, study.privacy.delta);
-        let batch = seal(&study.id, &study.version, &contributor, &batch_key, reports, noise)?;
+        let mut batch = seal(&study.id, &study.version, &contributor, &batch_key, reports, noise)?;
+        batch.tokens = round_tokens;
         Ok(Prepared {
             batch,
             sampled: slots.iter().map(|s| index[s.key.as_str()]).collect(),
@@ -317,6 +351,12 @@ impl StudyMemo {
                 batch_key: random_id(noise)?,
                 slots: shuffled(slots, noise)?,
                 sent: false,
+                // Tokens of an unsent batch were never spent: the new batch takes them over.
+                tokens: self
+                    .rounds
+                    .get(&study.version)
+                    .map(|r| r.tokens.clone())
+                    .unwrap_or_default(),
             };
             self.rounds.insert(study.version.clone(), round);
         }
@@ -431,13 +471,15 @@ impl Draw {
     }
 
     /// The report under the current mechanisms: values drawn before by the same mechanism are
-    /// re-used, every other value (and pool choice) is drawn now and kept.
+    /// re-used, every other value (and pool choice) is drawn now and kept. With a `token`, an
+    /// OLH value must carry the seed the token fixes: one drawn with another seed is redrawn.
     fn report(
         &mut self,
         plan: &PrivacyPlan,
         mechanisms: &Mechanisms,
         analysis: &Analysis,
         categories: &[String],
+        token: Option<&Token>,
         noise: &mut Noise,
     ) -> Result<Report, DeviceError> {
         let pools = plan.pools();
@@ -456,8 +498,20 @@ impl Draw {
         let mut channels = BTreeMap::new();
         for channel in self.carried(plan) {
             let mechanism = &mechanisms.channels[&channel];
-            if self.channels.get(&channel).is_none_or(|d| &d.mechanism != mechanism) {
-                let value = plan.privatize_channel(channel, analysis, categories, None, noise)?;
+            let olh = plan
+                .channel(channel)
+                .is_some_and(|c| matches!(c.oracle, Oracle::Olh { .. }));
+            let seed = token.filter(|_| olh).map(|t| t.olh_seed(channel.name()));
+            let other_seed = |value: &Privatized| match (seed, value) {
+                (Some(s), Privatized::Hashed { seed, .. }) => *seed != s,
+                _ => false,
+            };
+            if self
+                .channels
+                .get(&channel)
+                .is_none_or(|d| &d.mechanism != mechanism || other_seed(&d.value))
+            {
+                let value = plan.privatize_channel(channel, analysis, categories, seed, noise)?;
                 let drawn = Drawn {
                     mechanism: mechanism.clone(),
                     value,

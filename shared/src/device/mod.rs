@@ -28,6 +28,8 @@ pub enum DeviceError {
     OverLifetimeCap { before: f64, cost: f64, cap: f64 },
     #[error("no batch with that key was prepared for this version of the study")]
     NotPrepared,
+    #[error("this study admits invited contributors only: its {needed} reports need as many tokens, redeemed from an invitation")]
+    NeedsTokens { needed: usize },
     #[error("the memo was written by an older version of Chorus and cannot be read; move it aside to start afresh (the reports it records are then forgotten, and a new batch spends anew)")]
     OldMemo,
     #[error("the memo is damaged: {0}")]
