@@ -167,13 +167,16 @@ fn store_group(
         return Ok(None);
     };
     let existing = existing_batches(tx, first, batches)?;
+    let spent = spent_nonces(tx, first, batches)?;
+    let spends = |b: &NewBatch| b.token_nonces.iter().any(|n| spent.contains(n));
     let fresh: Vec<&NewBatch> = batches
         .iter()
-        .filter(|b| !existing.contains_key(&b.idempotency_key) && b.reports <= b.cap)
+        .filter(|b| !existing.contains_key(&b.idempotency_key) && b.reports <= b.cap && !spends(b))
         .collect();
     let within = count_towards_caps(tx, first, &fresh)?;
     let accepted: Vec<&NewBatch> = fresh.into_iter().filter(|b| within.contains(&b.contributor)).collect();
     let ids = insert_batches(tx, first, &accepted)?;
+    record_nonces(tx, first, &accepted)?;
     let mut outcomes = Vec::with_capacity(batches.len());
     for b in batches {
         let outcome = if let Some(&(id, ref digest, reports, day)) = existing.get(&b.idempotency_key) {
@@ -184,6 +187,8 @@ fn store_group(
             }
         } else if let Some(&id) = ids.get(&b.idempotency_key) {
             StoreOutcome::Stored(receipt(b, id, b.reports, b.day))
+        } else if spends(b) {
+            StoreOutcome::TokenSpent
         } else {
             over_cap(tx, b)?
         };
@@ -193,12 +198,15 @@ fn store_group(
 }
 
 /// The group's first batch, when the group can be stored with set-wise statements: at least two
-/// batches, of one study version and cap, with distinct keys and distinct contributors, and no
-/// tokens.
+/// batches, of one study version and cap, with distinct keys, contributors and token nonces.
 fn one_group(batches: &[NewBatch]) -> Option<&NewBatch> {
     let first = batches.first().filter(|_| batches.len() >= 2)?;
-    // Batches that spend tokens go one by one: each token's nonce is checked and recorded.
-    if batches.iter().any(|b| !b.token_nonces.is_empty()) {
+    // A nonce twice in the group: the batch-by-batch path decides which batch spends it.
+    let nonces: Vec<&str> = batches
+        .iter()
+        .flat_map(|b| b.token_nonces.iter().map(String::as_str))
+        .collect();
+    if nonces.iter().collect::<HashSet<_>>().len() != nonces.len() {
         return None;
     }
     let keys: HashSet<&str> = batches.iter().map(|b| b.idempotency_key.as_str()).collect();
@@ -237,6 +245,44 @@ fn existing_batches(
         .into_iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
         .collect())
+}
+
+/// The group's token nonces that were spent before.
+fn spent_nonces(
+    tx: &mut postgres::Transaction,
+    first: &NewBatch,
+    batches: &[NewBatch],
+) -> Result<HashSet<String>, StorageError> {
+    let nonces: Vec<&str> = batches
+        .iter()
+        .flat_map(|b| b.token_nonces.iter().map(String::as_str))
+        .collect();
+    if nonces.is_empty() {
+        return Ok(HashSet::new());
+    }
+    Ok(tx
+        .query(
+            "SELECT nonce FROM spent_tokens WHERE study_id = $1 AND nonce = ANY($2)",
+            &[&first.study_id, &nonces],
+        )?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Spends the accepted batches' token nonces in one statement.
+fn record_nonces(tx: &mut postgres::Transaction, first: &NewBatch, accepted: &[&NewBatch]) -> Result<(), StorageError> {
+    let nonces: Vec<&str> = accepted
+        .iter()
+        .flat_map(|b| b.token_nonces.iter().map(String::as_str))
+        .collect();
+    if !nonces.is_empty() {
+        tx.execute(
+            "INSERT INTO spent_tokens (study_id, nonce) SELECT $1, n FROM unnest($2::text[]) AS t(n)",
+            &[&first.study_id, &nonces],
+        )?;
+    }
+    Ok(())
 }
 
 /// Adds each fresh batch's reports to its contributor's count, where that stays within the cap
