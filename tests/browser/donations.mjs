@@ -13,9 +13,14 @@ const browser = await launch();
 const long = { timeout: 600_000 };
 
 // A new device: the memo (reports, pseudonyms, ledger) is gone.
+// An evaluation has no timeout of its own: a store that never answers fails the run instead of
+// hanging it.
 const forgetDevice = () =>
   new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error('IndexedDB did not answer within 60 s')), 60_000);
     const open = indexedDB.open('chorus');
+    open.onerror = () => reject(open.error);
+    open.onblocked = () => reject(new Error('IndexedDB is blocked'));
     open.onsuccess = () => {
       const tx = open.result.transaction('memo', 'readwrite');
       tx.objectStore('memo').delete('device');
