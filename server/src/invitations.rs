@@ -8,6 +8,7 @@
 //! spent tokens' nonces are kept apart. Neither holds a time, and no log line or metric names
 //! an invitation, a blinded input or a token.
 
+use crate::release::sign::write_private;
 use crate::storage::{Redemption, Storage, StorageError};
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::tokens::{IssuerKey, TokenError, KEY_BITS};
@@ -73,26 +74,6 @@ pub fn issuer_key(data_dir: &Path, study: &CompiledStudy) -> Result<IssuerKey, S
     let der = key.to_der().map_err(|e| e.to_string())?;
     write_private(&path, &der)?;
     Ok(key)
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Redeems `code` for one blind signature per blinded token input: exactly one per report the

@@ -10,13 +10,13 @@
 //! PostgreSQL as database `chorus_scale_<size>`) and reuse them on the next run: filling ten
 //! million reports takes longer than cutting their release.
 
-use chorus_messages::{Report, ReportBatch, PROTOCOL_VERSION};
+use chorus_messages::Report;
 use chorus_server::ingest::new_batch;
 use chorus_server::release::{cut, sign::Signer, ReleaseOptions};
 use chorus_server::storage::{self, Storage};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
-use chorus_tests::{analyses_of, cache_dir, compile_study, fixture};
+use chorus_tests::{analyses_of, cache_dir, compile_study, fixture, one_report_batch};
 use std::time::Instant;
 
 /// Distinct privatized reports the stores cycle through. Each is privatized on its own, as on
@@ -108,15 +108,7 @@ fn fill(storage: &dyn Storage, study: &CompiledStudy, reports: &[Report], n: usi
     let started = Instant::now();
     let mut group = Vec::with_capacity(4096);
     for i in 0..n {
-        let batch = ReportBatch {
-            protocol: PROTOCOL_VERSION,
-            study_id: study.id.clone(),
-            study_version: study.version.clone(),
-            contributor: format!("{i:032x}"),
-            idempotency_key: format!("{i:032x}"),
-            reports: vec![reports[i % reports.len()].clone()],
-            tokens: Vec::new(),
-        };
+        let batch = one_report_batch(study, reports[i % reports.len()].clone(), i);
         group.push(new_batch(&batch, 1, 20_786 + (i % 30) as i64));
         if group.len() == 4096 || i + 1 == n {
             storage.store(&group).unwrap();

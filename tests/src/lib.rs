@@ -379,19 +379,43 @@ pub fn fresh_postgres_database(name: &str) -> String {
 }
 
 /// The on-device analyses (with embeddings and category probabilities) of an export, by the
-/// `chorus analyze` command.
+/// `chorus analyze` command, for the default study.
 pub fn analyses_of(export: &Path) -> Vec<chorus_shared::Analysis> {
-    let out = std::process::Command::new(chorus_bin())
-        .args(["analyze", "--embeddings"])
-        .arg(export)
-        .output()
-        .expect("chorus analyze runs");
+    analyses_for_study(export, None)
+}
+
+/// The on-device analyses of an export for a study file (the default study when none).
+pub fn analyses_for_study(export: &Path, study: Option<&Path>) -> Vec<chorus_shared::Analysis> {
+    let mut command = std::process::Command::new(chorus_bin());
+    command.args(["analyze", "--embeddings"]);
+    if let Some(study) = study {
+        command.arg("--study").arg(study);
+    }
+    let out = command.arg(export).output().expect("chorus analyze runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).expect("an analysis"))
         .collect()
+}
+
+/// A batch of one report from contributor `n` (its key derived from `n` too), with no tokens:
+/// what a benchmark or a scripted attacker posts without privatizing anew.
+pub fn one_report_batch(
+    study: &chorus_shared::study::CompiledStudy,
+    report: chorus_messages::Report,
+    n: usize,
+) -> chorus_messages::ReportBatch {
+    chorus_messages::ReportBatch {
+        protocol: chorus_messages::PROTOCOL_VERSION,
+        study_id: study.id.clone(),
+        study_version: study.version.clone(),
+        contributor: format!("{n:032x}"),
+        idempotency_key: format!("{n:032x}"),
+        reports: vec![report],
+        tokens: Vec::new(),
+    }
 }
 
 /// A batch of one report, privatized from `analysis` with OpenDP's secure noise, from a new

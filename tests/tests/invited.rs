@@ -17,7 +17,7 @@ use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::tokens::{challenge_digest, IssuerKey, Token, TokenPublicKey, TokenRequest};
 use chorus_shared::Analysis;
-use chorus_tests::{chorus_bin, compile_study, fixture, fresh_postgres_database, ServerProcess};
+use chorus_tests::{analyses_for_study, chorus_bin, compile_study, fixture, fresh_postgres_database, ServerProcess};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +33,7 @@ fn run(database: Option<&str>, name: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let study_file = invited_study(&dir);
     let study = compile_study(Some(&study_file));
-    let analyses = analyses_for(&study_file);
+    let analyses = analyses_for_study(&fixture("chatgpt/conversations.json"), Some(&study_file));
     let data = dir.join("data");
     let codes = invite(&data, database, &study_file, 3);
     assert_eq!(codes.len(), 3);
@@ -214,22 +214,6 @@ fn invited_study(dir: &Path) -> PathBuf {
     let path = dir.join("invited-study.toml");
     std::fs::write(&path, invited).unwrap();
     path
-}
-
-/// The fixture export analysed for `study_file` by `chorus analyze`.
-fn analyses_for(study_file: &Path) -> Vec<Analysis> {
-    let out = std::process::Command::new(chorus_bin())
-        .args(["analyze", "--embeddings", "--study"])
-        .arg(study_file)
-        .arg(fixture("chatgpt/conversations.json"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// `chorus invite`: the printed codes.

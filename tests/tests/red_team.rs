@@ -11,7 +11,7 @@
 //!
 //! The noise is seeded: every figure here is reproducible and the test cannot fail by chance.
 
-use chorus_messages::{Channel, Privatized, Report, ReportBatch, PROTOCOL_VERSION};
+use chorus_messages::{Channel, Privatized, Report};
 use chorus_server::analyze::Tally;
 use chorus_server::ingest::validate::{embedding_norm_bound, validate};
 use chorus_server::release::central::History;
@@ -22,7 +22,7 @@ use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::oracle::{local_hash, Oracle};
 use chorus_shared::release::document::{Estimate, Release};
 use chorus_shared::study::CompiledStudy;
-use chorus_tests::{analyses_of, cached, compile_study, write_sharegpt_sample};
+use chorus_tests::{analyses_of, cached, compile_study, one_report_batch, write_sharegpt_sample};
 
 const HONEST: usize = 3_000;
 const TARGET_CATEGORY: &str = "law_and_finance";
@@ -116,15 +116,7 @@ fn fabricated_reports_shift_an_open_study_and_the_checks_flag_what_departs_from_
 /// the server's validation, as it would be at ingest).
 fn release_of(study: &CompiledStudy, honest: &[Report], fake: &[Report]) -> Outcome {
     for (i, report) in fake.iter().enumerate() {
-        let batch = ReportBatch {
-            protocol: PROTOCOL_VERSION,
-            study_id: study.id.clone(),
-            study_version: study.version.clone(),
-            contributor: format!("{i:032x}"),
-            idempotency_key: format!("{i:032x}"),
-            reports: vec![report.clone()],
-            tokens: Vec::new(),
-        };
+        let batch = one_report_batch(study, report.clone(), i);
         validate(&batch, study, None).unwrap_or_else(|e| panic!("a fabricated batch was refused: {e:?}"));
     }
     let reports: Vec<Report> = honest.iter().chain(fake).cloned().collect();

@@ -29,7 +29,7 @@ impl Signer {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
                 }
-                write_private(path, &hex::encode(seed))?;
+                write_private(path, hex::encode(seed).as_bytes())?;
                 Ok(Signer {
                     key: SigningKey::from_bytes(&seed),
                 })
@@ -55,8 +55,10 @@ impl Signer {
     }
 }
 
+/// Writes a new secret file readable by its owner only (the release signing key, a token
+/// issuer key), synced to disk; an existing file is never overwritten.
 #[cfg(unix)]
-fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -65,12 +67,12 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    file.write_all(contents.as_bytes())
+    file.write_all(contents)
         .and_then(|_| file.sync_all())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
     std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
