@@ -7,12 +7,14 @@
 use crate::files::{load_embedder, privacy_statement};
 use crate::report::{memo_path, prepare_batch, write_memo, DeviceArgs};
 use crate::StudyArgs;
+use chorus_messages::BlindSignatures;
+use chorus_shared::device::PendingTokens;
 use chorus_shared::embed::pins::pins;
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
-use chorus_shared::tokens::{challenge_digest, Token, TokenPublicKey, TokenRequest};
+use chorus_shared::tokens::{Token, TokenPublicKey};
 use chorus_shared::Analyzer;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,8 +105,9 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     })?;
     let analyzer = Arc::new(Analyzer::new(embedder, study).map_err(|e| e.to_string())?);
     eprintln!("chorus: {}", privacy_statement(analyzer.study()));
+    let pending = pending_path(&memo_path(&args.device));
     let tokens = match &args.invitation {
-        Some(code) => redeem(&agent, base, analyzer.study(), code)?,
+        Some(code) => redeem(&agent, base, analyzer.study(), code, &pending)?,
         None => Vec::new(),
     };
     let (prepared, mut memo, failed_files) = prepare_batch(&analyzer, &args.exports, &args.device, &tokens)?;
@@ -113,6 +116,10 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     memo.commit(analyzer.study(), &prepared.batch.idempotency_key)
         .map_err(|e| e.to_string())?;
     write_memo(&memo_path(&args.device), &memo)?;
+    // The memo holds the batch's tokens now: the requests they came from are done with.
+    if args.invitation.is_some() {
+        std::fs::remove_file(&pending).ok();
+    }
     let body = serde_json::to_string(&prepared.batch).expect("the batch serialises");
     let url = format!("{base}/api/v1/studies/{}/reports", args.study);
     let (status, answer) = with_retries("posting the batch", || {
@@ -134,8 +141,46 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
 
 /// Redeems an invitation for one token per report: the study version's key from the server,
 /// fresh nonces from the secure source, blinded here, signed there, unblinded here. The server
-/// sees only the blinded inputs, so it cannot tell which invitation a token came from.
-fn redeem(agent: &ureq::Agent, base: &str, study: &CompiledStudy, code: &str) -> Result<Vec<Token>, String> {
+/// sees only the blinded inputs, so it cannot tell which invitation a token came from. The
+/// requests are written to `pending` before they are sent and sent again from there if a run
+/// dies before the answer (the server answers the same request again; new requests would find
+/// the invitation spent).
+fn redeem(
+    agent: &ureq::Agent,
+    base: &str,
+    study: &CompiledStudy,
+    code: &str,
+    pending_path: &Path,
+) -> Result<Vec<Token>, String> {
+    let pending = match read_pending(pending_path, study)? {
+        Some(pending) => pending,
+        None => {
+            let pending = new_requests(agent, base, study)?;
+            let text = serde_json::to_vec(&pending).expect("pending tokens serialise");
+            if let Some(parent) = pending_path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            std::fs::write(pending_path, text).map_err(|e| format!("cannot write {}: {e}", pending_path.display()))?;
+            pending
+        }
+    };
+    let body = serde_json::to_string(&pending.redemption(code)).expect("a redemption serialises");
+    let url = format!("{base}/api/v1/studies/{}/tokens", study.id);
+    let (status, answer) = with_retries("redeeming the invitation", || {
+        agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.as_str())
+    })?;
+    if status != 200 {
+        return Err(format!("the invitation was not accepted ({status}): {answer}"));
+    }
+    let answer: BlindSignatures = serde_json::from_str(&answer).map_err(|e| format!("the issuer's answer: {e}"))?;
+    pending.finish(&answer).map_err(|e| e.to_string())
+}
+
+/// Token requests under the key the server publishes for the study's version.
+fn new_requests(agent: &ureq::Agent, base: &str, study: &CompiledStudy) -> Result<PendingTokens, String> {
     let key_url = format!("{base}/api/v1/studies/{}/token-key", study.id);
     let (status, body) = with_retries("fetching the token key", || agent.get(&key_url).call())?;
     if status != 200 {
@@ -150,43 +195,20 @@ fn redeem(agent: &ureq::Agent, base: &str, study: &CompiledStudy, code: &str) ->
         .and_then(|s| hex::decode(s).ok())
         .ok_or("no key in the answer")?;
     let key = TokenPublicKey::from_spki(&spki).map_err(|e| e.to_string())?;
-    let challenge = challenge_digest(&study.id, &study.version);
-    let mut noise = Noise::Secure;
-    let requests = (0..study.privacy.reports_per_contributor)
-        .map(|_| {
-            let mut nonce = [0u8; 32];
-            for chunk in nonce.chunks_mut(8) {
-                chunk.copy_from_slice(&noise.uniform_u64().map_err(|e| e.to_string())?.to_be_bytes());
-            }
-            TokenRequest::new(&key, challenge, nonce).map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let blinded: Vec<String> = requests.iter().map(|r| hex::encode(r.blinded())).collect();
-    let body = serde_json::json!({"invitation": code, "blinded": blinded}).to_string();
-    let url = format!("{base}/api/v1/studies/{}/tokens", study.id);
-    let (status, answer) = with_retries("redeeming the invitation", || {
-        agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(body.as_str())
-    })?;
-    if status != 200 {
-        return Err(format!("the invitation was not accepted ({status}): {answer}"));
-    }
-    let answer: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
-    let signatures = answer["signatures"].as_array().ok_or("no signatures in the answer")?;
-    if signatures.len() != requests.len() {
-        return Err("the server signed another number of tokens than asked".into());
-    }
-    requests
-        .into_iter()
-        .zip(signatures)
-        .map(|(request, s)| {
-            let signature = s
-                .as_str()
-                .and_then(|s| hex::decode(s).ok())
-                .ok_or("a malformed signature")?;
-            request.finalize(&key, &signature).map_err(|e| e.to_string())
-        })
-        .collect()
+    PendingTokens::new(study, &key, &mut Noise::Secure).map_err(|e| e.to_string())
+}
+
+/// Token requests an earlier run wrote for this study version and never finished.
+fn read_pending(path: &Path, study: &CompiledStudy) -> Result<Option<PendingTokens>, String> {
+    let Ok(text) = std::fs::read(path) else {
+        return Ok(None);
+    };
+    let pending: PendingTokens =
+        serde_json::from_slice(&text).map_err(|e| format!("{} is damaged: {e}", path.display()))?;
+    Ok((pending.study_id == study.id && pending.study_version == study.version).then_some(pending))
+}
+
+/// Where a device's unfinished token requests wait, beside its memo.
+fn pending_path(memo: &Path) -> PathBuf {
+    memo.with_extension("pending-tokens.json")
 }

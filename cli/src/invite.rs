@@ -19,7 +19,7 @@ pub struct Args {
     /// How many invitations to create (each pays for one contributor's reports).
     #[arg(long, default_value_t = 1)]
     count: usize,
-    /// Print links to the contributor's page at this address (`URL/contribute.html#invitation=CODE`)
+    /// Print links to the contributor's page at this address (`URL/contribute.html?study=ID#invitation=CODE`)
     /// instead of bare codes.
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
@@ -47,7 +47,11 @@ pub fn run(args: Args) -> Result<ExitCode, String> {
     storage.add_invitations(&study.id, &hashes).map_err(|e| e.to_string())?;
     for code in &codes {
         match &args.base_url {
-            Some(base) => println!("{}/contribute.html#invitation={code}", base.trim_end_matches('/')),
+            Some(base) => println!(
+                "{}/contribute.html?study={}#invitation={code}",
+                base.trim_end_matches('/'),
+                study.id
+            ),
             None => println!("{code}"),
         }
     }

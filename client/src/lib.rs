@@ -7,7 +7,12 @@
 //! // analysed.conversations: [{id, title, language, category, concern, topic_path, turns, chars, has_code}]
 //! // analysed.summary: {conversations, skipped, truncated}
 //! const privacy = JSON.parse(client.privacy());          // what a report and a contributor cost
-//! const prepared = JSON.parse(client.report(memoJson, JSON.stringify(excludedIds)));
+//! // For a study that admits invited contributors only: token requests, stored before sending.
+//! const pending = client.tokenRequests(tokenKeyJson);     // store it, then post
+//! const redemption = redemptionBody(pending, invitationCode); // to POST …/tokens
+//! const tokens = client.finishTokens(pending, answerJson); // JSON array of tokens
+//! const prepared = JSON.parse(client.report(memoJson, JSON.stringify(excludedIds), tokens));
+//! // prepared.needs_tokens: n when the study needs tokens and neither the memo nor `tokens` has them;
 //! // prepared.batch: the ReportBatch to send, as JSON text (send these very bytes);
 //! // prepared.memo: to store on the device and hand back next time; prepared.sampled: the ids of
 //! // the conversations reported; prepared.cost, .lifetime_before, .lifetime_after: (ε, δ)
@@ -19,11 +24,13 @@
 //! at a time) and analyses its share of the conversations; one worker gathers the others'
 //! analyses (`takeAnalyses` → `addAnalyses`) and builds the batch.
 
-use chorus_shared::device::{digest, Memo};
+use chorus_messages::BlindSignatures;
+use chorus_shared::device::{digest, DeviceError, Memo, PendingTokens};
 use chorus_shared::embed::Embedder;
 use chorus_shared::import::{read_export, ImportSummary};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
+use chorus_shared::tokens::{Token, TokenPublicKey};
 use chorus_shared::{Analysis, Analyzer};
 use reader::{JsFile, ProgressCursor};
 use serde::{Deserialize, Serialize};
@@ -246,10 +253,23 @@ impl Client {
     /// anything is sent), `sampled` (the ids of the conversations reported, in batch order),
     /// `sent` (this batch was sent before), `cost`, `lifetime_before`, `lifetime_after` ((ε, δ)
     /// of sending it and of the device's total in the study) and `lifetime_cap`.
-    pub fn report(&self, memo_json: &str, excluded_ids_json: &str) -> Result<String, JsError> {
+    /// `tokens_json` (a JSON array of tokens from `finishTokens`, or empty) is for a study that
+    /// admits invited contributors only; without tokens, and none in the memo for this version,
+    /// the result is `{"needs_tokens": n}`.
+    pub fn report(&self, memo_json: &str, excluded_ids_json: &str, tokens_json: &str) -> Result<String, JsError> {
         let study = self.analyzer.study();
         let excluded: std::collections::HashSet<String> = serde_json::from_str(excluded_ids_json)
             .map_err(|e| JsError::new(&format!("excluded ids must be a JSON array of strings: {e}")))?;
+        let tokens: Vec<String> = match tokens_json.trim() {
+            "" => Vec::new(),
+            text => serde_json::from_str(text)
+                .map_err(|e| JsError::new(&format!("tokens must be a JSON array of strings: {e}")))?,
+        };
+        let tokens = tokens
+            .iter()
+            .map(|t| Token::from_hex(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| JsError::new(&e.to_string()))?;
         let mut noise = Noise::Secure;
         let mut memo = load_memo(memo_json, &mut noise)?;
         let included: Vec<&KeptConversation> = self
@@ -261,7 +281,10 @@ impl Client {
             .iter()
             .map(|a| (memo.key(&study.id, &a.digest), &a.analysis))
             .collect();
-        let prepared = memo.prepare(study, &candidates, &mut noise)?;
+        let prepared = match memo.prepare_with_tokens(study, &candidates, &tokens, &mut noise) {
+            Err(DeviceError::NeedsTokens { needed }) => return Ok(json!({ "needs_tokens": needed }).to_string()),
+            other => other?,
+        };
         let sampled: Vec<&str> = prepared
             .sampled
             .iter()
@@ -294,6 +317,39 @@ impl Client {
         .to_string())
     }
 
+    /// Token requests for the study's version under its issuer key (the JSON of
+    /// `GET /api/v1/studies/{id}/token-key`), one per report the study takes: JSON to store on
+    /// the device before anything is sent, and to hand to `redemptionBody` and `finishTokens`.
+    #[wasm_bindgen(js_name = tokenRequests)]
+    pub fn token_requests(&self, token_key_json: &str) -> Result<String, JsError> {
+        let study = self.analyzer.study();
+        let key: serde_json::Value = serde_json::from_str(token_key_json)
+            .map_err(|e| JsError::new(&format!("the token key is not JSON: {e}")))?;
+        if key["study_version"] != study.version.as_str() {
+            return Err(JsError::new(
+                "the server's token key is for another version of the study: reload the page",
+            ));
+        }
+        let spki = key["spki"]
+            .as_str()
+            .and_then(|s| hex::decode(s).ok())
+            .ok_or_else(|| JsError::new("the token key answer holds no key"))?;
+        let key = TokenPublicKey::from_spki(&spki).map_err(|e| JsError::new(&e.to_string()))?;
+        let pending = PendingTokens::new(study, &key, &mut Noise::Secure)?;
+        Ok(serde_json::to_string(&pending).expect("pending tokens serialise"))
+    }
+
+    /// The tokens (a JSON array) from stored token requests and the issuer's answer (JSON text
+    /// of `BlindSignatures`); every signature is checked against the key.
+    #[wasm_bindgen(js_name = finishTokens)]
+    pub fn finish_tokens(&self, pending_json: &str, answer_json: &str) -> Result<String, JsError> {
+        let pending = parse_pending(pending_json)?;
+        let answer: BlindSignatures = serde_json::from_str(answer_json)
+            .map_err(|e| JsError::new(&format!("the issuer's answer is not valid: {e}")))?;
+        let tokens: Vec<String> = pending.finish(&answer)?.iter().map(Token::to_hex).collect();
+        Ok(serde_json::to_string(&tokens).expect("tokens serialise"))
+    }
+
     /// The compiled study's id and version, e.g. `chorus-default@3f2a…`.
     #[wasm_bindgen(js_name = studyVersion)]
     pub fn study_version(&self) -> String {
@@ -307,6 +363,18 @@ fn load_memo(json: &str, noise: &mut Noise) -> Result<Memo, JsError> {
         return Ok(Memo::new(noise)?);
     }
     Ok(Memo::from_json(json)?)
+}
+
+fn parse_pending(json: &str) -> Result<PendingTokens, JsError> {
+    serde_json::from_str(json).map_err(|e| JsError::new(&format!("the stored token requests are damaged: {e}")))
+}
+
+/// The request body that redeems `invitation` for stored token requests (JSON text of an
+/// `InvitationRedemption`): the same bytes however often it is sent.
+#[wasm_bindgen(js_name = redemptionBody)]
+pub fn redemption_body(pending_json: &str, invitation: &str) -> Result<String, JsError> {
+    let redemption = parse_pending(pending_json)?.redemption(invitation);
+    Ok(serde_json::to_string(&redemption).expect("a redemption serialises"))
 }
 
 /// Checks a signed release document (its JSON text) against the server's public key (hex, or

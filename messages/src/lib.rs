@@ -1,4 +1,7 @@
-//! The privacy boundary: [`ReportBatch`] is the only thing a Chorus client ever sends.
+//! The privacy boundary: [`ReportBatch`] is the only thing a Chorus client ever sends about
+//! its conversations. For a study that admits invited contributors only, a client first sends
+//! an [`InvitationRedemption`] (its invitation code and blinded token inputs, which say nothing
+//! of any conversation) and gets [`BlindSignatures`] back.
 //!
 //! Read this crate to know what leaves a contributor's device. A batch names the study it was
 //! made for, a random pseudonym, a random idempotency key, and reports. A report carries, for
@@ -39,6 +42,24 @@ pub struct ReportBatch {
     /// are derived from token i.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<String>,
+}
+
+/// What a device sends to `POST /api/v1/studies/{id}/tokens`: an invitation code and one blinded
+/// token input per report the study takes (RFC 9474 blinded messages, hexadecimal). The blinding
+/// hides the token inputs from the issuer, so the tokens cannot be joined to this request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvitationRedemption {
+    pub invitation: String,
+    pub blinded: Vec<String>,
+}
+
+/// The issuer's answer to an [`InvitationRedemption`]: one blind signature per blinded input,
+/// in order, hexadecimal. The same request sent again is answered with the same signatures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlindSignatures {
+    pub signatures: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

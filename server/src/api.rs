@@ -191,21 +191,13 @@ fn open_study(id: &str) -> Rejection {
     )
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenRequestBody {
-    invitation: String,
-    /// One blinded token input per report the study takes, hexadecimal.
-    blinded: Vec<String>,
-}
-
 /// Redeems an invitation for blind signatures of the token inputs: the device unblinds them into
 /// tokens the server cannot link to this request.
 #[post("/api/v1/studies/{id}/tokens")]
 async fn redeem_invitation(
     state: web::Data<AppState>,
     id: web::Path<String>,
-    body: web::Json<TokenRequestBody>,
+    body: web::Json<chorus_messages::InvitationRedemption>,
 ) -> Result<HttpResponse, Rejection> {
     let entry = state
         .studies
@@ -223,7 +215,7 @@ async fn redeem_invitation(
     .map_err(internal)?;
     use crate::invitations::RedeemError;
     match signed {
-        Ok(signatures) => Ok(HttpResponse::Ok().json(json!({ "signatures": signatures }))),
+        Ok(signatures) => Ok(HttpResponse::Ok().json(chorus_messages::BlindSignatures { signatures })),
         Err(RedeemError::Unknown) => Err(Rejection::new(
             403,
             "unknown_invitation",

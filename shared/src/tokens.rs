@@ -14,7 +14,9 @@
 //! derived from the token's authenticator, which the device cannot compute before the issuer
 //! signs (so it cannot search for a seed that supports several values at once).
 
-use blind_rsa_signatures::{BlindSignature, BlindingResult, DefaultRng, KeyPairSha384PSSDeterministic, Signature};
+use blind_rsa_signatures::{
+    BlindMessage, BlindSignature, BlindingResult, DefaultRng, KeyPairSha384PSSDeterministic, Secret, Signature,
+};
 use blind_rsa_signatures::{
     PublicKeySha384PSSDeterministic as PublicKey, SecretKeySha384PSSDeterministic as SecretKey,
 };
@@ -218,6 +220,7 @@ fn token_input(nonce: &[u8; 32], challenge_digest: &[u8; 32], key_id: &[u8; 32])
 
 /// A device's request for one token: the blinded input it sends, and what it keeps to unblind
 /// the issuer's answer.
+#[derive(Debug)]
 pub struct TokenRequest {
     nonce: [u8; 32],
     challenge_digest: [u8; 32],
@@ -244,6 +247,40 @@ impl TokenRequest {
         &self.blinding.blind_message.0
     }
 
+    /// The request as the device stores it until the issuer answers (its blinding secret
+    /// included: it never leaves the device).
+    pub fn saved(&self) -> SavedTokenRequest {
+        SavedTokenRequest {
+            nonce: hex::encode(self.nonce),
+            challenge_digest: hex::encode(self.challenge_digest),
+            key_id: hex::encode(self.key_id),
+            blinded: hex::encode(&self.blinding.blind_message.0),
+            secret: hex::encode(&self.blinding.secret.0),
+        }
+    }
+
+    /// A stored request, to unblind the issuer's answer to it.
+    pub fn restore(saved: SavedTokenRequest) -> Result<TokenRequest, TokenError> {
+        let bytes32 = |text: &str| -> Result<[u8; 32], TokenError> {
+            hex::decode(text)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or(TokenError::Malformed)
+        };
+        let bytes = |text: &str| hex::decode(text).map_err(|_| TokenError::Malformed);
+        Ok(TokenRequest {
+            nonce: bytes32(&saved.nonce)?,
+            challenge_digest: bytes32(&saved.challenge_digest)?,
+            key_id: bytes32(&saved.key_id)?,
+            blinding: BlindingResult {
+                blind_message: BlindMessage(bytes(&saved.blinded)?),
+                secret: Secret(bytes(&saved.secret)?),
+                // RSABSSA-…-Deterministic prepares no randomizer.
+                msg_randomizer: None,
+            },
+        })
+    }
+
     /// The token, from the issuer's blind signature (checked against the key).
     pub fn finalize(self, key: &TokenPublicKey, blind_signature: &[u8]) -> Result<Token, TokenError> {
         let input = token_input(&self.nonce, &self.challenge_digest, &self.key_id);
@@ -257,6 +294,23 @@ impl TokenRequest {
             key_id: self.key_id,
             authenticator: signature.0,
         })
+    }
+}
+
+/// A [`TokenRequest`] as stored on the device, every field hexadecimal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedTokenRequest {
+    nonce: String,
+    challenge_digest: String,
+    key_id: String,
+    blinded: String,
+    secret: String,
+}
+
+impl SavedTokenRequest {
+    /// The blinded input the issuer signs, hexadecimal.
+    pub fn blinded_hex(&self) -> &str {
+        &self.blinded
     }
 }
 

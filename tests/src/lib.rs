@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: where the fixtures, the built `chorus` binary and
 //! the cached model and corpus are.
 
+pub mod invited;
 pub mod load;
 pub mod release_fields;
 

@@ -8,6 +8,7 @@ use chorus_messages::Report;
 use chorus_messages::{Channel, Privatized};
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
+use chorus_tests::invited::{invite, invited_study};
 use chorus_tests::{
     analyses_of, assert_no_text_of, cached, first_conversations, fixture, workspace_root, write_sharegpt_sample,
     ServerProcess,
@@ -166,6 +167,93 @@ fn a_contributor_donates_from_the_page() {
         "contributor page: {} conversations analysed in {} ms (model load included)",
         out["rows"], out["analysis_ms"]
     );
+    drop(server);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_invited_contributor_donates_from_the_page_and_a_lost_redemption_is_sent_again() {
+    let export = fixture("chatgpt-export.zip");
+    let dir = temp("invited");
+    let study_file = invited_study(&dir);
+    let www = workspace_root().join("www");
+    let data = dir.join("data");
+    let server = ServerProcess::start(
+        &data,
+        None,
+        &[
+            "--www",
+            www.to_str().unwrap(),
+            "--study-file",
+            study_file.to_str().unwrap(),
+        ],
+    );
+    let links = invite(&data, None, &study_file, 1, Some(&server.url));
+    let link = &links[0];
+    let code = link
+        .rsplit_once("#invitation=")
+        .expect("a link with the code in its fragment")
+        .1;
+    assert!(
+        link.starts_with(&format!("{}/contribute.html?study=invited#", server.url)),
+        "{link}"
+    );
+    let out = node(
+        "invited.mjs",
+        &[
+            &server.url,
+            "invited",
+            link,
+            export.to_str().unwrap(),
+            screenshots().to_str().unwrap(),
+        ],
+    );
+    // Without an invitation: analysed, but nothing prepared, and the page says why.
+    assert_eq!(out["uninvited_access"], "uninvited", "{out}");
+    assert!(
+        out["uninvited_error"]
+            .as_str()
+            .unwrap()
+            .contains("invited contributors only"),
+        "{out}"
+    );
+    assert_eq!(out["uninvited_payload_hidden"], true);
+    // With the link: the code is out of the address bar at once.
+    assert_eq!(out["invited_access"], "invited", "{out}");
+    assert!(!out["address_after_link"].as_str().unwrap().contains(code), "{out}");
+    // The first redemption reached the server (it spent the invitation) but its answer was
+    // lost; every later attempt sent the very same request, and the server answered it.
+    assert_eq!(out["forwarded_status"], 200, "{out}");
+    let redemptions: Vec<&str> = out["redemptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(redemptions.len() >= 3, "{out}");
+    assert!(redemptions.iter().all(|r| *r == redemptions[0]), "a redemption changed");
+    let redemption: chorus_messages::InvitationRedemption = serde_json::from_str(redemptions[0]).unwrap();
+    assert_eq!(redemption.invitation, code);
+    // One token per report, each carried by the batch; the server stored all seven.
+    let m = 7;
+    assert_eq!(out["payload"]["reports"].as_array().unwrap().len(), m, "{out}");
+    assert_eq!(out["payload"]["tokens"].as_array().unwrap().len(), m, "{out}");
+    assert!(out["receipt"].as_str().unwrap().starts_with("Thank you"), "{out}");
+    assert_eq!(reports_stored(&server), m as f64);
+    // The redemption in progress is gone once the memo holds the tokens.
+    let kept: Vec<&str> = out["stored_after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(kept.iter().all(|k| !k.starts_with("redemption:")), "{kept:?}");
+    // No URL the page requested carries the code (the fragment never leaves the browser), and
+    // no request carries text of the export.
+    for r in out["requests"].as_array().unwrap() {
+        assert!(!r["url"].as_str().unwrap().contains(code), "{r}");
+    }
+    check_requests(&out, &server.url, &export);
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
 }

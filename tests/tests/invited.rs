@@ -17,9 +17,9 @@ use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::tokens::{challenge_digest, IssuerKey, Token, TokenPublicKey, TokenRequest};
 use chorus_shared::Analysis;
+use chorus_tests::invited::{invite, invited_study};
 use chorus_tests::{analyses_for_study, chorus_bin, compile_study, fixture, fresh_postgres_database, ServerProcess};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 
 #[test]
 fn only_invited_tokens_count_on_sqlite_then_postgres() {
@@ -35,7 +35,7 @@ fn run(database: Option<&str>, name: &str) {
     let study = compile_study(Some(&study_file));
     let analyses = analyses_for_study(&fixture("chatgpt/conversations.json"), Some(&study_file));
     let data = dir.join("data");
-    let codes = invite(&data, database, &study_file, 3);
+    let codes = invite(&data, database, &study_file, 3, None);
     assert_eq!(codes.len(), 3);
     let study_arg = ["--study-file", study_file.to_str().unwrap()];
     let server = ServerProcess::start(&data, database, &study_arg);
@@ -197,51 +197,6 @@ impl Secrets {
         }
         all
     }
-}
-
-/// The test study of the browser tests, admitting invited contributors only, its category
-/// reported by OLH (whose hash seeds the tokens fix).
-fn invited_study(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(fixture("every-conversation-study.toml")).unwrap();
-    let invited = text
-        .replace("access = \"open\"\n", "")
-        .replace("id = \"every-conversation\"", "id = \"invited\"")
-        .replace(
-            "category = { epsilon = 0.5 }",
-            "category = { epsilon = 0.5, oracle = \"olh\" }",
-        );
-    assert!(invited.contains("oracle = \"olh\""), "the fixture study changed");
-    let path = dir.join("invited-study.toml");
-    std::fs::write(&path, invited).unwrap();
-    path
-}
-
-/// `chorus invite`: the printed codes.
-fn invite(data: &Path, database: Option<&str>, study_file: &Path, count: usize) -> Vec<String> {
-    let mut command = std::process::Command::new(chorus_bin());
-    command
-        .args([
-            "invite",
-            "--study",
-            "invited",
-            "--count",
-            &count.to_string(),
-            "--data-dir",
-        ])
-        .arg(data)
-        .arg("--study-file")
-        .arg(study_file)
-        .env_remove("CHORUS_DATABASE");
-    if let Some(url) = database {
-        command.args(["--database", url]);
-    }
-    let out = command.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 fn served_key(server: &ServerProcess, study: &CompiledStudy) -> TokenPublicKey {

@@ -1,7 +1,7 @@
 // The contributor's page: study and privacy statement → export file → analysis in a Web
 // Worker → review table → the exact payload → donation through the IndexedDB outbox.
 import { NOTICE, REPLY, REQUEST } from '/js/messages.js';
-import { memo, outbox, send } from '/js/outbox.js';
+import { memo, outbox, post, send } from '/js/outbox.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -235,11 +235,70 @@ function guarantee(g) {
   return `ε = ${twoDecimals(g.epsilon)}${g.delta ? ` (δ = ${g.delta})` : ''}`;
 }
 
+// Where this device keeps a study's invitation code, and a redemption in progress for its version.
+const invitationKey = () => `invitation:${study.id}`;
+const redemptionKey = () => `redemption:${study.id}@${study.version}`;
+
+// The code from an invitation link (`#invitation=CODE`): kept on this device, then taken out of
+// the address so that it stays out of the history and of anything copied from the address bar.
+async function keepInvitation() {
+  const code = new URLSearchParams(location.hash.slice(1)).get('invitation');
+  if (!code) return;
+  await memo.put(invitationKey(), code.trim());
+  history.replaceState(null, '', location.pathname + location.search);
+}
+
+async function showAccess() {
+  const invited = study.access === 'invited';
+  const code = invited && (await memo.get(invitationKey()));
+  $('access').dataset.access = invited ? (code ? 'invited' : 'uninvited') : 'open';
+  $('access').textContent = !invited
+    ? 'Anyone may take part in this study, so its published figures are not protected against made-up reports.'
+    : code
+      ? 'This study takes invited contributors only, and this device holds your invitation. When you donate, ' +
+        'it is exchanged for anonymous one-time tokens: the server can check that an invitation paid for each ' +
+        'report, but not which invitation.'
+      : 'This study takes invited contributors only. Open the link from your invitation on this device to ' +
+        'donate; you can still look at what this page finds in your conversations.';
+}
+
+// The invitation exchanged for one token per report. The token requests are stored before they
+// are sent and sent again, unchanged, after a lost answer or a closed tab: the server answers the
+// same request again, while new requests would find the invitation spent.
+async function redeemInvitation() {
+  const code = await memo.get(invitationKey());
+  if (!code) {
+    throw new Error('This study takes invited contributors only: open the link from your invitation to donate.');
+  }
+  const id = encodeURIComponent(study.id);
+  let pending = await memo.get(redemptionKey());
+  if (!pending) {
+    const response = await fetch(`/api/v1/studies/${id}/token-key`);
+    if (!response.ok) throw new Error(`the study's token key could not be fetched (${response.status})`);
+    pending = await call(REQUEST.TOKEN_REQUESTS, { key: await response.text() });
+    await memo.put(redemptionKey(), pending);
+  }
+  const body = await call(REQUEST.REDEMPTION, { pending, invitation: code });
+  $('payload-cost').textContent = 'Exchanging your invitation for anonymous tokens…';
+  const answer = await post(`/api/v1/studies/${id}/tokens`, body, (text) => {
+    $('payload-cost').textContent = `Exchanging your invitation: ${text}`;
+  });
+  if (!answer.ok) throw new Error(`your invitation was not accepted (${answer.status}): ${answer.text}`);
+  return call(REQUEST.FINISH_TOKENS, { pending, answer: answer.text });
+}
+
 async function prepare() {
   showError('');
-  const result = await call(REQUEST.REPORT, { memo: await memo.get(DEVICE), excluded: [...excluded] });
-  // The memo first: a retry after a refresh must re-send this very batch.
+  const excludedIds = [...excluded];
+  let result = await call(REQUEST.REPORT, { memo: await memo.get(DEVICE), excluded: excludedIds });
+  if (result.needs_tokens) {
+    const tokens = await redeemInvitation();
+    result = await call(REQUEST.REPORT, { memo: await memo.get(DEVICE), excluded: excludedIds, tokens });
+  }
+  // The memo first: a retry after a refresh must re-send this very batch. It holds the batch's
+  // tokens from now on, so the redemption they came from is done with.
   await memo.put(DEVICE, result.memo);
+  await memo.delete(redemptionKey());
   // The batch is kept as the exact text the device built: that text is what is sent.
   pending = { text: result.batch, batch: JSON.parse(result.batch), memo: result.memo };
   $('payload').textContent = JSON.stringify(pending.batch, null, 2);
@@ -314,6 +373,8 @@ async function start() {
   $('study-description').textContent = study.description;
   document.title = `${study.title} — Chorus`;
   $('privacy').innerHTML = privacyStatement(study.privacy);
+  await keepInvitation();
+  await showAccess();
   if (!study.codebook) $('topic-column').remove();
   Promise.all(workers.map((w) => w(REQUEST.LOAD, { study: text }))).then(modelsLoaded.resolve, modelsLoaded.reject);
   // A donation a refresh or a lost connection interrupted: send it again (same key).

@@ -8,7 +8,10 @@ export const REQUEST = Object.freeze({
   ANALYZE: 'analyze', // { file, shard, shards }: analyse this worker's share of the export
   TAKE: 'take', // hand over this worker's analyses (JSON text)
   ADD: 'add', // { json }: receive another worker's analyses
-  REPORT: 'report', // { memo, excluded }: prepare the batch (JSON text) and the memo
+  REPORT: 'report', // { memo, excluded, tokens }: prepare the batch (JSON text) and the memo
+  TOKEN_REQUESTS: 'token-requests', // { key }: token requests under the study's key (JSON text)
+  REDEMPTION: 'redemption', // { pending, invitation }: the body that redeems the invitation
+  FINISH_TOKENS: 'finish-tokens', // { pending, answer }: the tokens (JSON text)
   COMMIT: 'commit', // { memo, key }: freeze the batch as sent in the memo
 });
 

@@ -7,7 +7,7 @@
 
 import { BUNDLE } from '/js/bundle.js';
 import { NOTICE, REPLY, REQUEST } from '/js/messages.js';
-import init, { Client } from '/pkg/chorus_client.js';
+import init, { Client, redemptionBody } from '/pkg/chorus_client.js';
 
 const CACHE = 'chorus-model-v1';
 let client = null;
@@ -80,7 +80,11 @@ const handlers = {
   [REQUEST.ADD]: ({ json }) => client.addAnalyses(json),
   // `batch` and `memo` come back as JSON text and stay text: the page sends and stores these
   // very bytes (a number parsed by JavaScript may not be the number the device drew).
-  [REQUEST.REPORT]: ({ memo, excluded }) => JSON.parse(client.report(memo ?? '', JSON.stringify(excluded))),
+  [REQUEST.REPORT]: ({ memo, excluded, tokens }) =>
+    JSON.parse(client.report(memo ?? '', JSON.stringify(excluded), tokens ?? '')),
+  [REQUEST.TOKEN_REQUESTS]: ({ key }) => client.tokenRequests(key),
+  [REQUEST.REDEMPTION]: ({ pending, invitation }) => redemptionBody(pending, invitation),
+  [REQUEST.FINISH_TOKENS]: ({ pending, answer }) => client.finishTokens(pending, answer),
   [REQUEST.COMMIT]: ({ memo, key }) => JSON.parse(client.commit(memo, key)),
 };
 

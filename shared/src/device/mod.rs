@@ -7,10 +7,12 @@
 //! than redrawn, and the study's lifetime cap is enforced before anything new leaves.
 
 pub mod batch;
+pub mod invitation;
 pub mod mechanisms;
 pub mod memo;
 
 pub use batch::{random_id, seal, BatchError};
+pub use invitation::PendingTokens;
 pub use memo::{Draw, Memo, Prepared, Round, Slot, Spend, StudyMemo, MEMO_FORMAT};
 
 use crate::conversation::Conversation;
@@ -30,6 +32,8 @@ pub enum DeviceError {
     NotPrepared,
     #[error("this study admits invited contributors only: its {needed} reports need as many tokens, redeemed from an invitation")]
     NeedsTokens { needed: usize },
+    #[error("the contribution tokens could not be made: {0}")]
+    Tokens(String),
     #[error("the memo was written by an older version of Chorus and cannot be read; move it aside to start afresh (the reports it records are then forgotten, and a new batch spends anew)")]
     OldMemo,
     #[error("the memo is damaged: {0}")]
