@@ -13,6 +13,7 @@
 //! the blinded inputs themselves reveal nothing of the tokens is RFC 9474's guarantee.)
 
 use chorus_messages::{ReportBatch, PROTOCOL_VERSION};
+use chorus_shared::device::PendingTokens;
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::tokens::{challenge_digest, IssuerKey, Token, TokenPublicKey, TokenRequest};
@@ -20,6 +21,7 @@ use chorus_shared::Analysis;
 use chorus_tests::invited::{invite, invited_study};
 use chorus_tests::{analyses_for_study, chorus_bin, compile_study, fixture, fresh_postgres_database, ServerProcess};
 use serde_json::{json, Value};
+use std::path::Path;
 
 #[test]
 fn only_invited_tokens_count_on_sqlite_then_postgres() {
@@ -35,8 +37,8 @@ fn run(database: Option<&str>, name: &str) {
     let study = compile_study(Some(&study_file));
     let analyses = analyses_for_study(&fixture("chatgpt/conversations.json"), Some(&study_file));
     let data = dir.join("data");
-    let codes = invite(&data, database, &study_file, 3, None);
-    assert_eq!(codes.len(), 3);
+    let codes = invite(&data, database, &study_file, 4, None);
+    assert_eq!(codes.len(), 4);
     let study_arg = ["--study-file", study_file.to_str().unwrap()];
     let server = ServerProcess::start(&data, database, &study_arg);
     let key = served_key(&server, &study);
@@ -119,18 +121,19 @@ fn run(database: Option<&str>, name: &str) {
 
     // `chorus contribute` as a device does it: without an invitation it cannot; with one it
     // redeems, sends, and a second run re-sends the very batch (a replay, nothing new).
-    let memo = dir.join("memo.json");
-    let contribute = |invitation: Option<&str>| {
+    let contribute_with = |memo: &Path, invitation: Option<&str>| {
         let mut command = std::process::Command::new(chorus_bin());
         command
             .args(["contribute", "--server", &server.url, "--study", "invited", "--memo"])
-            .arg(&memo)
+            .arg(memo)
             .arg(fixture("chatgpt/conversations.json"));
         if let Some(code) = invitation {
             command.args(["--invitation", code]);
         }
         command.output().unwrap()
     };
+    let memo = dir.join("memo.json");
+    let contribute = |invitation: Option<&str>| contribute_with(&memo, invitation);
     let out = contribute(None);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invited contributors only"));
@@ -138,11 +141,29 @@ fn run(database: Option<&str>, name: &str) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let receipt: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(receipt["replayed"], false);
+    // Its token requests were kept beside the memo until the memo held the tokens.
+    assert!(!memo.with_extension("pending-tokens.json").exists());
     let out = contribute(None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["replayed"], true);
     let stored = stored_reports(&server);
     assert_eq!(stored, 3 * study.privacy.reports_per_contributor as u64);
+
+    // A run that died after its redemption reached the server: the invitation is spent, but the
+    // next run sends the token requests it kept, gets the same signatures, and contributes.
+    let second_memo = dir.join("second-memo.json");
+    let pending = PendingTokens::new(&study, &key, &mut Noise::Secure).unwrap();
+    std::fs::write(
+        second_memo.with_extension("pending-tokens.json"),
+        serde_json::to_vec(&pending).unwrap(),
+    )
+    .unwrap();
+    let lost = serde_json::to_string(&pending.redemption(&codes[3])).unwrap();
+    assert_eq!(server.post(&format!("/api/v1/studies/{}/tokens", study.id), &lost).0, 200);
+    assert_eq!(redeem(&server, &study, &key, &codes[3], &mut seen).unwrap_err(), 409);
+    let out = contribute_with(&second_memo, Some(&codes[3]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stored_reports(&server), 4 * study.privacy.reports_per_contributor as u64);
 
     // The release says who could contribute.
     let (status, body) = http_admin_release(&server, &study);
@@ -166,7 +187,7 @@ fn run(database: Option<&str>, name: &str) {
     drop(server);
     let rows = dump(database.unwrap_or(data.join("chorus.sqlite3").to_str().unwrap()));
     let invitation_values: Vec<&String> = rows["invitations"].iter().flatten().filter(|v| v.len() > 8).collect();
-    assert_eq!(rows["invitations"].len(), 3, "three invitations, by hash");
+    assert_eq!(rows["invitations"].len(), codes.len(), "every invitation, by hash");
     for table in ["batches", "spent_tokens", "contributors"] {
         for value in rows[table].iter().flatten() {
             assert!(
@@ -178,7 +199,7 @@ fn run(database: Option<&str>, name: &str) {
     for nonce in rows["spent_tokens"].iter().flatten().filter(|v| v.len() == 64) {
         assert!(!invitation_values.iter().any(|v| v.contains(nonce.as_str())));
     }
-    assert_eq!(rows["spent_tokens"].len(), 3 * tokens.len());
+    assert_eq!(rows["spent_tokens"].len(), 4 * tokens.len());
     std::fs::remove_dir_all(&dir).ok();
 }
 
