@@ -230,7 +230,7 @@ fn an_invited_contributor_donates_from_the_page_and_a_lost_redemption_is_sent_ag
         .iter()
         .map(|r| r.as_str().unwrap())
         .collect();
-    assert!(redemptions.len() >= 3, "{out}");
+    assert!(redemptions.len() >= 2, "{} redemptions", redemptions.len());
     assert!(redemptions.iter().all(|r| *r == redemptions[0]), "a redemption changed");
     let redemption: chorus_messages::InvitationRedemption = serde_json::from_str(redemptions[0]).unwrap();
     assert_eq!(redemption.invitation, code);
@@ -248,13 +248,17 @@ fn an_invited_contributor_donates_from_the_page_and_a_lost_redemption_is_sent_ag
         .map(|k| k.as_str().unwrap())
         .collect();
     assert!(kept.iter().all(|k| !k.starts_with("redemption:")), "{kept:?}");
-    // No URL the page requested carries the code (the fragment never leaves the browser), and
-    // no request carries text of the export.
+    // No URL the page requested carries the code outside the link's fragment (which the
+    // browser never sends; Chromium reports the navigation with it), the server's log holds no
+    // code, and no request carries text of the export.
     for r in out["requests"].as_array().unwrap() {
-        assert!(!r["url"].as_str().unwrap().contains(code), "{r}");
+        let sent = r["url"].as_str().unwrap().split('#').next().unwrap();
+        assert!(!sent.contains(code), "{r}");
     }
     check_requests(&out, &server.url, &export);
+    let log = server.log.clone();
     drop(server);
+    assert!(!std::fs::read_to_string(&log).unwrap().contains(code));
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -159,11 +159,17 @@ fn run(database: Option<&str>, name: &str) {
     )
     .unwrap();
     let lost = serde_json::to_string(&pending.redemption(&codes[3])).unwrap();
-    assert_eq!(server.post(&format!("/api/v1/studies/{}/tokens", study.id), &lost).0, 200);
+    assert_eq!(
+        server.post(&format!("/api/v1/studies/{}/tokens", study.id), &lost).0,
+        200
+    );
     assert_eq!(redeem(&server, &study, &key, &codes[3], &mut seen).unwrap_err(), 409);
     let out = contribute_with(&second_memo, Some(&codes[3]));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stored_reports(&server), 4 * study.privacy.reports_per_contributor as u64);
+    assert_eq!(
+        stored_reports(&server),
+        4 * study.privacy.reports_per_contributor as u64
+    );
 
     // The release says who could contribute.
     let (status, body) = http_admin_release(&server, &study);
