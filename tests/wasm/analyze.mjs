@@ -48,12 +48,12 @@ if (mode === '--embed-texts') {
         return String(error?.message ?? error);
       }
     };
-    const first = JSON.parse(client.report('', '[]'));
-    const again = JSON.parse(client.report(first.memo, '[]'));
-    const other = JSON.parse(client.report(again.memo, JSON.stringify(first.sampled)));
+    const first = JSON.parse(client.report('', '[]', ''));
+    const again = JSON.parse(client.report(first.memo, '[]', ''));
+    const other = JSON.parse(client.report(again.memo, JSON.stringify(first.sampled), ''));
     const committed = JSON.parse(client.commit(other.memo, JSON.parse(other.batch).idempotency_key));
-    const afterSending = refusal(() => client.report(committed.memo, JSON.stringify(other.sampled)));
-    const none = refusal(() => client.report('', JSON.stringify(result.conversations.map((c) => c.id))));
+    const afterSending = refusal(() => client.report(committed.memo, JSON.stringify(other.sampled), ''));
+    const none = refusal(() => client.report('', JSON.stringify(result.conversations.map((c) => c.id)), ''));
     process.stdout.write(JSON.stringify({
       batch: first.batch, again: again.batch, other: other.batch, sampled: first.sampled, other_sampled: other.sampled,
       cost: first.cost, spend: committed.spend, after_sending: afterSending, none, privacy: JSON.parse(client.privacy()),
