@@ -4,7 +4,8 @@
 //! ```js
 //! const client = new Client(modelBytes, tokenizerBytes, compiledStudyJson);
 //! const analysed = JSON.parse(client.analyze(exportBytes, false, (readBytes, totalBytes, done) => {}));
-//! // analysed.conversations: [{id, title, language, category, concern, topic_path, turns, chars, has_code}]
+//! // analysed.conversations: [{id, title, created, preview, language, category, concern, topic_path, turns,
+//! //   chars, has_code}] (created: the day, preview: the first words of the request; for review only)
 //! // analysed.summary: {conversations, skipped, truncated}
 //! const privacy = JSON.parse(client.privacy());          // what a report and a contributor cost
 //! // For a study that admits invited contributors only: token requests, stored before sending.
@@ -54,14 +55,20 @@ pub struct Client {
 }
 
 /// One analysed conversation as the tab keeps it. The digest and the embedding never leave the
-/// tab; the title is for the contributor's eyes (the review table) only.
+/// tab; the title, the day and the request's first words are for the contributor's eyes (the
+/// review) only.
 #[derive(Serialize, Deserialize)]
 struct KeptConversation {
     index: u64,
     digest: String,
     title: Option<String>,
+    created: Option<String>,
+    preview: String,
     analysis: Analysis,
 }
+
+/// How many words of the first request the review shows.
+const PREVIEW_WORDS: usize = 16;
 
 #[derive(Serialize)]
 struct AnalyzeResult {
@@ -69,13 +76,15 @@ struct AnalyzeResult {
     summary: Summary,
 }
 
-/// A conversation as the review table shows it: its analysis (no embedding) and its title.
+/// A conversation as the review shows it: its analysis (no embedding), title, day and first words.
 #[derive(Serialize)]
 struct ReviewRow {
     index: u64,
     #[serde(flatten)]
     analysis: Analysis,
     title: Option<String>,
+    created: Option<String>,
+    preview: String,
 }
 
 #[derive(Serialize)]
@@ -187,6 +196,8 @@ impl Client {
                     index: index - 1,
                     digest: digest(&conversation),
                     title: conversation.title.clone(),
+                    created: conversation.created.clone(),
+                    preview: first_words(conversation.first_user_text().unwrap_or_default()),
                     analysis,
                 }),
                 Err(e) => failure = Some(e),
@@ -213,6 +224,8 @@ impl Client {
                     index: a.index,
                     analysis: shown,
                     title: a.title.clone(),
+                    created: a.created.clone(),
+                    preview: a.preview.clone(),
                 }
             })
             .collect();
@@ -363,6 +376,14 @@ fn load_memo(json: &str, noise: &mut Noise) -> Result<Memo, JsError> {
         return Ok(Memo::new(noise)?);
     }
     Ok(Memo::from_json(json)?)
+}
+
+/// The first words of a request, for the review (… when there is more).
+fn first_words(text: &str) -> String {
+    let mut words = text.split_whitespace();
+    let shown: Vec<&str> = words.by_ref().take(PREVIEW_WORDS).collect();
+    let more = if words.next().is_some() { " …" } else { "" };
+    format!("{}{more}", shown.join(" "))
 }
 
 fn parse_pending(json: &str) -> Result<PendingTokens, JsError> {

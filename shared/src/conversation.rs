@@ -17,11 +17,14 @@ pub struct Turn {
 }
 
 /// A conversation read from an export: its id in that export, its title if the export has one,
-/// and its visible turns in order.
+/// the day it was started if the export says, and its visible turns in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
     pub id: String,
     pub title: Option<String>,
+    /// The day the conversation was started (UTC, `YYYY-MM-DD`), for the contributor's review
+    /// on the device; never reported.
+    pub created: Option<String>,
     pub turns: Vec<Turn>,
 }
 

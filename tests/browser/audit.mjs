@@ -1,7 +1,7 @@
 // The auditor's page in headless Chromium:  node audit.mjs BASE_URL OUT_DIR
 // Opens the newest release; prints JSON with the signature's state, the charts drawn and every
 // request made; screenshots go to OUT_DIR.
-import { launch, recordRequests } from './chromium.mjs';
+import { accessibility, launch, recordRequests } from './chromium.mjs';
 
 const [base, outDir] = process.argv.slice(2);
 const requests = [];
@@ -11,6 +11,7 @@ try {
   page.setDefaultTimeout(180_000);
   await page.setViewport({ width: 1280, height: 800 });
   recordRequests(page, requests);
+  await page.setBypassCSP(true);
   await page.goto(`${base}/audit.html`);
   await page.waitForSelector('#signature[data-state]', { timeout: 120_000 });
   const out = await page.evaluate(() => ({
@@ -24,8 +25,10 @@ try {
     privacy_rows: document.querySelectorAll('#privacy tbody tr').length,
     plausibility_rows: document.querySelectorAll('#plausibility tbody tr').length,
     releases: document.querySelectorAll('#releases li').length,
+    findings: [...document.querySelectorAll('#findings li')].map((li) => li.textContent),
   }));
   out.requests = requests;
+  out.accessibility = await accessibility(page);
   await page.screenshot({ path: `${outDir}/audit.png`, fullPage: true });
   await page.setViewport({ width: 390, height: 800 });
   out.narrow_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);

@@ -30,3 +30,17 @@ export function recordRequests(page, into) {
     into.push({ url: request.url(), method: request.method(), body: request.postData() ?? '' });
   });
 }
+
+// The serious and critical accessibility violations axe-core finds on the page as it stands:
+// [{id, impact, help, nodes}]. The page must have been opened after `page.setBypassCSP(true)`
+// (axe is injected as an inline script, which the pages' Content-Security-Policy forbids).
+export async function accessibility(page) {
+  await page.addScriptTag({ path: new URL('./node_modules/axe-core/axe.min.js', import.meta.url).pathname });
+  return page.evaluate(async () => {
+    // axe: the script injected above.
+    const result = await window.axe.run(document, { resultTypes: ['violations'] });
+    return result.violations
+      .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')) }));
+  });
+}

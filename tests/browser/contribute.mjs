@@ -1,11 +1,11 @@
 // The contributor's page in headless Chromium:
 //   node contribute.mjs BASE_URL STUDY_ID EXPORT WRONG_FILE OUT_DIR
 // Device 1: a wrong file shows an error; the export is analysed, one row excluded, the payload
-// shown, donated, receipt; then a return visit driven by the keyboard alone, with the model
+// shown, declined ("Don't donate": nothing sent), shown again and donated, receipt; then a return visit driven by the keyboard alone, with the model
 // from the browser's cache. Device 2 (a fresh profile): the first POST fails (network down),
 // the page is reloaded, and the queued donation is sent from IndexedDB. Prints JSON with every
 // request made, the receipts and timings; screenshots go to OUT_DIR.
-import { launch, recordRequests } from './chromium.mjs';
+import { accessibility, launch, recordRequests } from './chromium.mjs';
 
 const [base, studyId, exportPath, wrongPath, outDir] = process.argv.slice(2);
 const url = `${base}/contribute.html?study=${encodeURIComponent(studyId)}`;
@@ -27,6 +27,7 @@ try {
   await page.setViewport({ width: 1280, height: 800 });
   recordRequests(page, requests);
   page.on('console', (m) => m.type() === 'error' && process.stderr.write(`page: ${m.text()}\n`));
+  await page.setBypassCSP(true);
   await page.goto(url);
   await page.waitForFunction(() => document.querySelector('#privacy').textContent.includes('ε ='));
   await analyse(page, wrongPath);
@@ -47,6 +48,21 @@ try {
   out.sampled = JSON.parse(await page.$eval('#payload-section', (e) => e.dataset.sampled));
   out.cost = await page.$eval('#payload-cost', (e) => e.textContent);
   await page.screenshot({ path: `${outDir}/contribute-review.png`, fullPage: false });
+  out.accessibility = await accessibility(page);
+  // "Don't donate": nothing is sent and neither button stays live; then back, and donate.
+  await page.click('#decline');
+  await page.waitForSelector('#decision:not([hidden])');
+  out.declined = await page.evaluate(() => ({
+    text: document.querySelector('#decision').textContent,
+    donate_disabled: document.querySelector('#donate').disabled,
+    decline_disabled: document.querySelector('#decline').disabled,
+  }));
+  out.declined.reports_posted = requests.filter((r) => r.method === 'POST' && r.url.includes('/reports')).length;
+  await page.click('#reconsider');
+  await page.waitForSelector('#payload-section', { hidden: true });
+  await page.click('#prepare');
+  await page.waitForSelector('#payload-section:not([hidden])');
+  out.payload_again = JSON.parse(await page.$eval('#payload', (e) => e.textContent));
   await page.click('#donate');
   await page.waitForSelector('#receipt[data-state=stored]', long);
   out.receipt = await page.$eval('#receipt', (e) => e.textContent);
@@ -57,7 +73,7 @@ try {
   out.model_fetches_first_visit = modelFetches();
   await page.reload();
   await page.waitForFunction(() => document.querySelector('#privacy').textContent.includes('ε ='));
-  await page.focus('#drop');
+  await page.focus('#file');
   // Intercepting the file chooser is switched on asynchronously: let it settle before Enter.
   const choosing = page.waitForFileChooser();
   await new Promise((resolve) => setTimeout(resolve, 500));

@@ -2,7 +2,9 @@
 //! puppeteer-core): the contributor's donation flow against a study that takes seven reports per
 //! contributor; 300 devices donating one conversation each through the page with the shipped
 //! default study, their reports held by the server against the devices' own facets; and the
-//! auditor's page on a demo-seeded release. Screenshots are saved to `tests/browser/screenshots/`.
+//! auditor's page on a demo-seeded release. Screenshots are saved to
+//! `target/browser-screenshots/`; the committed ones in `tests/browser/screenshots/`, of every
+//! stage at both widths, come from `--example page_stages`.
 
 use chorus_messages::Report;
 use chorus_messages::{Channel, Privatized};
@@ -23,7 +25,7 @@ fn browser_dir() -> PathBuf {
 }
 
 fn screenshots() -> PathBuf {
-    let dir = browser_dir().join("screenshots");
+    let dir = workspace_root().join("target/browser-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -127,6 +129,21 @@ fn a_contributor_donates_from_the_page() {
         "an excluded conversation was sampled: {out}"
     );
     assert_eq!(out["second_payload"]["reports"].as_array().unwrap().len(), m);
+    assert_eq!(
+        out["accessibility"],
+        serde_json::json!([]),
+        "axe-core: serious violations"
+    );
+    // Declining sends nothing and leaves no button live; the batch shown again is the same one.
+    let declined = &out["declined"];
+    assert!(
+        declined["text"].as_str().unwrap().contains("Nothing was sent"),
+        "{declined}"
+    );
+    assert_eq!(declined["donate_disabled"], true);
+    assert_eq!(declined["decline_disabled"], true);
+    assert_eq!(declined["reports_posted"], 0);
+    assert_eq!(out["payload_again"], out["payload"]);
     assert!(out["receipt"].as_str().unwrap().starts_with("Thank you"), "{out}");
     assert!(
         out["blocked"].as_u64().unwrap() >= 1,
@@ -467,6 +484,12 @@ fn an_auditor_reads_a_verified_release() {
     let checks = signed["release"]["plausibility"]["checks"].as_array().unwrap().len() as u64;
     assert!(checks >= 1, "the demo release runs no plausibility check");
     assert_eq!(out["plausibility_rows"].as_u64().unwrap(), checks, "{out}");
+    assert_findings(&out, &signed["release"], &server);
+    assert_eq!(
+        out["accessibility"],
+        serde_json::json!([]),
+        "axe-core: serious violations"
+    );
     assert_eq!(out["narrow_overflow"], false, "the page overflows a narrow screen");
     for r in out["requests"].as_array().unwrap() {
         let url = r["url"].as_str().unwrap();
@@ -477,4 +500,63 @@ fn an_auditor_reads_a_verified_release() {
     }
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The findings at the top of the auditor's page say what the release says: the largest
+/// published category (corrected, where the release corrects it) by name with its share and
+/// interval in whole percent, the largest top-level topic likewise, and the demo label.
+fn assert_findings(out: &Value, release: &Value, server: &ServerProcess) {
+    let findings: Vec<&str> = out["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!((3..=6).contains(&findings.len()), "{findings:?}");
+    let spoken = |c: &Value| {
+        let whole = |x: &Value| (100.0 * x.as_f64().unwrap()).round() as i64;
+        format!(
+            "{}% ({}–{}%)",
+            whole(&c["share"]),
+            whole(&c["ci95"][0]),
+            whole(&c["ci95"][1])
+        )
+    };
+    let largest = |cells: &Value| -> Option<Value> {
+        cells
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c.get("share").is_some())
+            .max_by(|a, b| a["share"].as_f64().unwrap().total_cmp(&b["share"].as_f64().unwrap()))
+            .cloned()
+    };
+    let category = &release["facets"]["category"];
+    let mix = category.get("debiased").unwrap_or(&category["cells"]);
+    let study: Value = serde_json::from_str(&server.get("/api/v1/studies/chorus-default").1).unwrap();
+    if let Some(top) = largest(mix) {
+        let name = study["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == top["value"])
+            .unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_lowercase();
+        let expected = format!(
+            "Among the conversations contributed, {} were about {name}",
+            spoken(&top)
+        );
+        assert!(findings[0].starts_with(&expected), "{:?} vs {expected:?}", findings[0]);
+    }
+    if let Some(topic) = largest(&release["topics"]["levels"][0]) {
+        let expected = format!(
+            "The largest topic was “{}”, at {}.",
+            topic["name"].as_str().unwrap(),
+            spoken(&topic)
+        );
+        assert!(findings.contains(&expected.as_str()), "{findings:?} lacks {expected:?}");
+    }
+    assert!(findings.iter().any(|f| f.starts_with("Demo data")), "{findings:?}");
 }

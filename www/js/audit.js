@@ -30,7 +30,12 @@ function table(headers, rows, caption) {
     body.append(tr);
   }
   t.append(body);
-  const wrap = node('div', undefined, { class: 'table-wrap' });
+  // A scrolling region: reachable from the keyboard, and named for screen readers.
+  const wrap = node('section', undefined, {
+    class: 'table-wrap',
+    tabindex: '0',
+    'aria-label': caption ?? headers.join(', '),
+  });
   wrap.append(t);
   return wrap;
 }
@@ -105,6 +110,12 @@ function withheld(cell) {
   return cell.reason === 'too few reports'
     ? 'not tested: too few reports'
     : 'not published: too few reports to publish reliably';
+}
+
+// Published cells by share, largest first, then the withheld ones.
+function largestFirst(cells) {
+  const rank = (c) => (c.suppressed ? -1 : c.share);
+  return [...cells].sort((a, b) => rank(b) - rank(a));
 }
 
 function cellsOf(cells, label = (c) => c.value) {
@@ -250,6 +261,52 @@ function privacySection(release) {
   $('privacy').replaceChildren(...parts);
 }
 
+// A share and its interval in whole percent, as the findings say it: "22% (18–26%)".
+const whole = (x) => Math.round(100 * x);
+const spoken = (c) => `${whole(c.share)}% (${whole(c.ci95[0])}–${whole(c.ci95[1])}%)`;
+
+// The release's category names from the study the server serves (ids made readable if it no
+// longer serves it).
+async function categoryNames(study) {
+  try {
+    const response = await fetch(`/api/v1/studies/${encodeURIComponent(study.id)}`);
+    if (response.ok) return Object.fromEntries((await response.json()).categories.map((c) => [c.id, c.name]));
+  } catch (_error) {
+    // The ids below are readable enough.
+  }
+  return {};
+}
+
+// Three to five sentences a reader can take away, generated from the release: the largest
+// categories and topic with their intervals, how many stand behind them, and what to keep in mind.
+function findings(release, names) {
+  const category = release.facets.category;
+  const mix = (category.debiased ?? category.cells).filter((c) => !c.suppressed).sort((a, b) => b.share - a.share);
+  const name = (id) => (names[id] ?? id.replaceAll('_', ' ')).toLowerCase();
+  const sentences = [];
+  if (mix.length) {
+    const parts = mix.slice(0, 3).map((c, i) => `${spoken(c)} ${i === 0 ? 'were about' : 'about'} ${name(c.value)}`);
+    const list = parts.length > 1 ? `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}` : parts[0];
+    sentences.push(`Among the conversations contributed, ${list}.`);
+  } else {
+    sentences.push('Too few reports stand behind any category share to publish it reliably yet.');
+  }
+  const top = (release.topics?.levels?.[0] ?? []).filter((t) => !t.suppressed).sort((a, b) => b.share - a.share)[0];
+  if (top) sentences.push(`The largest topic was “${top.name}”, at ${spoken(top)}.`);
+  sentences.push(
+    `These are estimates from ${release.counts.reports} noisy reports by about ${release.counts.contributors} ` +
+      `contributors: each range is where the true share lies with 95% confidence.`,
+  );
+  sentences.push(
+    release.plausibility.flagged
+      ? 'A plausibility check is flagged: some reports look unlike those honest devices send.'
+      : 'No check suggests made-up reports.',
+  );
+  if (release.study.access === 'open') sentences.push(release.study.who_contributed);
+  if (release.demo) sentences.push('Demo data: public conversations, not real contributors.');
+  return sentences;
+}
+
 async function show(id) {
   const response = await fetch(`/api/v1/releases/${encodeURIComponent(id)}`);
   if (!response.ok) throw new Error(`no release ${id}`);
@@ -264,12 +321,17 @@ async function show(id) {
   $('download-json').href = `/api/v1/releases/${encodeURIComponent(id)}`;
   $('download-csv').href = `/api/v1/releases/${encodeURIComponent(id)}/csv`;
   const verifying = verify(id, text);
+  const names = await categoryNames(release.study);
+  $('findings').replaceChildren(...findings(release, names).map((t) => node('li', t)));
   if (release.topics) topicsSection(release.topics);
   const category = release.facets.category;
   const mix = category.debiased ?? category.cells;
   const band = category.debiased ? null : category.validation?.band;
   $('categories').replaceChildren(
-    barChart(cellsOf(mix), 'Category shares with 95% intervals'),
+    barChart(
+      cellsOf(largestFirst(mix), (c) => names[c.value] ?? c.value),
+      'Category shares with 95% intervals, largest first',
+    ),
     node('p', category.estimates ?? '', { class: 'note' }),
     ...(band
       ? [

@@ -56,7 +56,39 @@ function twoDecimals(x) {
 // The statement is built as HTML from the study: every string from it is escaped.
 const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+// What the server learns, in words for someone who has never heard of differential privacy;
+// the parameters follow, folded away.
+function plainStatement(plan) {
+  const m = plan.reports_per_contributor;
+  const epsilon = plan.accounting.contributor.epsilon;
+  const drawn = m === 1 ? 'one of your conversations, drawn at random' : `${m} of your conversations, drawn at random`;
+  const what = ['what kind of task it was'];
+  if (plan.channels.some((c) => c.pool)) what.push('one more detail about it');
+  if (plan.embedding) what.push('a blurred summary of its meaning');
+  return (
+    `<p class="lead">The study learns a <strong>blurred guess</strong> about ${drawn}: ${what.join(', ')}. ` +
+    `Each answer is deliberately randomised on this device before it is sent, and no words of your ` +
+    `conversations ever leave it. ${bound(epsilon)}</p>`
+  );
+}
+
+// The contributor-level guarantee as a bound on how much surer anyone can become (e^ε).
+function bound(epsilon) {
+  if (epsilon > 7) {
+    return 'This study randomises lightly: what is sent says a good deal about the conversations drawn.';
+  }
+  const surer = Math.max(2, Math.round(Math.exp(epsilon)));
+  return (
+    `Whatever anyone does with what is sent, they can never become more than about ` +
+    `<strong>${surer}× surer</strong> of anything about you than they were without it.`
+  );
+}
+
 function privacyStatement(plan) {
+  return `${plainStatement(plan)}<details><summary>The exact guarantee</summary>${exactStatement(plan)}</details>`;
+}
+
+function exactStatement(plan) {
   const a = plan.accounting;
   const parts = [];
   const names = { krr: 'randomized response', olh: 'local hashing', oue: 'unary encoding' };
@@ -105,6 +137,12 @@ function privacyStatement(plan) {
   return parts.join('');
 }
 
+// What the concern levels in the review mean (1 is no concern).
+function concernLegend(scale) {
+  const levels = [[1, 'no concern'], ...scale].map(([level, text]) => `${level}: ${text}`);
+  return `Concern, as this device judged each request: ${levels.join(' ')}`;
+}
+
 function categoryName(id) {
   return study.categories.find((c) => c.id === id)?.name ?? id;
 }
@@ -115,9 +153,24 @@ function topicName(path) {
   return leaves.find((t) => t.id === path[path.length - 1])?.name ?? '';
 }
 
-function cell(text) {
+// A cell of the review, labelled for the card layout of narrow screens.
+function cell(text, label) {
   const td = document.createElement('td');
   td.textContent = text;
+  if (label) td.dataset.label = label;
+  return td;
+}
+
+// The title, and under it (on this device only) the day and the request's first words: titles
+// are often "New chat".
+function titleCell(row) {
+  const td = cell('', 'Conversation');
+  const title = document.createElement('strong');
+  title.textContent = row.title;
+  const preview = document.createElement('span');
+  preview.className = 'preview';
+  preview.textContent = [row.created, row.preview].filter(Boolean).join(' · ');
+  td.append(title, preview);
   return td;
 }
 
@@ -147,13 +200,13 @@ function renderRows() {
     });
     const include = document.createElement('td');
     include.append(box);
-    tr.append(include, cell(row.title), cell(row.categoryName));
-    if (study.codebook) tr.append(cell(row.topic));
+    tr.append(include, titleCell(row), cell(row.categoryName, 'Category'));
+    if (study.codebook) tr.append(cell(row.topic, 'Topic'));
     tr.append(
-      cell(row.language),
-      cell(String(row.concern)),
-      cell(String(row.turns)),
-      cell(row.has_code ? 'yes' : 'no'),
+      cell(row.language, 'Language'),
+      cell(String(row.concern), 'Concern'),
+      cell(String(row.turns), 'Turns'),
+      cell(row.has_code ? 'yes' : 'no', 'Code'),
     );
     body.append(tr);
   }
@@ -210,7 +263,7 @@ async function analyzeFile(file) {
     rows = result.conversations.map((c) => {
       const title = c.title || '(untitled)';
       const row = { ...c, title, categoryName: categoryName(c.category), topic: topicName(c.topic_path) };
-      row.search = [title, row.categoryName, row.topic, c.language].join(' ').toLowerCase();
+      row.search = [title, c.created, c.preview, row.categoryName, row.topic, c.language].join(' ').toLowerCase();
       return row;
     });
     excluded.clear();
@@ -287,6 +340,64 @@ async function redeemInvitation() {
   return call(REQUEST.FINISH_TOKENS, { pending, answer: answer.text });
 }
 
+// How a channel's value was randomised, in words: the chance that what is sent is true.
+function randomisation(oracle) {
+  const e = Math.exp(oracle.epsilon);
+  const pct = (x) => `${Math.round(100 * x)}%`;
+  if (oracle.kind === 'krr') {
+    return `kept with probability ${pct(e / (e + oracle.domain - 1))}, otherwise replaced by a random other value`;
+  }
+  if (oracle.kind === 'olh') {
+    return (
+      `hashed into one of ${oracle.buckets} buckets by a hash fixed per report; the bucket is kept with ` +
+      `probability ${pct(e / (e + oracle.buckets - 1))}, otherwise replaced by another — a bucket stands for ` +
+      `many values, never one`
+    );
+  }
+  return `one yes/no per value: the true one kept at 50%, every other set at random with probability ${pct(1 / (e + 1))}`;
+}
+
+// What was sent for one channel, readable: a value's name, a bucket, or the set bits.
+function sentValue(plan, value) {
+  if (typeof value === 'number') return plan.labels[value] ?? String(value);
+  if (Array.isArray(value)) return value.map((v) => plan.labels[v] ?? v).join(', ') || '(none)';
+  return `bucket ${value.bucket} (hash seed ${value.seed})`;
+}
+
+// The batch as a table a person can read: per report and channel, what is sent and how it was
+// randomised, so that a value that differs from the review is explained.
+function payloadTable(batch) {
+  const rows = [];
+  batch.reports.forEach((report, i) => {
+    for (const [channel, value] of Object.entries(report.channels)) {
+      const plan = study.privacy.channels.find((c) => c.channel === channel);
+      rows.push([i + 1, channel.replaceAll('_', ' '), sentValue(plan, value), randomisation(plan.oracle)]);
+    }
+    if (report.embedding) {
+      rows.push([
+        i + 1,
+        'summary of meaning',
+        `${report.embedding.length} numbers`,
+        `each blurred with random noise (σ = ${twoDecimals(study.privacy.embedding.sigma)}), far larger than the signal`,
+      ]);
+    }
+  });
+  const table = document.createElement('table');
+  const head = table.createTHead().insertRow();
+  for (const h of ['report', 'what', 'sent', 'how it was randomised']) {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.textContent = h;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  for (const r of rows) {
+    const tr = body.insertRow();
+    for (const c of r) tr.insertCell().textContent = String(c);
+  }
+  return table;
+}
+
 async function prepare() {
   showError('');
   const excludedIds = [...excluded];
@@ -302,6 +413,7 @@ async function prepare() {
   // The batch is kept as the exact text the device built: that text is what is sent.
   pending = { text: result.batch, batch: JSON.parse(result.batch), memo: result.memo };
   $('payload').textContent = JSON.stringify(pending.batch, null, 2);
+  $('payload-table').replaceChildren(payloadTable(pending.batch));
   const n = pending.batch.reports.length;
   const titles = result.sampled.map((id) => rows.find((r) => r.id === id)?.title ?? id);
   const cost = result.sent
@@ -314,7 +426,25 @@ async function prepare() {
     `${cost} Nothing else is sent.`;
   $('payload-section').dataset.sampled = JSON.stringify(result.sampled);
   $('payload-section').hidden = false;
-  $('donate').disabled = false;
+  decided(null);
+}
+
+// After "Donate" or "Don't donate" neither button stays live; "Change my selection" goes back.
+function decided(decision) {
+  $('donate').disabled = $('decline').disabled = decision !== null;
+  $('decision').hidden = decision !== 'declined';
+}
+
+function decline() {
+  pending = null;
+  decided('declined');
+}
+
+function reconsider() {
+  $('payload-section').hidden = true;
+  $('decision').hidden = true;
+  $('review').scrollIntoView();
+  $('prepare').focus();
 }
 
 // Include every conversation, or none (then tick the ones to send).
@@ -345,7 +475,7 @@ async function deliver(donation) {
 
 async function donate() {
   if (!pending) return;
-  $('donate').disabled = true;
+  decided('donated');
   $('receipt').dataset.state = 'sending';
   // Recorded as sent before it is queued: the ledger holds what it costs even if the tab dies
   // here, and a later visit re-sends this very batch instead of drawing another.
@@ -376,6 +506,12 @@ async function start() {
   await keepInvitation();
   await showAccess();
   if (!study.codebook) $('topic-column').remove();
+  $('concern-legend').textContent = concernLegend(study.concern_scale ?? []);
+  const m = study.privacy.reports_per_contributor;
+  $('drawn').textContent =
+    `When you donate, ${m === 1 ? 'one conversation' : `${m} conversations`} from those you include ` +
+    `${m === 1 ? 'is' : 'are'} drawn at random and reported, blurred; you see which before anything is sent. ` +
+    'The rest never leave this device.';
   Promise.all(workers.map((w) => w(REQUEST.LOAD, { study: text }))).then(modelsLoaded.resolve, modelsLoaded.reject);
   // A donation a refresh or a lost connection interrupted: send it again (same key).
   for (const donation of await outbox.all()) {
@@ -390,12 +526,6 @@ $('drop').addEventListener('drop', (e) => {
   const file = e.dataTransfer.files[0];
   if (file) analyzeFile(file);
 });
-$('drop').addEventListener('keydown', (e) => {
-  if (e.key === 'Enter' || e.key === ' ') {
-    e.preventDefault();
-    $('file').click();
-  }
-});
 $('search').addEventListener('input', () => {
   limit = PAGE;
   renderRows();
@@ -408,6 +538,8 @@ $('select-all').addEventListener('click', () => includeAll(true));
 $('select-none').addEventListener('click', () => includeAll(false));
 $('prepare').addEventListener('click', () => prepare().catch((e) => showError(e.message)));
 $('donate').addEventListener('click', () => donate().catch((e) => showError(e.message)));
+$('decline').addEventListener('click', decline);
+$('reconsider').addEventListener('click', reconsider);
 ready.catch(() => {}); // reported by start's own failure below
 start().catch((e) => {
   modelsLoaded.reject(e);

@@ -66,6 +66,7 @@ mod tests {
         Conversation {
             id: "c".into(),
             title: None,
+            created: None,
             turns: vec![Turn {
                 role: Role::User,
                 text: text.into(),

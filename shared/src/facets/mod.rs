@@ -67,6 +67,7 @@ mod tests {
         Conversation {
             id: "c1".into(),
             title: title.map(Into::into),
+            created: None,
             turns: turns
                 .iter()
                 .map(|(role, text)| Turn {

@@ -43,7 +43,16 @@ pub fn parse(v: &Value) -> Result<Conversation, String> {
         .iter()
         .filter_map(|node| visible_turn(node.get("message")?))
         .collect();
-    Ok(Conversation { id, title, turns })
+    let created = v
+        .get("create_time")
+        .and_then(Value::as_f64)
+        .and_then(super::day_of_unix);
+    Ok(Conversation {
+        id,
+        title,
+        created,
+        turns,
+    })
 }
 
 /// Exports without `current_node` (older or hand-made files): follow the last child from the root.

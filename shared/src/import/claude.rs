@@ -32,7 +32,13 @@ pub fn parse(v: &Value) -> Result<Conversation, String> {
             })
         })
         .collect();
-    Ok(Conversation { id, title, turns })
+    let created = v.get("created_at").and_then(Value::as_str).and_then(super::iso_day);
+    Ok(Conversation {
+        id,
+        title,
+        created,
+        turns,
+    })
 }
 
 /// The `content` text blocks when present (newer exports), else the flat `text` field.

@@ -327,6 +327,36 @@ fn read_up_to<R: Read>(input: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 
 /// The text of a list of content parts: plain strings, and `{"type": "text", "text": ...}`
 /// objects. Images, audio and other non-text parts are left out.
+/// The UTC day of a Unix time in seconds, `YYYY-MM-DD` (days to civil date: H. Hinnant's
+/// algorithm); `None` outside the years 1970–9999.
+fn day_of_unix(seconds: f64) -> Option<String> {
+    if !(0.0..253_402_300_800.0).contains(&seconds) {
+        return None;
+    }
+    let days = (seconds / 86_400.0).floor() as i64 + 719_468;
+    let era = days / 146_097;
+    let day_of_era = days - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    Some(format!("{year:04}-{month:02}-{day:02}"))
+}
+
+/// The day of an ISO 8601 timestamp (`2024-05-01T12:00:00Z` → `2024-05-01`), if it starts with one.
+fn iso_day(text: &str) -> Option<String> {
+    let day = text.get(..10)?;
+    let digits = |range: std::ops::Range<usize>| day[range].bytes().all(|b| b.is_ascii_digit());
+    let shaped = digits(0..4) && digits(5..7) && digits(8..10) && &day[4..5] == "-" && &day[7..8] == "-";
+    shaped.then(|| day.to_owned())
+}
+
 fn text_of_parts(parts: &Value) -> String {
     let Some(parts) = parts.as_array() else {
         return parts.as_str().unwrap_or_default().to_owned();
@@ -348,4 +378,22 @@ fn text_of_parts(parts: &Value) -> String {
         .filter(|s| !s.trim().is_empty())
         .collect();
     texts.join("\n")
+}
+
+#[cfg(test)]
+mod day_tests {
+    use super::{day_of_unix, iso_day};
+
+    #[test]
+    fn days_are_read_from_unix_times_and_iso_timestamps() {
+        assert_eq!(day_of_unix(0.0).as_deref(), Some("1970-01-01"));
+        assert_eq!(day_of_unix(1_700_000_000.5).as_deref(), Some("2023-11-14"));
+        assert_eq!(day_of_unix(951_782_400.0).as_deref(), Some("2000-02-29"));
+        assert_eq!(day_of_unix(1_709_251_199.0).as_deref(), Some("2024-02-29"));
+        assert_eq!(day_of_unix(-1.0), None);
+        assert_eq!(day_of_unix(f64::NAN), None);
+        assert_eq!(iso_day("2024-05-01T12:00:00.123456Z").as_deref(), Some("2024-05-01"));
+        assert_eq!(iso_day("yesterday at noon"), None);
+        assert_eq!(iso_day("2024"), None);
+    }
 }

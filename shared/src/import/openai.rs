@@ -39,5 +39,10 @@ pub fn parse(v: &Value, fallback_id: &str) -> Result<Conversation, String> {
             })
         })
         .collect();
-    Ok(Conversation { id, title, turns })
+    Ok(Conversation {
+        id,
+        title,
+        created: None,
+        turns,
+    })
 }

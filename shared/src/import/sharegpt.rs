@@ -30,5 +30,10 @@ pub fn parse(v: &Value, fallback_id: &str) -> Result<Conversation, String> {
             })
         })
         .collect();
-    Ok(Conversation { id, title: None, turns })
+    Ok(Conversation {
+        id,
+        title: None,
+        created: None,
+        turns,
+    })
 }

@@ -10,8 +10,9 @@ use crate::embed::{self, Embedder};
 use crate::privacy::PrivacyPlan;
 use serde::{Deserialize, Serialize};
 
-/// Changes whenever compiled studies from older code must not be reused (9: the access mode).
-pub const COMPILED_FORMAT: u32 = 9;
+/// Changes whenever compiled studies from older code must not be reused (9: the access mode;
+/// 10: the concern scale's descriptions).
+pub const COMPILED_FORMAT: u32 = 10;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -33,6 +34,10 @@ pub struct CompiledStudy {
     pub concern_prototypes: Vec<ConcernPrototype>,
     /// Lowercase terms and the level each marks.
     pub concern_terms: Vec<(u8, String)>,
+    /// What each level of the study's concern scale means (level 1, no concern, is implicit),
+    /// for the contributor's review.
+    #[serde(default)]
+    pub concern_scale: Vec<(u8, String)>,
     /// The classifier's errors: `[true][c]` sums of the probability given to category c, from
     /// cross-validation on the labelled examples (none for a study classified by prototypes).
     /// What the server needs to estimate the true category mix from the reported one.
@@ -111,6 +116,11 @@ impl CompiledStudy {
             privacy,
             release: study.release.clone(),
             codebook: study.codebook.clone(),
+            concern_scale: study
+                .concerns
+                .iter()
+                .map(|c| (c.level, c.description.clone()))
+                .collect(),
             concern_terms: study
                 .concerns
                 .iter()
