@@ -28,17 +28,15 @@
 use chorus_messages::BlindSignatures;
 use chorus_shared::device::{digest, DeviceError, Memo, PendingTokens};
 use chorus_shared::embed::Embedder;
-use chorus_shared::import::{read_export, ImportSummary};
+use chorus_shared::import::{read_export_with_progress, ImportProgress, ImportSummary};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::study::CompiledStudy;
 use chorus_shared::tokens::{Token, TokenPublicKey};
 use chorus_shared::{Analysis, Analyzer};
-use reader::{JsFile, ProgressCursor};
+use reader::JsFile;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::cell::Cell;
 use std::io::{Cursor, Read, Seek};
-use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 mod reader;
@@ -117,20 +115,7 @@ impl Client {
         embeddings: bool,
         progress: Option<js_sys::Function>,
     ) -> Result<String, JsError> {
-        let furthest = Rc::new(Cell::new(0u64));
-        let reader = ProgressCursor {
-            inner: Cursor::new(export),
-            furthest: furthest.clone(),
-        };
-        self.run(
-            reader,
-            export.len() as f64,
-            furthest,
-            embeddings,
-            progress.as_ref(),
-            0,
-            1,
-        )
+        self.run(Cursor::new(export), embeddings, progress.as_ref(), 0, 1)
     }
 
     /// Analyses an export the page reads for it: `readAt(offset, length)` returns a `Uint8Array`
@@ -149,9 +134,8 @@ impl Client {
         if shards == 0 || shard >= shards {
             return Err(JsError::new("shard must be below shards"));
         }
-        let furthest = Rc::new(Cell::new(0u64));
-        let reader = JsFile::new(size as u64, read_at, furthest.clone());
-        self.run(reader, size, furthest, false, progress.as_ref(), shard, shards)
+        let reader = JsFile::new(size as u64, read_at);
+        self.run(reader, false, progress.as_ref(), shard, shards)
     }
 
     /// This worker's analyses, whole (digests and embeddings included), for the worker that
@@ -171,12 +155,9 @@ impl Client {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run<R: Read + Seek>(
         &mut self,
         reader: R,
-        total: f64,
-        furthest: Rc<Cell<u64>>,
         embeddings: bool,
         progress: Option<&js_sys::Function>,
         shard: u32,
@@ -185,7 +166,8 @@ impl Client {
         let mut analysed = Vec::new();
         let mut failure = None;
         let mut index = 0u64;
-        let summary: ImportSummary = read_export(reader, "the export", &mut |conversation| {
+        let read = ImportProgress::default();
+        let summary: ImportSummary = read_export_with_progress(reader, "the export", &read, &mut |conversation| {
             let mine = index % u64::from(shards) == u64::from(shard);
             index += 1;
             if failure.is_some() || !mine {
@@ -203,8 +185,13 @@ impl Client {
                 Err(e) => failure = Some(e),
             }
             if let Some(callback) = progress {
-                let (read, done) = (furthest.get() as f64, analysed.len() as f64);
-                let _ = callback.call3(&JsValue::NULL, &read.into(), &total.into(), &done.into());
+                let ((bytes, total), done) = (read.bytes(), analysed.len() as f64);
+                let _ = callback.call3(
+                    &JsValue::NULL,
+                    &(bytes as f64).into(),
+                    &(total as f64).into(),
+                    &done.into(),
+                );
             }
         })?;
         if let Some(e) = failure {

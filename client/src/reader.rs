@@ -1,31 +1,9 @@
-//! What the client reads an export through: the bytes the page holds, or — for exports of
-//! hundreds of megabytes — the page's `File`, a window at a time, so that the export is never
-//! held whole in the tab. Both remember how far they have read, for the progress bar.
+//! What the client reads an export through, besides bytes the page holds: for exports of
+//! hundreds of megabytes, the page's `File`, a window at a time, so that the export is never
+//! held whole in the tab. (The progress bar follows the import's own count of what it has read.)
 
-use std::cell::Cell;
-use std::io::{Cursor, Error, ErrorKind, Read, Result, Seek, SeekFrom};
-use std::rc::Rc;
+use std::io::{Error, ErrorKind, Read, Result, Seek, SeekFrom};
 use wasm_bindgen::JsValue;
-
-/// A cursor over bytes that remembers the furthest point read.
-pub struct ProgressCursor<'a> {
-    pub inner: Cursor<&'a [u8]>,
-    pub furthest: Rc<Cell<u64>>,
-}
-
-impl Read for ProgressCursor<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.furthest.set(self.furthest.get().max(self.inner.position()));
-        Ok(n)
-    }
-}
-
-impl Seek for ProgressCursor<'_> {
-    fn seek(&mut self, pos: SeekFrom) -> Result<u64> {
-        self.inner.seek(pos)
-    }
-}
 
 /// Bytes fetched per call of the page's reader.
 const WINDOW: usize = 4 << 20;
@@ -35,18 +13,16 @@ const WINDOW: usize = 4 << 20;
 pub struct JsFile {
     pub size: u64,
     pub read_at: js_sys::Function,
-    pub furthest: Rc<Cell<u64>>,
     pos: u64,
     window: Vec<u8>,
     window_start: u64,
 }
 
 impl JsFile {
-    pub fn new(size: u64, read_at: js_sys::Function, furthest: Rc<Cell<u64>>) -> JsFile {
+    pub fn new(size: u64, read_at: js_sys::Function) -> JsFile {
         JsFile {
             size,
             read_at,
-            furthest,
             pos: 0,
             window: Vec::new(),
             window_start: 0,
@@ -84,7 +60,6 @@ impl Read for JsFile {
         let n = buf.len().min(self.window.len() - offset);
         buf[..n].copy_from_slice(&self.window[offset..offset + n]);
         self.pos += n as u64;
-        self.furthest.set(self.furthest.get().max(self.pos));
         Ok(n)
     }
 }

@@ -1,8 +1,8 @@
 // The contributor's page in headless Chromium:
 //   node contribute.mjs BASE_URL STUDY_ID EXPORT WRONG_FILE OUT_DIR
 // Device 1: a wrong file shows an error; the export is analysed, one row excluded, the payload
-// shown, declined ("Don't donate": nothing sent), shown again and donated, receipt; then a return visit driven by the keyboard alone, with the model
-// from the browser's cache. Device 2 (a fresh profile): the first POST fails (network down),
+// shown, declined ("Don't donate": nothing sent), shown again and donated, receipt; then a
+// return visit driven by the keyboard alone, with the model from the browser's cache. Device 2 (a fresh profile): the first POST fails (network down),
 // the page is reloaded, and the queued donation is sent from IndexedDB. Prints JSON with every
 // request made, the receipts and timings; screenshots go to OUT_DIR.
 import { accessibility, launch, recordRequests } from './chromium.mjs';

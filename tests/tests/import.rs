@@ -168,3 +168,46 @@ fn unsupported_inputs_get_a_clear_error() {
     expect("bad/notes.txt", "not JSON");
     expect("bad/corrupt.zip", "damaged zip");
 }
+
+/// The progress an import reports follows the conversations as they come out (not the
+/// position in the file, which a zip's directory at its end puts at 100% at once), and ends at
+/// its total: a 400-conversation export is about half read at its 200th conversation.
+#[test]
+fn import_progress_follows_the_conversations_and_ends_at_its_total() {
+    use chorus_shared::import::{read_export_with_progress, ImportProgress};
+    let dir = std::env::temp_dir().join(format!("chorus-import-progress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let export = dir.join("conversations.json");
+    chorus_tests::write_chatgpt_export(&fixture("sharegpt.json"), 400, &export);
+    let zipped = dir.join("export.zip");
+    let mut zip = zip::ZipWriter::new(File::create(&zipped).unwrap());
+    let bytes = std::fs::read(&export).unwrap();
+    let mut html = b"<!DOCTYPE html><html><body>".to_vec();
+    html.resize(bytes.len(), b' ');
+    zip.start_file("chat.html", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut zip, &html).unwrap();
+    zip.start_file("conversations.json", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    std::io::Write::write_all(&mut zip, &bytes).unwrap();
+    zip.finish().unwrap();
+    // The zip also holds a chat.html as large as the conversations, as ChatGPT's does: it is
+    // passed over, and the conversations are the second half of the bytes.
+    for (file, middle) in [(&export, 0.5), (&zipped, 0.75)] {
+        let progress = ImportProgress::default();
+        let mut seen = Vec::new();
+        read_export_with_progress(File::open(file).unwrap(), "export", &progress, &mut |_| {
+            let (done, total) = progress.bytes();
+            seen.push(done as f64 / total as f64);
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 400);
+        let (done, total) = progress.bytes();
+        assert_eq!(done, total, "{}", file.display());
+        // A 64 KiB read-ahead of a file of several megabytes: within 0.1 of the conversations'
+        // share of it.
+        assert!((seen[199] - middle).abs() < 0.1, "{}: {}", file.display(), seen[199]);
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -349,10 +349,18 @@ async function show(id) {
   const facets = [];
   for (const [name, facet] of Object.entries(release.facets)) {
     if (name === 'category') continue;
-    facets.push(
-      node('h4', name.replaceAll('_', ' ')),
-      barChart(cellsOf(facet.cells), `${name} shares with 95% intervals`),
-    );
+    const title = name.replaceAll('_', ' ');
+    if (facet.cells.every((c) => c.suppressed)) {
+      // Nothing to draw: one line that says why, the withheld values folded beneath.
+      const folded = node('details');
+      folded.append(
+        node('summary', `${title}: nothing published yet (too few reports to publish any value reliably)`),
+        barChart(cellsOf(facet.cells), `${name}: every value withheld`),
+      );
+      facets.push(folded);
+      continue;
+    }
+    facets.push(node('h4', title), barChart(cellsOf(largestFirst(facet.cells)), `${name} shares with 95% intervals`));
   }
   $('facets').replaceChildren(...facets);
   languagesSection(release);

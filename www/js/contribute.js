@@ -24,6 +24,10 @@ function startWorker(n) {
       progress[n] = data;
       return showProgress();
     }
+    if (data.type === NOTICE.DOWNLOAD) {
+      if (n === 0) showDownload(data);
+      return;
+    }
     if (data.type === NOTICE.STATUS) {
       $('progress-text').textContent = data.text;
       return;
@@ -42,6 +46,14 @@ function startWorker(n) {
 }
 const workers = Array.from({ length: Math.min(2, navigator.hardwareConcurrency || 1) }, (_, n) => startWorker(n));
 const call = (type, payload) => workers[0](type, payload);
+
+// The one-time download of the model, as it arrives (the first worker's; the second reads the
+// same bytes from the browser's cache or the network alongside).
+function showDownload({ file, received, total }) {
+  const mb = (bytes) => (bytes / 1e6).toFixed(1);
+  $('download').textContent =
+    `Downloading ${file}: ${mb(received)}${total ? ` of ${mb(total)}` : ''} MB (once; this browser keeps it).`;
+}
 
 function showError(message) {
   $('error').textContent = message;
@@ -236,9 +248,11 @@ function showProgress() {
   $('progress').value = share;
   const elapsed = (performance.now() - started) / 1000;
   const left = share > 0.02 ? Math.max(0, (elapsed * (1 - share)) / share) : null;
-  $('progress-text').textContent =
-    `${done} conversations analysed, ${Math.round(share * 100)}% of the file` +
-    (left === null ? '' : `, about ${Math.ceil(left)} s left`);
+  // The share follows the conversations as they are read, so the total and the time left are
+  // extrapolated from it once a little of the file is done.
+  const total = share > 0.02 ? ` of about ${Math.max(done, Math.round(done / share))}` : '';
+  const time = left === null ? '' : `, about ${Math.ceil(left)} s left`;
+  $('progress-text').textContent = `${done}${total} conversations analysed${time}`;
 }
 
 async function analyzeFile(file) {
@@ -354,7 +368,8 @@ function randomisation(oracle) {
       `many values, never one`
     );
   }
-  return `one yes/no per value: the true one kept at 50%, every other set at random with probability ${pct(1 / (e + 1))}`;
+  const other = pct(1 / (e + 1));
+  return `one yes/no per value: the true one kept at 50%, every other set at random with probability ${other}`;
 }
 
 // What was sent for one channel, readable: a value's name, a bucket, or the set bits.
@@ -378,7 +393,8 @@ function payloadTable(batch) {
         i + 1,
         'summary of meaning',
         `${report.embedding.length} numbers`,
-        `each blurred with random noise (σ = ${twoDecimals(study.privacy.embedding.sigma)}), far larger than the signal`,
+        `each blurred with random noise (σ = ${twoDecimals(study.privacy.embedding.sigma)}), ` +
+          'far larger than the signal',
       ]);
     }
   });
@@ -465,7 +481,10 @@ async function deliver(donation) {
     $('receipt').textContent =
       `Thank you. Receipt ${receipt.receipt} for ${receipt.reports} report${receipt.reports === 1 ? '' : 's'} to ` +
       `study ${receipt.study_id} on ` +
-      `${receipt.day}${receipt.replayed ? ' (already received earlier; stored once)' : ''}.`;
+      `${receipt.day}${receipt.replayed ? ' (already received earlier; stored once)' : ''}. ` +
+      'The receipt is a random code, not a place in a queue: it says nothing of who donated or how many did. ' +
+      'What happens next: your blurred report joins the others, and the study publishes only figures that ' +
+      'enough reports stand behind, in signed releases anyone can read on the Releases page.';
     $('receipt').dataset.state = 'stored';
   } catch (error) {
     $('receipt').textContent = error.message;
@@ -512,7 +531,12 @@ async function start() {
     `When you donate, ${m === 1 ? 'one conversation' : `${m} conversations`} from those you include ` +
     `${m === 1 ? 'is' : 'are'} drawn at random and reported, blurred; you see which before anything is sent. ` +
     'The rest never leave this device.';
-  Promise.all(workers.map((w) => w(REQUEST.LOAD, { study: text }))).then(modelsLoaded.resolve, modelsLoaded.reject);
+  Promise.all(workers.map((w) => w(REQUEST.LOAD, { study: text }))).then((loaded) => {
+    $('download').textContent = loaded.every((l) => l.model === 'cache')
+      ? 'Ready: the language model came from this browser, checked against its pinned fingerprint.'
+      : 'Ready: the language model is downloaded and checked against its pinned fingerprint.';
+    modelsLoaded.resolve();
+  }, modelsLoaded.reject);
   // A donation a refresh or a lost connection interrupted: send it again (same key).
   for (const donation of await outbox.all()) {
     if (!donation.refused) deliver(donation);

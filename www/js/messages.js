@@ -19,4 +19,8 @@ export const REQUEST = Object.freeze({
 export const REPLY = Object.freeze({ DONE: 'done', ERROR: 'error' });
 
 // What a worker says while it works.
-export const NOTICE = Object.freeze({ PROGRESS: 'progress', STATUS: 'status' });
+export const NOTICE = Object.freeze({
+  PROGRESS: 'progress', // { read, total, done }: how far the analysis is
+  STATUS: 'status', // { text }: what the worker is doing
+  DOWNLOAD: 'download', // { file, received, total }: bytes of a pinned model file arrived
+});

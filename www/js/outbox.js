@@ -1,8 +1,8 @@
 // What must survive a refresh or a lost connection, in IndexedDB: the memo (this device's
 // pseudonym, sample and drawn reports, so that the same batch is re-sent), an invitation and its
-// redemption in progress, and the outbox of donations not yet acknowledged. A donation is stored before it is first sent and removed
-// only when the server's receipt is stored; retries re-send the same batch under the same
-// idempotency key, which the server acknowledges once.
+// redemption in progress, and the outbox of donations not yet acknowledged. A donation is stored
+// before it is first sent and removed only when the server's receipt is stored; retries re-send
+// the same batch under the same idempotency key, which the server acknowledges once.
 
 const DB = 'chorus';
 

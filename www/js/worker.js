@@ -18,7 +18,7 @@ async function sha256Hex(bytes) {
 }
 
 // One pinned file: from the cache when its bytes still have the pinned hash, else fetched.
-async function pinnedFile(pin, report) {
+async function pinnedFile(pin) {
   const cache = await caches.open(CACHE);
   const cached = await cache.match(pin.url);
   if (cached) {
@@ -26,10 +26,11 @@ async function pinnedFile(pin, report) {
     if ((await sha256Hex(bytes)) === pin.sha256) return { bytes, from: 'cache' };
     await cache.delete(pin.url);
   }
-  report(`downloading ${pin.file}`);
   const response = await fetch(pin.url);
   if (!response.ok) throw new Error(`the server has no ${pin.file} (${response.status})`);
-  const bytes = new Uint8Array(await response.arrayBuffer());
+  const bytes = await download(response, (received, total) =>
+    postMessage({ type: NOTICE.DOWNLOAD, file: pin.file, received, total }),
+  );
   const hash = await sha256Hex(bytes);
   if (hash !== pin.sha256) {
     throw new Error(
@@ -40,12 +41,34 @@ async function pinnedFile(pin, report) {
   return { bytes, from: 'network' };
 }
 
+// A response's bytes, reporting how many have arrived (and of how many, when the server says).
+async function download(response, onProgress) {
+  const total = Number(response.headers.get('Content-Length')) || 0;
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.length;
+    onProgress(received, total);
+  }
+  const bytes = new Uint8Array(received);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
+}
+
 async function load({ study }) {
   await init({ module_or_path: BUNDLE });
   const pins = await (await fetch('/api/v1/model')).json();
   const status = (text) => postMessage({ type: NOTICE.STATUS, text });
-  const model = await pinnedFile(pins.model, status);
-  const tokenizer = await pinnedFile(pins.tokenizer, status);
+  const model = await pinnedFile(pins.model);
+  const tokenizer = await pinnedFile(pins.tokenizer);
   status('starting the model');
   client = new Client(model.bytes, tokenizer.bytes, study);
   return { model: model.from, privacy: JSON.parse(client.privacy()) };

@@ -17,7 +17,39 @@ mod sharegpt;
 use crate::conversation::Conversation;
 use elements::{Elements, Framing, Piece};
 use serde_json::Value;
+use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
+
+/// How far an import has read, in bytes of the conversations' text: a plain file's bytes, or
+/// the uncompressed bytes of a zip's entries (their sizes are in the archive's directory, read
+/// first). Unlike a position in the file, it moves with the conversations as they come out, so
+/// a progress bar and a time estimate built on it are honest.
+#[derive(Debug, Default)]
+pub struct ImportProgress {
+    done: Cell<u64>,
+    total: Cell<u64>,
+}
+
+impl ImportProgress {
+    /// Bytes read so far and bytes to read in all.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.done.get(), self.total.get())
+    }
+}
+
+/// A reader that adds what it reads to an import's progress.
+struct Counted<'a, R> {
+    inner: R,
+    progress: &'a ImportProgress,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.done.set(self.progress.done.get() + n as u64);
+        Ok(n)
+    }
+}
 
 /// What the import saw, for the summary line and for the contributor.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -50,8 +82,18 @@ const EXPECTED: &str = "Expected a ChatGPT export (the .zip, or conversations.js
 /// Reads every conversation of the export `input` and hands each to `emit`.
 /// `name` is used only in error messages.
 pub fn read_export<R: Read + Seek>(
+    input: R,
+    name: &str,
+    emit: &mut dyn FnMut(Conversation),
+) -> Result<ImportSummary, ImportError> {
+    read_export_with_progress(input, name, &ImportProgress::default(), emit)
+}
+
+/// [`read_export`], keeping `progress` up to date as it reads.
+pub fn read_export_with_progress<R: Read + Seek>(
     mut input: R,
     name: &str,
+    progress: &ImportProgress,
     emit: &mut dyn FnMut(Conversation),
 ) -> Result<ImportSummary, ImportError> {
     let io_err = |source| ImportError::Io {
@@ -66,9 +108,12 @@ pub fn read_export<R: Read + Seek>(
     }
     let mut tally = Tally::default();
     if head.starts_with(b"PK") {
-        read_zip(input, name, &mut tally, emit)?;
+        read_zip(input, name, progress, &mut tally, emit)?;
     } else {
-        let mut reader = BufReader::with_capacity(1 << 16, input);
+        progress.total.set(input.seek(SeekFrom::End(0)).map_err(io_err)?);
+        input.seek(SeekFrom::Start(0)).map_err(io_err)?;
+        let counted = Counted { inner: input, progress };
+        let mut reader = BufReader::with_capacity(1 << 16, counted);
         match read_json(&mut reader, "", &mut tally, emit).map_err(io_err)? {
             JsonOutcome::Read => {}
             JsonOutcome::NotJson(found) | JsonOutcome::NotConversations(found) => {
@@ -124,6 +169,7 @@ enum JsonOutcome {
 fn read_zip<R: Read + Seek>(
     input: R,
     name: &str,
+    progress: &ImportProgress,
     tally: &mut Tally,
     emit: &mut dyn FnMut(Conversation),
 ) -> Result<(), ImportError> {
@@ -133,16 +179,18 @@ fn read_zip<R: Read + Seek>(
     };
     let mut archive = zip::ZipArchive::new(input).map_err(corrupt)?;
     // Name order makes split exports (conversations-000.json, -001, …) come out in order.
-    let mut entries: Vec<(String, usize)> = (0..archive.len())
+    let mut entries: Vec<(String, usize, u64)> = (0..archive.len())
         .filter_map(|i| {
             let entry = archive.by_index_raw(i).ok()?;
-            entry.is_file().then(|| (entry.name().to_owned(), i))
+            entry.is_file().then(|| (entry.name().to_owned(), i, entry.size()))
         })
         .collect();
     entries.sort();
-    for (entry_name, index) in entries {
+    progress.total.set(entries.iter().map(|e| e.2).sum());
+    let mut finished = 0;
+    for (entry_name, index, size) in entries {
         let entry = archive.by_index(index).map_err(corrupt)?;
-        let mut reader = BufReader::with_capacity(1 << 16, entry);
+        let mut reader = BufReader::with_capacity(1 << 16, Counted { inner: entry, progress });
         let id_prefix = format!("{entry_name}:");
         let outcome = read_json(&mut reader, &id_prefix, tally, emit).map_err(|e| ImportError::CorruptZip {
             name: name.to_owned(),
@@ -154,6 +202,10 @@ fn read_zip<R: Read + Seek>(
                 .first_unrecognised
                 .get_or_insert(format!("a zip archive whose {entry_name} is {found}"));
         }
+        // An entry that is not conversations (chat.html, images) is left after its first bytes:
+        // it counts as read all the same.
+        finished += size;
+        progress.done.set(finished);
     }
     if !tally.recognised && tally.first_unrecognised.is_none() {
         tally.first_unrecognised = Some("a zip archive with no conversation file in it".into());
