@@ -69,7 +69,7 @@ try {
   out.address_after_link = page.url();
   out.invited_access = await page.$eval('#access', (e) => e.dataset.access);
   await page.click('#prepare');
-  await page.waitForFunction(() => document.querySelector('#payload-cost').textContent.includes('retrying'), long);
+  await page.waitForFunction(() => document.querySelector('#redeem-status').textContent.includes('retrying'), long);
   // The tab closes while the page waits to try again.
   blocking = false;
   await page.reload();

@@ -9,9 +9,8 @@
 //! (`cargo xtask wasm` and `cargo build --release --workspace` first; Chromium as for the
 //! browser tests.)
 
-use chorus_tests::{cached, workspace_root, write_chatgpt_export, write_sharegpt_sample, ServerProcess};
+use chorus_tests::{cached, demo_server_with_release, workspace_root, write_chatgpt_export};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 fn main() {
     let out: PathBuf = std::env::args()
@@ -23,29 +22,9 @@ fn main() {
     let work = std::env::temp_dir().join(format!("chorus-page-stages-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    let corpus = cached("corpus/sharegpt.json");
-    let demo = work.join("public.json");
-    write_sharegpt_sample(&corpus, 2000, &demo);
     let export = work.join("conversations.json");
-    write_chatgpt_export(&corpus, 400, &export);
-    let www = workspace_root().join("www");
-    let server = ServerProcess::start(
-        &work.join("data"),
-        None,
-        &[
-            "--www",
-            www.to_str().unwrap(),
-            "--demo-corpus",
-            demo.to_str().unwrap(),
-            "--demo-contributors",
-            "2000",
-        ],
-    );
-    let started = Instant::now();
-    while server.get("/api/v1/releases").1 == "[]" {
-        assert!(started.elapsed() < Duration::from_secs(600), "no demo release");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    write_chatgpt_export(&cached("corpus/sharegpt.json"), 400, &export);
+    let server = demo_server_with_release(&work, 2000);
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let status = std::process::Command::new("node")
         .arg("stages.mjs")

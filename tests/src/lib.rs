@@ -474,3 +474,33 @@ pub fn synthetic_analyses(
         })
         .collect()
 }
+
+/// `chorus serve` with the pages, its store seeded with `contributors` demo contributors (the
+/// first public conversations), once its first demo release is cut.
+pub fn demo_server_with_release(dir: &Path, contributors: usize) -> ServerProcess {
+    let corpus = dir.join("public.json");
+    write_sharegpt_sample(&cached("corpus/sharegpt.json"), contributors, &corpus);
+    let www = workspace_root().join("www");
+    let count = contributors.to_string();
+    let server = ServerProcess::start(
+        &dir.join("data"),
+        None,
+        &[
+            "--www",
+            www.to_str().unwrap(),
+            "--demo-corpus",
+            corpus.to_str().unwrap(),
+            "--demo-contributors",
+            &count,
+        ],
+    );
+    let started = std::time::Instant::now();
+    while server.get("/api/v1/releases").1 == "[]" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(600),
+            "no demo release"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    server
+}

@@ -12,13 +12,12 @@ use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
 use chorus_tests::invited::{invite, invited_study};
 use chorus_tests::{
-    analyses_of, assert_no_text_of, cached, first_conversations, fixture, workspace_root, write_sharegpt_sample,
-    ServerProcess,
+    analyses_of, assert_no_text_of, cached, demo_server_with_release, first_conversations, fixture, workspace_root,
+    write_sharegpt_sample, ServerProcess,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 fn browser_dir() -> PathBuf {
     workspace_root().join("tests/browser")
@@ -419,28 +418,9 @@ fn agreement(study: &CompiledStudy, reports: &[(Analysis, Report)]) -> Vec<(Chan
 #[test]
 fn an_auditor_reads_a_verified_release() {
     let dir = temp("audit");
-    let corpus = dir.join("public.json");
     // 2,000 demo contributors: enough for the largest categories and top-level topics to be
     // published under the release's rule (at 600, only the largest category is).
-    write_sharegpt_sample(&cached("corpus/sharegpt.json"), 2000, &corpus);
-    let www = workspace_root().join("www");
-    let server = ServerProcess::start(
-        &dir.join("data"),
-        None,
-        &[
-            "--www",
-            www.to_str().unwrap(),
-            "--demo-corpus",
-            corpus.to_str().unwrap(),
-            "--demo-contributors",
-            "2000",
-        ],
-    );
-    let started = Instant::now();
-    while server.get("/api/v1/releases").1 == "[]" {
-        assert!(started.elapsed() < Duration::from_secs(300), "no demo release");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let server = demo_server_with_release(&dir, 2000);
     let out = node("audit.mjs", &[&server.url, screenshots().to_str().unwrap()]);
     assert_eq!(out["signature"], "verified", "{}", out["signature_text"]);
     assert_eq!(out["demo_banner"], true);

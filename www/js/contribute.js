@@ -346,11 +346,12 @@ async function redeemInvitation() {
     await memo.put(redemptionKey(), pending);
   }
   const body = await call(REQUEST.REDEMPTION, { pending, invitation: code });
-  $('payload-cost').textContent = 'Exchanging your invitation for anonymous tokens…';
+  $('redeem-status').textContent = 'Exchanging your invitation for anonymous tokens…';
   const answer = await post(`/api/v1/studies/${id}/tokens`, body, (text) => {
-    $('payload-cost').textContent = `Exchanging your invitation: ${text}`;
+    $('redeem-status').textContent = `Exchanging your invitation: ${text}`;
   });
   if (!answer.ok) throw new Error(`your invitation was not accepted (${answer.status}): ${answer.text}`);
+  $('redeem-status').textContent = '';
   return call(REQUEST.FINISH_TOKENS, { pending, answer: answer.text });
 }
 
