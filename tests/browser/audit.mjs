@@ -1,7 +1,7 @@
 // The auditor's page in headless Chromium:  node audit.mjs BASE_URL OUT_DIR
 // Opens the newest release; prints JSON with the signature's state, the charts drawn and every
 // request made; screenshots go to OUT_DIR.
-import { accessibility, launch, recordRequests } from './chromium.mjs';
+import { accessibility, launch, recordRequests, smallText } from './chromium.mjs';
 
 const [base, outDir] = process.argv.slice(2);
 const requests = [];
@@ -33,6 +33,11 @@ try {
   await page.setViewport({ width: 390, height: 800 });
   out.narrow_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   await page.screenshot({ path: `${outDir}/audit-narrow.png` });
+  // Opened on a phone: the charts are drawn for its width, and no text is under 12 px.
+  await page.reload();
+  await page.waitForSelector('#signature[data-state]', { timeout: 120_000 });
+  out.narrow_small_text = await smallText(page);
+  out.narrow_overflow_reloaded = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   process.stdout.write(`${JSON.stringify(out)}\n`);
 } finally {
   await browser.close();

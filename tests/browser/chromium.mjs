@@ -44,3 +44,22 @@ export async function accessibility(page) {
       .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')) }));
   });
 }
+
+// Text on the page rendered smaller than 12 px (every <details> opened first, so that folded text
+// counts too): [{text, px}]. An SVG text's size is its font size times the drawing's scale.
+export async function smallText(page) {
+  return page.evaluate(() => {
+    for (const details of document.querySelectorAll('details')) details.open = true;
+    const small = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let text = walker.nextNode(); text; text = walker.nextNode()) {
+      const element = text.parentElement;
+      if (!text.textContent.trim() || !element.checkVisibility()) continue;
+      if (['TITLE', 'SCRIPT', 'STYLE'].includes(element.tagName.toUpperCase())) continue;
+      let px = Number.parseFloat(getComputedStyle(element).fontSize);
+      if (element instanceof SVGElement) px *= element.getScreenCTM()?.a ?? 0;
+      if (px < 11.95) small.push({ text: text.textContent.trim().slice(0, 60), px: Math.round(px * 10) / 10 });
+    }
+    return small;
+  });
+}

@@ -5,7 +5,7 @@
 // return visit driven by the keyboard alone, with the model from the browser's cache. Device 2 (a fresh profile): the first POST fails (network down),
 // the page is reloaded, and the queued donation is sent from IndexedDB. Prints JSON with every
 // request made, the receipts and timings; screenshots go to OUT_DIR.
-import { accessibility, launch, recordRequests } from './chromium.mjs';
+import { accessibility, launch, recordRequests, smallText } from './chromium.mjs';
 
 const [base, studyId, exportPath, wrongPath, outDir] = process.argv.slice(2);
 const url = `${base}/contribute.html?study=${encodeURIComponent(studyId)}`;
@@ -94,6 +94,7 @@ try {
   await page.setViewport({ width: 390, height: 800 });
   out.narrow_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
   await page.screenshot({ path: `${outDir}/contribute-narrow.png` });
+  out.narrow_small_text = await smallText(page);
 
   // Device 2: the network fails during the donation, then the tab is reloaded.
   const context = await browser.createBrowserContext();

@@ -165,6 +165,7 @@ fn a_contributor_donates_from_the_page() {
         "{bundles:?}"
     );
     assert_eq!(out["narrow_overflow"], false, "the page overflows a narrow screen");
+    assert_eq!(out["narrow_small_text"], serde_json::json!([]), "text under 12 px at 390 px");
     assert!(out["model_fetches_first_visit"].as_u64().unwrap() >= 1);
     assert_eq!(
         out["model_fetches_after_return"], 0,
@@ -471,6 +472,8 @@ fn an_auditor_reads_a_verified_release() {
         "axe-core: serious violations"
     );
     assert_eq!(out["narrow_overflow"], false, "the page overflows a narrow screen");
+    assert_eq!(out["narrow_overflow_reloaded"], false, "the page opened on a phone overflows");
+    assert_eq!(out["narrow_small_text"], serde_json::json!([]), "text under 12 px at 390 px");
     for r in out["requests"].as_array().unwrap() {
         let url = r["url"].as_str().unwrap();
         assert!(

@@ -11,15 +11,29 @@ function el(name, attributes = {}, text) {
 
 const percent = (x) => `${(100 * x).toFixed(1)}%`;
 
-// Horizontal bars: one row per cell {label, share, ci95: [lo, hi]} or {label, suppressed}.
+// Charts are laid out in the pixels they will occupy (no scaling down of a wide drawing), so that
+// their text keeps its size on a phone.
+function chartWidth() {
+  const main = document.querySelector('main');
+  if (!main) return 760;
+  const style = getComputedStyle(main);
+  const inner = main.clientWidth - Number.parseFloat(style.paddingLeft) - Number.parseFloat(style.paddingRight);
+  return Math.round(Math.min(900, Math.max(280, inner)));
+}
+
+// Horizontal bars: one row per cell {label, share, ci95: [lo, hi]} or {label, suppressed}. On a
+// narrow screen each label goes on its own line above its bar.
 export function barChart(cells, title) {
-  const rowHeight = 22,
-    labelWidth = 210,
-    width = 760,
-    barWidth = width - labelWidth - 200;
+  const width = chartWidth();
+  const narrow = width < 560;
+  const labelWidth = narrow ? 0 : 210;
+  const rowHeight = narrow ? 40 : 24;
+  const barTop = narrow ? 18 : 0; // where the bar's line starts within its row
+  const barWidth = width - labelWidth - (narrow ? 160 : 200);
   const max = Math.max(0.05, ...cells.filter((c) => !c.suppressed).map((c) => c.ci95[1]));
   const svg = el('svg', {
     viewBox: `0 0 ${width} ${cells.length * rowHeight + 8}`,
+    width,
     role: 'img',
     'aria-label': title,
     class: 'chart',
@@ -27,44 +41,26 @@ export function barChart(cells, title) {
   svg.append(el('title', {}, title));
   cells.forEach((c, i) => {
     const y = i * rowHeight + 4;
-    svg.append(el('text', { x: labelWidth - 6, y: y + 14, 'text-anchor': 'end', class: 'label' }, c.label));
+    const label = narrow
+      ? el('text', { x: 0, y: y + 14, class: 'label' }, c.label)
+      : el('text', { x: labelWidth - 6, y: y + 15, 'text-anchor': 'end', class: 'label' }, c.label);
+    svg.append(label);
+    const line = y + barTop; // the top of the bar's line
     if (c.suppressed) {
-      svg.append(
-        el(
-          'text',
-          { x: labelWidth + 4, y: y + 14, class: 'suppressed' },
-          c.reason === 'too few reports'
-            ? 'not tested: too few reports'
-            : 'not published: too few reports to publish reliably',
-        ),
-      );
+      const why = narrow ? 'too few reports' : 'too few reports to publish reliably';
+      const text = c.reason === 'too few reports' ? 'not tested: too few reports' : `not published: ${why}`;
+      svg.append(el('text', { x: labelWidth + 4, y: line + 15, class: 'suppressed' }, text));
       return;
     }
     const x = (v) => labelWidth + (barWidth * v) / max;
-    svg.append(
-      el('rect', {
-        x: labelWidth,
-        y: y + 3,
-        width: Math.max(1, x(c.share) - labelWidth),
-        height: rowHeight - 8,
-        class: 'bar',
-      }),
-    );
-    svg.append(
-      el('line', {
-        x1: x(c.ci95[0]),
-        x2: x(c.ci95[1]),
-        y1: y + rowHeight / 2 - 1,
-        y2: y + rowHeight / 2 - 1,
-        class: 'whisker',
-      }),
-    );
-    for (const end of c.ci95)
-      svg.append(el('line', { x1: x(end), x2: x(end), y1: y + 5, y2: y + rowHeight - 7, class: 'whisker' }));
+    svg.append(el('rect', { x: labelWidth, y: line + 4, width: Math.max(1, x(c.share) - labelWidth), height: 14, class: 'bar' }));
+    const middle = line + 11;
+    svg.append(el('line', { x1: x(c.ci95[0]), x2: x(c.ci95[1]), y1: middle, y2: middle, class: 'whisker' }));
+    for (const end of c.ci95) svg.append(el('line', { x1: x(end), x2: x(end), y1: line + 6, y2: line + 16, class: 'whisker' }));
     svg.append(
       el(
         'text',
-        { x: x(c.ci95[1]) + 6, y: y + 14, class: 'value' },
+        { x: x(c.ci95[1]) + 6, y: line + 15, class: 'value' },
         `${percent(c.share)} (${percent(c.ci95[0])}–${percent(c.ci95[1])})`,
       ),
     );
@@ -74,9 +70,12 @@ export function barChart(cells, title) {
 
 // Squarified-enough treemap: slice-and-dice by level, area = estimated share. `nodes` are
 // {label, share, children}; what is not published shows as one grey remainder.
-export function treemap(nodes, title, width = 640, height = 360) {
+export function treemap(nodes, title) {
+  const width = Math.min(640, chartWidth());
+  const height = width < 560 ? 420 : 360;
   const svg = el('svg', {
     viewBox: `0 0 ${width} ${height}`,
+    width,
     role: 'img',
     'aria-label': title,
     class: 'chart treemap',
@@ -105,8 +104,8 @@ function layout(svg, nodes, x, y, w, h, depth) {
     });
     rect.append(el('title', {}, `${node.label}: ${percent(node.share)}`));
     group.append(rect);
-    if (nw > 70 && nh > 18) {
-      group.append(el('text', { x: nx + 4, y: ny + 14, class: 'cell-label' }, shorten(node.label, nw)));
+    if (nw > 70 && nh > 20) {
+      group.append(el('text', { x: nx + 4, y: ny + 15, class: 'cell-label' }, shorten(node.label, nw)));
     }
     svg.append(group);
     if (node.children?.length)
@@ -115,6 +114,6 @@ function layout(svg, nodes, x, y, w, h, depth) {
 }
 
 function shorten(text, width) {
-  const fits = Math.floor(width / 7);
+  const fits = Math.floor(width / 8);
   return text.length > fits ? `${text.slice(0, Math.max(1, fits - 1))}…` : text;
 }
