@@ -1,10 +1,11 @@
 //! `chorus codebook build --corpus PUBLIC_EXPORT`: the public topic codebook of a study, from
 //! the request texts and embeddings of a public corpus (never from contributions).
+//! `chorus codebook name CODEBOOK NAMES`: the names and descriptions a person wrote for its topics.
 
 use crate::exports::analyze_exports;
 use crate::files::load_analyzer;
 use crate::StudyArgs;
-use chorus_shared::codebook::build;
+use chorus_shared::codebook::{apply_names, build, Codebook};
 use chorus_shared::embed::pins::pins;
 use chorus_shared::facets::request_text;
 use std::path::PathBuf;
@@ -29,16 +30,30 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Give a codebook's topics the names and one-line descriptions a person wrote: NAMES has one
+    /// line per topic, `id<TAB>name<TAB>description` (`#` starts a comment); every topic needs one.
+    Name {
+        /// The codebook (JSON), rewritten in place.
+        codebook: PathBuf,
+        /// The names (tab-separated).
+        names: PathBuf,
+    },
 }
 
 pub fn run(command: Command) -> Result<ExitCode, String> {
+    if let Command::Name { codebook, names } = command {
+        return name(&codebook, &names);
+    }
     let Command::Build {
         study,
         corpus,
         levels,
         seed,
         out,
-    } = command;
+    } = command
+    else {
+        unreachable!("handled above")
+    };
     let analyzer = Arc::new(load_analyzer(&study)?);
     let (mut texts, mut embeddings) = (Vec::new(), Vec::new());
     analyze_exports(&analyzer, &corpus, None, true, &mut |conversation, analysis| {
@@ -83,5 +98,21 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
             topic.name
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn name(path: &std::path::Path, names: &std::path::Path) -> Result<ExitCode, String> {
+    let read =
+        |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let mut codebook: Codebook =
+        serde_json::from_str(&read(path)?).map_err(|e| format!("{} is not a codebook: {e}", path.display()))?;
+    apply_names(&mut codebook, &read(names)?).map_err(|e| format!("{}: {e}", names.display()))?;
+    let json = serde_json::to_string_pretty(&codebook).expect("a codebook serialises");
+    std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!(
+        "chorus: named the {} topics of {}",
+        codebook.levels.iter().map(Vec::len).sum::<usize>(),
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -44,6 +44,15 @@ pub struct ReportBatch {
     pub tokens: Vec<String>,
 }
 
+/// What a device sends to `POST /api/v1/studies/{id}/withdrawals` to withdraw a donation: the
+/// batch's idempotency key, a random value only the device that built the batch (and the
+/// server that stored it) knows. Nothing else: no receipt, no pseudonym.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Withdrawal {
+    pub idempotency_key: String,
+}
+
 /// What a device sends to `POST /api/v1/studies/{id}/tokens`: an invitation code and one blinded
 /// token input per report the study takes (RFC 9474 blinded messages, hexadecimal). The blinding
 /// hides the token inputs from the issuer, so the tokens cannot be joined to this request.

@@ -33,6 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(study)
         .service(token_key)
         .service(redeem_invitation)
+        .service(withdraw)
         .service(releases)
         .service(release_csv)
         .service(release_json)
@@ -229,6 +230,39 @@ async fn redeem_invitation(
     }
 }
 
+/// A contributor withdraws a donation with its batch's key: its reports are deleted (releases
+/// already published keep what they counted; they are signed and immutable).
+#[post("/api/v1/studies/{id}/withdrawals")]
+async fn withdraw(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<chorus_messages::Withdrawal>,
+) -> Result<HttpResponse, Rejection> {
+    if !state.studies.contains_key(id.as_str()) {
+        return Err(unknown_study(&id));
+    }
+    let storage = state.storage.clone();
+    let key = body.into_inner().idempotency_key;
+    let study_id = id.into_inner();
+    let (id_for_store, key_for_store) = (study_id.clone(), key.clone());
+    let withdrawn = web::block(move || storage.withdraw(&id_for_store, &key_for_store))
+        .await
+        .map_err(internal)?
+        .map_err(|e| Rejection::new(500, "storage", e.redacted()))?;
+    let Some(reports) = withdrawn else {
+        return Err(Rejection::new(
+            404,
+            "no_such_donation",
+            "no donation with this withdrawal code is stored for this study (it may have passed its retention period)",
+        ));
+    };
+    state.metrics.count("chorus_withdrawals_total", "", 1);
+    Ok(HttpResponse::Ok().json(json!({
+        "study_id": study_id, "receipt": crate::ingest::receipt_id(&key), "reports_deleted": reports,
+        "already_withdrawn": reports == 0,
+    })))
+}
+
 #[post("/api/v1/studies/{id}/reports")]
 async fn post_reports(
     state: web::Data<AppState>,
@@ -421,6 +455,7 @@ pub fn route_label(path: &str) -> &'static str {
     match rest {
         Some(r) if r.starts_with("studies/") && r.ends_with("/reports") => "reports",
         Some(r) if r.starts_with("studies/") && r.ends_with("/tokens") => "tokens",
+        Some(r) if r.starts_with("studies/") && r.ends_with("/withdrawals") => "withdrawals",
         Some(r) if r.starts_with("studies/") && r.ends_with("/token-key") => "token_key",
         Some(r) if r.starts_with("studies/") => "study",
         Some("studies") => "studies",

@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod invitations;
 pub mod metrics;
 pub mod release;
+pub mod retention;
 pub mod storage;
 
 use actix_web::{middleware, web, App, HttpServer};
@@ -64,7 +65,14 @@ impl AppState {
                 };
                 Ok((study.id.clone(), Arc::new(StudyEntry { study, json, issuer })))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        retention::start(
+            &storage,
+            studies
+                .values()
+                .map(|e| (e.study.id.clone(), e.study.steward.retention_days))
+                .collect(),
+        );
         Ok(AppState {
             config,
             studies,

@@ -26,6 +26,11 @@ try {
     plausibility_rows: document.querySelectorAll('#plausibility tbody tr').length,
     releases: document.querySelectorAll('#releases li').length,
     findings: [...document.querySelectorAll('#findings li')].map((li) => li.textContent),
+    fingerprint: document.querySelector('#fingerprint').textContent,
+    release_href: document.querySelector('#download-release').getAttribute('href'),
+    verify_command: document.querySelector('#trust').textContent,
+    map_dots: document.querySelectorAll('svg.map circle').length,
+    tree_descriptions: [...document.querySelectorAll('#tree li > span.note')].map((s) => s.textContent),
   }));
   out.requests = requests;
   out.accessibility = await accessibility(page);
@@ -37,7 +42,9 @@ try {
   await page.reload();
   await page.waitForSelector('#signature[data-state]', { timeout: 120_000 });
   out.narrow_small_text = await smallText(page);
-  out.narrow_overflow_reloaded = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  out.narrow_overflow_reloaded = await page.evaluate(
+    () => document.documentElement.scrollWidth > window.innerWidth + 1,
+  );
   process.stdout.write(`${JSON.stringify(out)}\n`);
 } finally {
   await browser.close();

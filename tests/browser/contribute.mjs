@@ -128,6 +128,26 @@ try {
   await second.reload();
   await second.waitForSelector('#receipt[data-state=stored]', long);
   out.second_receipt = await second.$eval('#receipt', (e) => e.textContent);
+  // Withdrawal: the receipt's code deletes this donation on the server; the same code again
+  // finds it withdrawn before; a made-up code finds nothing.
+  out.steward = await second.$eval('#steward', (e) => e.textContent);
+  out.withdrawal_code = await second.$eval('#withdraw-key', (e) => e.textContent);
+  await second.click('#withdraw-now');
+  await second.waitForSelector('#withdraw-result[data-state=withdrawn]', long);
+  out.withdrawn = await second.$eval('#withdraw-result', (e) => e.textContent);
+  await second.$eval('#withdraw-input', (e) => {
+    e.value = '';
+  });
+  await second.type('#withdraw-input', out.withdrawal_code);
+  await second.click('#withdraw');
+  await second.waitForFunction(() => document.querySelector('#withdraw-result').textContent.includes('before'), long);
+  out.withdrawn_again = await second.$eval('#withdraw-result', (e) => e.textContent);
+  await second.$eval('#withdraw-input', (e) => {
+    e.value = 'no-such-withdrawal-code';
+  });
+  await second.click('#withdraw');
+  await second.waitForSelector('#withdraw-result[data-state=refused]', long);
+  out.withdraw_unknown = await second.$eval('#withdraw-result', (e) => e.textContent);
   // Once more: nothing left to send, nothing sent twice.
   await second.reload();
   await new Promise((r) => setTimeout(r, 1500));

@@ -165,7 +165,11 @@ fn a_contributor_donates_from_the_page() {
         "{bundles:?}"
     );
     assert_eq!(out["narrow_overflow"], false, "the page overflows a narrow screen");
-    assert_eq!(out["narrow_small_text"], serde_json::json!([]), "text under 12 px at 390 px");
+    assert_eq!(
+        out["narrow_small_text"],
+        serde_json::json!([]),
+        "text under 12 px at 390 px"
+    );
     assert!(out["model_fetches_first_visit"].as_u64().unwrap() >= 1);
     assert_eq!(
         out["model_fetches_after_return"], 0,
@@ -179,6 +183,27 @@ fn a_contributor_donates_from_the_page() {
     assert!(out["keyboard_cost"].as_str().unwrap().contains("sent before"), "{out}");
     // Both devices' batches, each stored once.
     assert_eq!(reports_stored(&server), (2 * m) as f64);
+    // The second device withdrew its donation with the receipt's code: the store keeps the
+    // first device's batch only, which is what a release would count.
+    assert!(
+        out["steward"].as_str().unwrap().contains("days after it arrives"),
+        "{out}"
+    );
+    let code = out["withdrawal_code"].as_str().unwrap();
+    assert!(code.len() >= 16, "{out}");
+    assert!(out["withdrawn"].as_str().unwrap().starts_with("Withdrawn"), "{out}");
+    assert!(
+        out["withdrawn_again"].as_str().unwrap().contains("withdrawn before"),
+        "{out}"
+    );
+    assert!(
+        out["withdraw_unknown"].as_str().unwrap().starts_with("No donation"),
+        "{out}"
+    );
+    let study: Value = serde_json::from_str(&server.get("/api/v1/studies/every-conversation").1).unwrap();
+    let storage = chorus_server::storage::open(&server.data_dir.join("chorus.sqlite3").to_string_lossy()).unwrap();
+    let version = study["version"].as_str().unwrap();
+    assert_eq!(storage.totals("every-conversation", version).unwrap(), (1, m as u64));
     check_requests(&out, &server.url, &export);
     eprintln!(
         "contributor page: {} conversations analysed in {} ms (model load included)",
@@ -466,14 +491,33 @@ fn an_auditor_reads_a_verified_release() {
     assert!(checks >= 1, "the demo release runs no plausibility check");
     assert_eq!(out["plausibility_rows"].as_u64().unwrap(), checks, "{out}");
     assert_findings(&out, &signed["release"], &server);
+    assert_trust_details(&out, &server, &dir);
+    // The map: one circle per leaf of the codebook; the leaves are described in the person's
+    // words the codebook carries, not by keywords.
+    assert_eq!(out["map_dots"], 48, "{out}");
+    let described = out["tree_descriptions"].as_array().unwrap();
+    assert_eq!(described.len(), 48);
+    assert!(
+        described
+            .iter()
+            .any(|d| d.as_str().unwrap().contains("Python programs")),
+        "{out}"
+    );
     assert_eq!(
         out["accessibility"],
         serde_json::json!([]),
         "axe-core: serious violations"
     );
     assert_eq!(out["narrow_overflow"], false, "the page overflows a narrow screen");
-    assert_eq!(out["narrow_overflow_reloaded"], false, "the page opened on a phone overflows");
-    assert_eq!(out["narrow_small_text"], serde_json::json!([]), "text under 12 px at 390 px");
+    assert_eq!(
+        out["narrow_overflow_reloaded"], false,
+        "the page opened on a phone overflows"
+    );
+    assert_eq!(
+        out["narrow_small_text"],
+        serde_json::json!([]),
+        "text under 12 px at 390 px"
+    );
     for r in out["requests"].as_array().unwrap() {
         let url = r["url"].as_str().unwrap();
         assert!(
@@ -483,6 +527,36 @@ fn an_auditor_reads_a_verified_release() {
     }
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The page shows the server's key in full to compare out of band, and the command it gives
+/// verifies the release it links to with that key (and fails on a changed byte).
+fn assert_trust_details(out: &Value, server: &ServerProcess, dir: &Path) {
+    let key: Value = serde_json::from_str(&server.get("/api/v1/public-key").1).unwrap();
+    assert_eq!(out["fingerprint"], key["public_key"], "{out}");
+    let command = out["verify_command"].as_str().unwrap();
+    assert!(
+        command.contains("chorus verify release.json --key key.json"),
+        "{command}"
+    );
+    let (status, release) = server.get(out["release_href"].as_str().unwrap());
+    assert_eq!(status, 200);
+    std::fs::write(dir.join("release.json"), &release).unwrap();
+    std::fs::write(dir.join("key.json"), key.to_string()).unwrap();
+    let verify = || {
+        std::process::Command::new(chorus_tests::chorus_bin())
+            .args(["verify", "release.json", "--key", "key.json"])
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(verify(), "the page's command does not verify its release");
+    let mut changed: Value = serde_json::from_str(&release).unwrap();
+    let reports = changed["release"]["counts"]["reports"].as_f64().unwrap();
+    changed["release"]["counts"]["reports"] = serde_json::json!(reports + 1.0);
+    std::fs::write(dir.join("release.json"), changed.to_string()).unwrap();
+    assert!(!verify(), "a changed release verifies");
 }
 
 /// The findings at the top of the auditor's page say what the release says: the largest

@@ -150,6 +150,48 @@ fn contract(database: &str) {
     let store = storage::open(database).unwrap();
     assert_eq!(store.totals("s", "v1").unwrap(), (8, 8));
     assert_eq!(store.redeem_invitation("s", "h2", "r3").unwrap(), Redemption::Retried);
+    withdrawal_and_retention(store.as_ref());
+}
+
+/// A withdrawal deletes a batch's reports and its count towards the cap, and a retry of the
+/// batch stores nothing again; retention deletes whole days of batches and their counts.
+fn withdrawal_and_retention(store: &dyn storage::Storage) {
+    assert_eq!(store.withdraw("s", "t3").unwrap(), Some(2));
+    assert_eq!(store.totals("s", "v2").unwrap(), (1, 1));
+    let mut bodies = Vec::new();
+    let contributors = store.batches("s", "v2", &mut |b| bodies.push(b.body)).unwrap();
+    assert_eq!(bodies, vec!["x1".to_owned()]);
+    assert_eq!(contributors, [(1, 1)].into_iter().collect(), "d3 counts nothing now");
+    assert_eq!(store.withdraw("s", "t3").unwrap(), Some(0), "withdrawn before");
+    assert_eq!(store.withdraw("s", "no-such-key").unwrap(), None);
+    assert_eq!(store.withdraw("other", "t1").unwrap(), None, "another study's key");
+    let retry = store
+        .store(&[with_tokens(batch("t3", "d3", 2, "x3"), &["n3", "n4"])])
+        .unwrap();
+    assert!(matches!(retry[0], StoreOutcome::Replayed(_)), "{retry:?}");
+    assert_eq!(store.totals("s", "v2").unwrap(), (1, 1), "the retry stored nothing");
+    // The withdrawn reports no longer count towards d3's cap of 2.
+    let fresh = store
+        .store(&[with_tokens(batch("t5", "d3", 2, "x5"), &["n5", "n6"])])
+        .unwrap();
+    assert!(stored(&fresh[0]), "{fresh:?}");
+    assert_eq!(store.totals("s", "v2").unwrap(), (2, 3));
+
+    // Retention: everything that arrived before day 20,787 goes (v1's eight batches; v2's two
+    // and the withdrawn one), a later day stays.
+    let mut late = batch("k8", "c8", 1, "b8");
+    late.day = 20_790;
+    assert!(stored(&store.store(&[late]).unwrap()[0]));
+    assert_eq!(store.forget_before("s", 20_787).unwrap(), 11);
+    assert_eq!(store.totals("s", "v1").unwrap(), (1, 1));
+    assert_eq!(store.totals("s", "v2").unwrap(), (0, 0));
+    assert_eq!(
+        store.batches("s", "v1", &mut |_| {}).unwrap(),
+        [(1, 1)].into_iter().collect()
+    );
+    assert!(store.batches("s", "v2", &mut |_| {}).unwrap().is_empty());
+    assert_eq!(store.withdraw("s", "k0").unwrap(), None, "deleted with its day");
+    assert_eq!(store.forget_before("s", 20_787).unwrap(), 0);
 }
 
 #[test]

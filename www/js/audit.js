@@ -3,7 +3,7 @@
 // intervals, the cross-language comparison, discovered clusters and the privacy panel.
 
 import { BUNDLE } from '/js/bundle.js';
-import { barChart, treemap } from '/js/charts.js';
+import { barChart, topicMap, treemap } from '/js/charts.js';
 import init, { verifyRelease } from '/pkg/chorus_client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -46,10 +46,13 @@ async function verify(id, text) {
     const key = await (await fetch('/api/v1/public-key')).text();
     const verified = verifyRelease(text, key);
     if (verified !== id) throw new Error(`the document is release ${verified}, not ${id}`);
+    const fingerprint = JSON.parse(key).public_key;
     $('signature').textContent =
-      `Signature verified in this page: release ${id} is signed by the server's Ed25519 key ` +
-      `${JSON.parse(key).public_key.slice(0, 16)}…`;
+      `Signature verified in this page: release ${id} was signed with this server's Ed25519 key and has not ` +
+      'changed since, by a single byte.';
     $('signature').dataset.state = 'verified';
+    $('fingerprint').textContent = fingerprint;
+    $('trust').hidden = false;
   } catch (error) {
     $('signature').textContent = `The signature does NOT verify: ${error.message ?? error}`;
     $('signature').dataset.state = 'failed';
@@ -90,13 +93,17 @@ function topicsSection(topics) {
       if (level + 1 < levels.length) {
         const details = node('details');
         details.append(node('summary', label));
+        const about = t.description ? `${t.description} ` : '';
         details.append(
-          node('p', `Keywords: ${t.keywords.join(', ')}. Public example: “${t.example}”`, { class: 'note' }),
+          node('p', `${about}Keywords: ${t.keywords.join(', ')}. Public example: “${t.example}”`, { class: 'note' }),
         );
         details.append(tree(level + 1, t.value));
         item.append(details);
       } else {
-        item.append(node('span', label), node('span', ` — ${t.keywords.join(', ')}`, { class: 'note' }));
+        item.append(
+          node('span', label),
+          node('span', ` — ${t.description || t.keywords.join(', ')}`, { class: 'note' }),
+        );
       }
       list.append(item);
     }
@@ -267,14 +274,68 @@ const spoken = (c) => `${whole(c.share)}% (${whole(c.ci95[0])}–${whole(c.ci95[
 
 // The release's category names from the study the server serves (ids made readable if it no
 // longer serves it).
-async function categoryNames(study) {
+// The study as the server serves it now (null when it cannot): its category names, and for the
+// map its public codebook when it is the version the release counted.
+async function servedStudy(study) {
   try {
     const response = await fetch(`/api/v1/studies/${encodeURIComponent(study.id)}`);
-    if (response.ok) return Object.fromEntries((await response.json()).categories.map((c) => [c.id, c.name]));
+    if (response.ok) return await response.json();
   } catch (_error) {
-    // The ids below are readable enough.
+    // The ids are readable enough, and the tree needs no map.
   }
-  return {};
+  return null;
+}
+
+// The first two principal components of some vectors (power iteration on the centred rows):
+// where each lands, for a map.
+function project2d(vectors) {
+  const n = vectors.length;
+  const dim = vectors[0].length;
+  const mean = Array.from({ length: dim }, (_, j) => vectors.reduce((s, v) => s + v[j], 0) / n);
+  const rows = vectors.map((v) => v.map((x, j) => x - mean[j]));
+  const axes = [];
+  for (let k = 0; k < 2; k++) {
+    let axis = Array.from({ length: dim }, (_, j) => Math.cos(j + k)); // fixed start: a stable map
+    for (let iteration = 0; iteration < 100; iteration++) {
+      const scores = rows.map((r) => r.reduce((s, x, j) => s + x * axis[j], 0));
+      const next = axis.map((_, j) => rows.reduce((s, r, i) => s + r[j] * scores[i], 0));
+      for (const a of axes) {
+        const along = next.reduce((s, x, j) => s + x * a[j], 0);
+        for (let j = 0; j < dim; j++) next[j] -= along * a[j];
+      }
+      const norm = Math.hypot(...next) || 1;
+      axis = next.map((x) => x / norm);
+    }
+    axes.push(axis);
+  }
+  return rows.map((r) => axes.map((a) => r.reduce((s, x, j) => s + x * a[j], 0)));
+}
+
+// The leaves of the public codebook on a map (their centroids' first two principal components),
+// each circle as large as the topic's published share (its public share where withheld, drawn
+// faint), coloured by top-level topic.
+function mapOfTopics(topics, codebook) {
+  const leaves = codebook.levels[codebook.levels.length - 1];
+  const top = (leafIndex) => {
+    let index = leafIndex;
+    for (let level = codebook.levels.length - 1; level > 0; level--) index = codebook.levels[level][index].parent;
+    return index;
+  };
+  const estimates = Object.fromEntries(topics.levels[topics.levels.length - 1].map((t) => [t.value, t]));
+  const positions = project2d(leaves.map((l) => l.centroid));
+  const points = leaves.map((leaf, i) => {
+    const estimate = estimates[leaf.id];
+    const published = estimate && !estimate.suppressed;
+    return {
+      x: positions[i][0],
+      y: positions[i][1],
+      size: published ? Math.max(0, estimate.share) : 0,
+      group: top(i),
+      label: leaf.name,
+      tooltip: `${leaf.name}: ${published ? percent(estimate.share) : withheld(estimate ?? {})}`,
+    };
+  });
+  return topicMap(points, 'Map of the leaf topics: nearby topics are alike; area is the published share');
 }
 
 // Three to five sentences a reader can take away, generated from the release: the largest
@@ -319,11 +380,15 @@ async function show(id) {
     `Cut ${release.created} from ${release.counts.reports} reports by ${release.counts.contributors} contributors ` +
     `(counts with central differential privacy); study version ${release.study.version}.`;
   $('download-json').href = `/api/v1/releases/${encodeURIComponent(id)}`;
+  $('download-release').href = `/api/v1/releases/${encodeURIComponent(id)}`;
   $('download-csv').href = `/api/v1/releases/${encodeURIComponent(id)}/csv`;
   const verifying = verify(id, text);
-  const names = await categoryNames(release.study);
+  const served = await servedStudy(release.study);
+  const names = Object.fromEntries((served?.categories ?? []).map((c) => [c.id, c.name]));
   $('findings').replaceChildren(...findings(release, names).map((t) => node('li', t)));
   if (release.topics) topicsSection(release.topics);
+  const sameCodebook = served?.codebook && served.version === release.study.version;
+  $('map').replaceChildren(...(release.topics && sameCodebook ? [mapOfTopics(release.topics, served.codebook)] : []));
   const category = release.facets.category;
   const mix = category.debiased ?? category.cells;
   const band = category.debiased ? null : category.validation?.band;

@@ -53,10 +53,13 @@ export function barChart(cells, title) {
       return;
     }
     const x = (v) => labelWidth + (barWidth * v) / max;
-    svg.append(el('rect', { x: labelWidth, y: line + 4, width: Math.max(1, x(c.share) - labelWidth), height: 14, class: 'bar' }));
+    svg.append(
+      el('rect', { x: labelWidth, y: line + 4, width: Math.max(1, x(c.share) - labelWidth), height: 14, class: 'bar' }),
+    );
     const middle = line + 11;
     svg.append(el('line', { x1: x(c.ci95[0]), x2: x(c.ci95[1]), y1: middle, y2: middle, class: 'whisker' }));
-    for (const end of c.ci95) svg.append(el('line', { x1: x(end), x2: x(end), y1: line + 6, y2: line + 16, class: 'whisker' }));
+    for (const end of c.ci95)
+      svg.append(el('line', { x1: x(end), x2: x(end), y1: line + 6, y2: line + 16, class: 'whisker' }));
     svg.append(
       el(
         'text',
@@ -116,4 +119,44 @@ function layout(svg, nodes, x, y, w, h, depth) {
 function shorten(text, width) {
   const fits = Math.floor(width / 8);
   return text.length > fits ? `${text.slice(0, Math.max(1, fits - 1))}…` : text;
+}
+
+// A 2-D map of topics: one circle per topic at its position (`x`, `y` in any units), its area
+// proportional to `size`, coloured by `group` (0–3), labelled when there is room.
+export function topicMap(points, title) {
+  const width = Math.min(640, chartWidth());
+  const height = Math.round(width * 0.75);
+  const pad = 40;
+  const xs = points.map((p) => p.x);
+  const ys = points.map((p) => p.y);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = (x) => pad + ((x - x0) / (x1 - x0 || 1)) * (width - 2 * pad);
+  const sy = (y) => pad + ((y - y0) / (y1 - y0 || 1)) * (height - 2 * pad);
+  const largest = Math.max(...points.map((p) => p.size), 1e-9);
+  const svg = el('svg', {
+    viewBox: `0 0 ${width} ${height}`,
+    width,
+    role: 'img',
+    'aria-label': title,
+    class: 'chart map',
+  });
+  svg.append(el('title', {}, title));
+  const bySize = [...points].sort((a, b) => b.size - a.size);
+  for (const p of bySize) {
+    const circle = el('circle', {
+      cx: sx(p.x),
+      cy: sy(p.y),
+      r: 4 + 22 * Math.sqrt(p.size / largest),
+      class: `dot group${p.group % 4}`,
+    });
+    circle.append(el('title', {}, p.tooltip ?? p.label));
+    svg.append(circle);
+  }
+  // Labels for the largest topics only, so that they do not pile up.
+  for (const p of bySize.slice(0, width < 560 ? 6 : 12)) {
+    svg.append(
+      el('text', { x: sx(p.x), y: sy(p.y) - 8, 'text-anchor': 'middle', class: 'label' }, shorten(p.label, 150)),
+    );
+  }
+  return svg;
 }

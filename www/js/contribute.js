@@ -487,10 +487,53 @@ async function deliver(donation) {
       'What happens next: your blurred report joins the others, and the study publishes only figures that ' +
       'enough reports stand behind, in signed releases anyone can read on the Releases page.';
     $('receipt').dataset.state = 'stored';
+    $('withdraw-key').textContent = donation.key;
+    $('withdrawal-code').hidden = false;
   } catch (error) {
     $('receipt').textContent = error.message;
     $('receipt').dataset.state = 'refused';
   }
+}
+
+// Who runs the study, why, how long its reports are kept and how to withdraw: from the study
+// itself (every string escaped by textContent).
+function stewardStatement(steward) {
+  const who = steward?.operator ? `This study is run by ${steward.operator}` : 'This study does not say who runs it';
+  const contact = steward?.contact ? ` (contact: ${steward.contact})` : '';
+  const why = steward?.purpose ? ` Why: ${steward.purpose}` : '';
+  const days = steward?.retention_days ?? 365;
+  return (
+    `${who}${contact}.${why} The server keeps each donation for ${days} days after it arrives, then deletes ` +
+    'it. When you donate you get a withdrawal code: with it you can withdraw your donation at any time ' +
+    'before then, below on this page. A release published before you withdraw keeps the figures it ' +
+    'already counted: releases are signed and never change.'
+  );
+}
+
+// Withdraws the donation a code names: the code is the batch's random key, which only this
+// device and the server know.
+async function withdraw(code) {
+  const key = code.trim();
+  if (!key) return;
+  $('withdraw-result').textContent = 'Withdrawing…';
+  const url = `/api/v1/studies/${encodeURIComponent(study.id)}/withdrawals`;
+  const answer = await post(url, JSON.stringify({ idempotency_key: key }), (text) => {
+    $('withdraw-result').textContent = `Withdrawing: ${text}`;
+  });
+  if (!answer.ok) {
+    $('withdraw-result').textContent =
+      answer.status === 404
+        ? 'No donation with this code is stored for this study (it may have passed its retention period).'
+        : `The server could not withdraw it (${answer.status}): ${answer.text}`;
+    $('withdraw-result').dataset.state = 'refused';
+    return;
+  }
+  const result = JSON.parse(answer.text);
+  $('withdraw-result').textContent = result.already_withdrawn
+    ? `Donation ${result.receipt} was withdrawn before; nothing of it is stored.`
+    : `Withdrawn: donation ${result.receipt} and its ${result.reports_deleted} ` +
+      `report${result.reports_deleted === 1 ? '' : 's'} are deleted from the server.`;
+  $('withdraw-result').dataset.state = 'withdrawn';
 }
 
 async function donate() {
@@ -521,6 +564,7 @@ async function start() {
   study = JSON.parse(text);
   $('study-title').textContent = study.title;
   $('study-description').textContent = study.description;
+  $('steward').textContent = stewardStatement(study.steward);
   document.title = `${study.title} — Chorus`;
   $('privacy').innerHTML = privacyStatement(study.privacy);
   await keepInvitation();
@@ -564,6 +608,12 @@ $('select-none').addEventListener('click', () => includeAll(false));
 $('prepare').addEventListener('click', () => prepare().catch((e) => showError(e.message)));
 $('donate').addEventListener('click', () => donate().catch((e) => showError(e.message)));
 $('decline').addEventListener('click', decline);
+$('withdraw').addEventListener('click', () => withdraw($('withdraw-input').value).catch((e) => showError(e.message)));
+$('withdraw-now').addEventListener('click', () => {
+  $('withdraw-input').value = $('withdraw-key').textContent;
+  $('withdraw-input').closest('details').open = true;
+  withdraw($('withdraw-key').textContent).catch((e) => showError(e.message));
+});
 $('reconsider').addEventListener('click', reconsider);
 ready.catch(() => {}); // reported by start's own failure below
 start().catch((e) => {

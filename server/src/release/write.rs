@@ -180,6 +180,7 @@ pub fn topics(study: &CompiledStudy, cells: &Cells, ranges: &[TableRange], total
                         estimate: cells.estimate(*range, i, total),
                     },
                     name: topic.name.clone(),
+                    description: topic.description.clone(),
                     parent: topic.parent.map(|p| codebook.levels[depth - 1][p].id.clone()),
                     keywords: topic.keywords.clone(),
                     example: topic.example.clone(),

@@ -145,6 +145,14 @@ pub trait Storage: Send + Sync {
     fn release(&self, id: &str) -> Result<Option<String>, StorageError>;
     /// How many releases a study has had (to number the next).
     fn release_count(&self, study_id: &str) -> Result<u64, StorageError>;
+    /// A contributor's withdrawal of the batch stored under `idempotency_key`: its reports are
+    /// deleted and no longer count towards the contributor's cap, in one transaction. The row
+    /// keeps the key and digest, so that a retry of the same batch is acknowledged, not stored
+    /// again. `Some(reports deleted now)` (0 when withdrawn before), `None` when no such batch.
+    fn withdraw(&self, study_id: &str, idempotency_key: &str) -> Result<Option<u32>, StorageError>;
+    /// The study's retention: deletes every batch that arrived before `day` (days since
+    /// 1970-01-01) and its count towards the contributors' caps; returns how many batches.
+    fn forget_before(&self, study_id: &str, day: i64) -> Result<u64, StorageError>;
     /// Stores invitations to a study (hashes of their codes only).
     fn add_invitations(&self, study_id: &str, code_hashes: &[String]) -> Result<(), StorageError>;
     /// Marks an invitation redeemed for the request whose SHA-256 is `request` (atomically: two

@@ -387,7 +387,7 @@ impl Storage for PostgresStorage {
             .start()?;
         let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&study_id, &study_version];
         let mut rows = tx.query_raw(
-            "SELECT contributor, received_day, body FROM batches WHERE study_id = $1 AND study_version = $2 ORDER BY id",
+            "SELECT contributor, received_day, body FROM batches WHERE study_id = $1 AND study_version = $2 AND reports > 0 ORDER BY id",
             params,
         )?;
         while let Some(row) = rows.next()? {
@@ -413,7 +413,7 @@ impl Storage for PostgresStorage {
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {
         let mut client = self.reader.lock().expect("reader lock");
         let row = client.query_one(
-            "SELECT COUNT(*), COALESCE(SUM(reports), 0)::BIGINT FROM batches WHERE study_id = $1 AND study_version = $2",
+            "SELECT COUNT(*), COALESCE(SUM(reports), 0)::BIGINT FROM batches WHERE study_id = $1 AND study_version = $2 AND reports > 0",
             &[&study_id, &study_version],
         )?;
         Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
@@ -456,6 +456,59 @@ impl Storage for PostgresStorage {
         Ok(client
             .query_one("SELECT COUNT(*) FROM releases WHERE study_id = $1", &[&study_id])?
             .get::<_, i64>(0) as u64)
+    }
+
+    fn withdraw(&self, study_id: &str, idempotency_key: &str) -> Result<Option<u32>, StorageError> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let mut tx = writer.0.transaction()?;
+        // FOR UPDATE: two withdrawals of one batch cannot both subtract its reports.
+        let found = tx.query_opt(
+            "SELECT study_version, contributor, reports FROM batches WHERE study_id = $1 AND idempotency_key = $2 FOR UPDATE",
+            &[&study_id, &idempotency_key],
+        )?;
+        let Some(row) = found else {
+            return Ok(None);
+        };
+        let (version, contributor, reports): (String, String, i32) = (row.get(0), row.get(1), row.get(2));
+        if reports > 0 {
+            tx.execute(
+                "UPDATE batches SET reports = 0, body = '' WHERE study_id = $1 AND idempotency_key = $2",
+                &[&study_id, &idempotency_key],
+            )?;
+            tx.execute(
+                "UPDATE contributors SET reports = reports - $4 WHERE study_id = $1 AND study_version = $2 AND contributor = $3",
+                &[&study_id, &version, &contributor, &reports],
+            )?;
+            tx.execute(
+                "DELETE FROM contributors WHERE study_id = $1 AND reports <= 0",
+                &[&study_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Some(reports as u32))
+    }
+
+    fn forget_before(&self, study_id: &str, day: i64) -> Result<u64, StorageError> {
+        let mut writer = self.writer.lock().expect("writer lock");
+        let mut tx = writer.0.transaction()?;
+        tx.execute(
+            "UPDATE contributors SET reports = contributors.reports - old.n
+             FROM (SELECT study_version, contributor, SUM(reports) AS n FROM batches
+                   WHERE study_id = $1 AND received_day < $2 GROUP BY study_version, contributor) AS old
+             WHERE contributors.study_id = $1 AND contributors.study_version = old.study_version
+               AND contributors.contributor = old.contributor",
+            &[&study_id, &day],
+        )?;
+        tx.execute(
+            "DELETE FROM contributors WHERE study_id = $1 AND reports <= 0",
+            &[&study_id],
+        )?;
+        let deleted = tx.execute(
+            "DELETE FROM batches WHERE study_id = $1 AND received_day < $2",
+            &[&study_id, &day],
+        )?;
+        tx.commit()?;
+        Ok(deleted)
     }
 
     fn add_invitations(&self, study_id: &str, code_hashes: &[String]) -> Result<(), StorageError> {

@@ -177,7 +177,7 @@ impl Storage for SqliteStorage {
         // One read transaction: in WAL mode, one snapshot for both statements.
         let tx = conn.unchecked_transaction()?;
         let mut statement = tx.prepare(
-            "SELECT contributor, received_day, body FROM batches WHERE study_id = ?1 AND study_version = ?2 ORDER BY id",
+            "SELECT contributor, received_day, body FROM batches WHERE study_id = ?1 AND study_version = ?2 AND reports > 0 ORDER BY id",
         )?;
         let mut rows = statement.query(params![study_id, study_version])?;
         while let Some(row) = rows.next()? {
@@ -205,7 +205,7 @@ impl Storage for SqliteStorage {
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {
         let conn = self.reader.lock().expect("reader lock");
         Ok(conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(reports), 0) FROM batches WHERE study_id = ?1 AND study_version = ?2",
+            "SELECT COUNT(*), COALESCE(SUM(reports), 0) FROM batches WHERE study_id = ?1 AND study_version = ?2 AND reports > 0",
             params![study_id, study_version],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )?)
@@ -250,6 +250,60 @@ impl Storage for SqliteStorage {
                 r.get::<_, i64>(0)
             })? as u64,
         )
+    }
+
+    fn withdraw(&self, study_id: &str, idempotency_key: &str) -> Result<Option<u32>, StorageError> {
+        let mut conn = self.writer.lock().expect("writer lock");
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: Option<(String, String, u32)> = tx
+            .query_row(
+                "SELECT study_version, contributor, reports FROM batches WHERE study_id = ?1 AND idempotency_key = ?2",
+                params![study_id, idempotency_key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        let Some((version, contributor, reports)) = found else {
+            return Ok(None);
+        };
+        if reports > 0 {
+            tx.execute(
+                "UPDATE batches SET reports = 0, body = '' WHERE study_id = ?1 AND idempotency_key = ?2",
+                params![study_id, idempotency_key],
+            )?;
+            tx.execute(
+                "UPDATE contributors SET reports = reports - ?4 WHERE study_id = ?1 AND study_version = ?2 AND contributor = ?3",
+                params![study_id, version, contributor, reports],
+            )?;
+            tx.execute(
+                "DELETE FROM contributors WHERE study_id = ?1 AND reports <= 0",
+                [study_id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Some(reports))
+    }
+
+    fn forget_before(&self, study_id: &str, day: i64) -> Result<u64, StorageError> {
+        let mut conn = self.writer.lock().expect("writer lock");
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "UPDATE contributors SET reports = contributors.reports - old.n
+             FROM (SELECT study_version, contributor, SUM(reports) AS n FROM batches
+                   WHERE study_id = ?1 AND received_day < ?2 GROUP BY study_version, contributor) AS old
+             WHERE contributors.study_id = ?1 AND contributors.study_version = old.study_version
+               AND contributors.contributor = old.contributor",
+            params![study_id, day],
+        )?;
+        tx.execute(
+            "DELETE FROM contributors WHERE study_id = ?1 AND reports <= 0",
+            [study_id],
+        )?;
+        let deleted = tx.execute(
+            "DELETE FROM batches WHERE study_id = ?1 AND received_day < ?2",
+            params![study_id, day],
+        )?;
+        tx.commit()?;
+        Ok(deleted as u64)
     }
 
     fn add_invitations(&self, study_id: &str, code_hashes: &[String]) -> Result<(), StorageError> {

@@ -31,7 +31,13 @@ pub struct Topic {
     pub id: String,
     /// Index of the parent in the level above (none at the top).
     pub parent: Option<usize>,
+    /// A name a person can read: c-TF-IDF keywords when built, a person's words once the codebook
+    /// is reviewed (it is public data).
     pub name: String,
+    /// One line on what the topic holds, written by a person who read its public requests (empty
+    /// until then).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
     pub keywords: Vec<String>,
     /// The public request nearest the centroid.
     pub example: String,
@@ -39,6 +45,39 @@ pub struct Topic {
     pub public_share: f64,
     /// Unit centroid in the embedding space.
     pub centroid: Vec<f32>,
+}
+
+/// Gives the codebook's topics the names and descriptions of `tsv`: one line per topic,
+/// `id<TAB>name<TAB>description`, blank lines and `#` comments skipped. Every topic must be named,
+/// once, and no unknown id may appear: a rebuilt codebook whose ids moved is caught here.
+pub fn apply_names(codebook: &mut Codebook, tsv: &str) -> Result<(), String> {
+    let mut names = std::collections::BTreeMap::new();
+    for (number, line) in tsv.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        let [id, name, description] = fields[..] else {
+            return Err(format!(
+                "line {}: expected id, name and description separated by tabs",
+                number + 1
+            ));
+        };
+        if name.is_empty() || names.insert(id, (name, description)).is_some() {
+            return Err(format!("line {}: topic {id} has no name or is named twice", number + 1));
+        }
+    }
+    for topic in codebook.levels.iter_mut().flatten() {
+        let (name, description) = names
+            .remove(topic.id.as_str())
+            .ok_or_else(|| format!("topic {} has no name", topic.id))?;
+        topic.name = name.to_owned();
+        topic.description = description.to_owned();
+    }
+    match names.keys().next() {
+        Some(id) => Err(format!("no topic {id} in the codebook")),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -216,6 +255,7 @@ fn name_level(level: usize, built: LevelBuild, texts: &[String], embeddings: &[V
                     parents.get(t).copied().flatten()
                 },
                 name,
+                description: String::new(),
                 keywords: keywords[t].clone(),
                 example,
                 public_share: members[t].len() as f64 / texts.len() as f64,
@@ -234,4 +274,55 @@ struct LevelBuild {
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::{apply_names, Codebook};
+
+    fn default_codebook() -> Codebook {
+        serde_json::from_str(include_str!("../../../studies/default/codebook.json")).unwrap()
+    }
+
+    #[test]
+    fn the_default_codebooks_topics_carry_the_names_a_person_wrote() {
+        let shipped = default_codebook();
+        let mut renamed = shipped.clone();
+        apply_names(&mut renamed, include_str!("../../../studies/default/topic-names.tsv")).unwrap();
+        assert_eq!(renamed, shipped, "codebook.json differs from topic-names.tsv");
+        for topic in shipped.levels.iter().flatten() {
+            assert!(!topic.description.is_empty(), "{} has no description", topic.id);
+            assert_ne!(
+                topic.name,
+                topic.keywords[..3].join(", "),
+                "{} is named by keywords",
+                topic.id
+            );
+        }
+    }
+
+    #[test]
+    fn every_topic_is_named_once_and_no_other() {
+        let mut codebook = default_codebook();
+        let names = include_str!("../../../studies/default/topic-names.tsv");
+        let missing: String = names
+            .lines()
+            .filter(|l| !l.starts_with("t3.48"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            apply_names(&mut codebook, &missing).unwrap_err(),
+            "topic t3.48 has no name"
+        );
+        let extra = format!("{names}t9.1\tNowhere\tA topic no codebook has.\n");
+        assert_eq!(
+            apply_names(&mut codebook, &extra).unwrap_err(),
+            "no topic t9.1 in the codebook"
+        );
+        let twice = format!("{names}t1.1\tAgain\tNamed twice.\n");
+        assert!(apply_names(&mut codebook, &twice).unwrap_err().contains("named twice"));
+        assert!(apply_names(&mut codebook, "t1.1 no tabs\n")
+            .unwrap_err()
+            .contains("separated by tabs"));
+    }
 }

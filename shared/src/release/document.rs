@@ -328,6 +328,9 @@ pub struct TopicCell {
     #[serde(flatten)]
     pub cell: Cell,
     pub name: String,
+    /// One line on what the topic holds, from the codebook (absent when it has none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
     pub parent: Option<String>,
     pub keywords: Vec<String>,
     pub example: String,

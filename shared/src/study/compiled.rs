@@ -4,7 +4,7 @@
 use super::classifier::{argmax, Classifier, TrainOptions};
 use super::training::{cross_validate_vectors, fold_assignment, training_set, CompileError, Labelled};
 use super::validation::{validate_debiasing, DebiasValidation};
-use super::{Access, Category, ReleaseConfig, Study};
+use super::{Access, Category, ReleaseConfig, Steward, Study};
 use crate::codebook::Codebook;
 use crate::embed::{self, Embedder};
 use crate::privacy::PrivacyPlan;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused (9: the access mode;
 /// 10: the concern scale's descriptions).
-pub const COMPILED_FORMAT: u32 = 10;
+pub const COMPILED_FORMAT: u32 = 11;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -48,6 +48,9 @@ pub struct CompiledStudy {
     pub category_validation: Option<DebiasValidation>,
     /// Who may contribute.
     pub access: Access,
+    /// Who runs the study, why, and how long its reports are kept.
+    #[serde(default)]
+    pub steward: Steward,
     /// What leaves the device and what it costs.
     pub privacy: PrivacyPlan,
     /// What the server may publish.
@@ -113,6 +116,7 @@ impl CompiledStudy {
             category_confusion,
             category_validation,
             access: study.access,
+            steward: study.steward.clone(),
             privacy,
             release: study.release.clone(),
             codebook: study.codebook.clone(),

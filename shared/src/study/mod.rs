@@ -59,6 +59,9 @@ pub struct Study {
     /// Who may contribute: `invited` (the default) or `open`.
     #[serde(default)]
     pub access: Access,
+    /// Who runs the study, why, and how long its reports are kept.
+    #[serde(default)]
+    pub steward: Steward,
     /// What leaves the device and what it costs (the default study's settings when absent).
     #[serde(default)]
     pub privacy: crate::privacy::PrivacyConfig,
@@ -190,6 +193,41 @@ pub struct LabelledExample {
     pub source: Option<String>,
 }
 
+/// Who runs a study, why, and how long its reports are kept: what a contributor is told before
+/// donating. The server enforces the retention (it deletes a batch `retention_days` after the
+/// day it arrived) and takes withdrawals at any time before then.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Steward {
+    /// Who runs the study: a person, a lab, an organisation.
+    #[serde(default)]
+    pub operator: String,
+    /// How to reach them (an address or a web page).
+    #[serde(default)]
+    pub contact: String,
+    /// Why the study is run, in a sentence or two.
+    #[serde(default)]
+    pub purpose: String,
+    /// Days a batch of reports is kept after the day it arrived.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+impl Default for Steward {
+    fn default() -> Steward {
+        Steward {
+            operator: String::new(),
+            contact: String::new(),
+            purpose: String::new(),
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+fn default_retention_days() -> u32 {
+    365
+}
+
 fn default_concern_threshold() -> f32 {
     0.6
 }
@@ -290,6 +328,9 @@ impl Study {
                 "study id `{}` must be lowercase letters, digits, `_` or `-`",
                 self.id
             ));
+        }
+        if self.steward.retention_days == 0 {
+            return invalid("[steward] retention_days must be at least 1: a report must be kept to be counted".into());
         }
         let release = &self.release;
         if release.k == 0 || !(release.central_epsilon > 0.0 && release.central_epsilon.is_finite()) {
