@@ -38,6 +38,24 @@ try {
   await page.waitForSelector('#review:not([hidden])', long);
   out.analysis_ms = Date.now() - started;
   out.rows = await page.$$eval('#conversations tbody tr', (rows) => rows.length);
+  // Sorting and filtering: newest first puts the days in order; a category filter shows that
+  // category only, and "leave out" then leaves out exactly those; the filter cleared, all
+  // are included again.
+  const days = () => page.$$eval('#conversations tbody .preview', (s) => s.map((e) => e.textContent.slice(0, 10)));
+  await page.select('#sort', 'newest');
+  out.days_newest_first = await days();
+  await page.select('#sort', 'export');
+  const category = await page.$eval('#category-filter', (s) => s.options[1].value);
+  await page.select('#category-filter', category);
+  out.filtered = await page.$$eval('#conversations tbody tr', (rows) =>
+    rows.map((r) => r.querySelector('[data-label=Category]').textContent),
+  );
+  out.filter_option = await page.$eval('#category-filter', (s) => s.options[1].textContent);
+  await page.click('#select-none');
+  out.filtered_left_out = await page.$eval('#review-count', (e) => e.textContent);
+  await page.click('#select-all');
+  await page.select('#category-filter', '');
+  out.after_filter = await page.$eval('#review-count', (e) => e.textContent);
   out.excluded = await page.$eval('#conversations tbody input[type=checkbox]', (box) => {
     box.click();
     return box.dataset.id;

@@ -116,6 +116,38 @@ fn a_contributor_donates_from_the_page() {
     let error = out["wrong_file_error"].as_str().unwrap();
     assert!(error.contains("could not be read as an export"), "{error}");
     assert_eq!(out["rows"], conversations as u64, "{out}");
+    // Sorted newest first; filtered to one category (its option counts its rows), leaving out
+    // exactly those; everything included again afterwards.
+    let days: Vec<&str> = out["days_newest_first"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    assert!(
+        days.iter().all(|d| d.len() == 10),
+        "every fixture row has its day: {days:?}"
+    );
+    assert!(days.windows(2).all(|w| w[0] >= w[1]), "not newest first: {days:?}");
+    let filtered = out["filtered"].as_array().unwrap();
+    assert!(
+        !filtered.is_empty() && filtered.iter().all(|c| c == &filtered[0]),
+        "{out}"
+    );
+    let option = out["filter_option"].as_str().unwrap();
+    assert!(option.ends_with(&format!("({})", filtered.len())), "{option}");
+    let left_out = out["filtered_left_out"].as_str().unwrap();
+    assert!(
+        left_out.contains(&format!("{} included", conversations - filtered.len())),
+        "{left_out}"
+    );
+    assert!(
+        out["after_filter"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{conversations} included")),
+        "{out}"
+    );
     // A batch is always m = 7 reports. One row excluded: it is not among them (another
     // conversation is reported twice, each time with its own noise); the second device
     // excluded nothing: each conversation once.

@@ -60,7 +60,8 @@ async function verify(id, text) {
 }
 
 function topicsSection(topics) {
-  $('topics-method').textContent = `${topics.method}. Codebook: ${topics.source}.`;
+  const method = topics.method.charAt(0).toUpperCase() + topics.method.slice(1);
+  $('topics-method').textContent = `${method}. Codebook: ${topics.source}.`;
   const levels = topics.levels;
   const children = (level, parentId) => (levels[level] ?? []).filter((t) => t.parent === parentId);
   const published = (t) => !t.suppressed;
@@ -312,8 +313,8 @@ function project2d(vectors) {
 }
 
 // The leaves of the public codebook on a map (their centroids' first two principal components),
-// each circle as large as the topic's published share (its public share where withheld, drawn
-// faint), coloured by top-level topic.
+// each circle as large as the topic's share of the public corpus the codebook was built from,
+// coloured by top-level topic; the release's estimate is in each circle's tooltip and in the tree.
 function mapOfTopics(topics, codebook) {
   const leaves = codebook.levels[codebook.levels.length - 1];
   const top = (leafIndex) => {
@@ -329,13 +330,16 @@ function mapOfTopics(topics, codebook) {
     return {
       x: positions[i][0],
       y: positions[i][1],
-      size: published ? Math.max(0, estimate.share) : 0,
+      size: leaf.public_share,
       group: top(i),
       label: leaf.name,
       tooltip: `${leaf.name}: ${published ? percent(estimate.share) : withheld(estimate ?? {})}`,
     };
   });
-  return topicMap(points, 'Map of the leaf topics: nearby topics are alike; area is the published share');
+  return topicMap(
+    points,
+    "Map of the codebook's leaf topics: nearby topics are alike; area is the topic's share of the public corpus",
+  );
 }
 
 // Three to five sentences a reader can take away, generated from the release: the largest
@@ -388,7 +392,21 @@ async function show(id) {
   $('findings').replaceChildren(...findings(release, names).map((t) => node('li', t)));
   if (release.topics) topicsSection(release.topics);
   const sameCodebook = served?.codebook && served.version === release.study.version;
-  $('map').replaceChildren(...(release.topics && sameCodebook ? [mapOfTopics(release.topics, served.codebook)] : []));
+  const map = release.topics && sameCodebook ? mapOfTopics(release.topics, served.codebook) : null;
+  const legend =
+    `The map places the ${served?.codebook?.levels.at(-1).length} leaf topics of the public codebook by ` +
+    'meaning: nearby topics are alike, a ' +
+    "circle's area is the topic's share of the public corpus, its colour its top-level topic. Point at a circle " +
+    "for this release's estimate; the tree beside it has them all.";
+  // The colours: one per top-level topic, named as in the tree.
+  const colours = node('p', undefined, { class: 'note' });
+  for (const [i, t] of (served?.codebook?.levels[0] ?? []).entries()) {
+    colours.append(
+      node('span', '', { class: `swatch group${i % 4}`, 'aria-hidden': 'true' }),
+      node('span', ` ${t.name}  `),
+    );
+  }
+  $('map').replaceChildren(...(map ? [map, colours, node('p', legend, { class: 'note' })] : []));
   const category = release.facets.category;
   const mix = category.debiased ?? category.cells;
   const band = category.debiased ? null : category.validation?.band;

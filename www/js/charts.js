@@ -122,17 +122,20 @@ function shorten(text, width) {
 }
 
 // A 2-D map of topics: one circle per topic at its position (`x`, `y` in any units), its area
-// proportional to `size`, coloured by `group` (0–3), labelled when there is room.
+// proportional to `size`, coloured by `group` (0–3); the largest are labelled where a label does
+// not cover another. Beside the tree on a wide screen, below it on a narrow one.
 export function topicMap(points, title) {
-  const width = Math.min(640, chartWidth());
-  const height = Math.round(width * 0.75);
-  const pad = 40;
+  const full = chartWidth();
+  const width = Math.round(full >= 1000 ? (full - 16) / 2 : Math.min(640, full));
+  const height = Math.round(width * 0.8);
+  const pad = 30;
   const xs = points.map((p) => p.x);
   const ys = points.map((p) => p.y);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
   const sx = (x) => pad + ((x - x0) / (x1 - x0 || 1)) * (width - 2 * pad);
   const sy = (y) => pad + ((y - y0) / (y1 - y0 || 1)) * (height - 2 * pad);
   const largest = Math.max(...points.map((p) => p.size), 1e-9);
+  const radius = (p) => 3 + 16 * Math.sqrt(p.size / largest);
   const svg = el('svg', {
     viewBox: `0 0 ${width} ${height}`,
     width,
@@ -143,20 +146,20 @@ export function topicMap(points, title) {
   svg.append(el('title', {}, title));
   const bySize = [...points].sort((a, b) => b.size - a.size);
   for (const p of bySize) {
-    const circle = el('circle', {
-      cx: sx(p.x),
-      cy: sy(p.y),
-      r: 4 + 22 * Math.sqrt(p.size / largest),
-      class: `dot group${p.group % 4}`,
-    });
+    const circle = el('circle', { cx: sx(p.x), cy: sy(p.y), r: radius(p), class: `dot group${p.group % 4}` });
     circle.append(el('title', {}, p.tooltip ?? p.label));
     svg.append(circle);
   }
-  // Labels for the largest topics only, so that they do not pile up.
-  for (const p of bySize.slice(0, width < 560 ? 6 : 12)) {
-    svg.append(
-      el('text', { x: sx(p.x), y: sy(p.y) - 8, 'text-anchor': 'middle', class: 'label' }, shorten(p.label, 150)),
-    );
+  const placed = [];
+  const overlaps = (a, b) => a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1;
+  for (const p of bySize.slice(0, width < 560 ? 8 : 16)) {
+    const text = shorten(p.label, 160);
+    const w = text.length * 7;
+    const y = sy(p.y) - radius(p) - 3;
+    const box = { x0: sx(p.x) - w / 2, x1: sx(p.x) + w / 2, y0: y - 13, y1: y + 2 };
+    if (box.x0 < 0 || box.x1 > width || box.y0 < 0 || placed.some((b) => overlaps(b, box))) continue;
+    placed.push(box);
+    svg.append(el('text', { x: sx(p.x), y, 'text-anchor': 'middle', class: 'label' }, text));
   }
   return svg;
 }

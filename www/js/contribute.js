@@ -191,11 +191,29 @@ const PAGE = 500;
 let limit = PAGE;
 let view = { shown: 0, matching: 0 };
 
-function renderRows() {
+// How the review can be ordered: a key per row, largest first (the export's order by default).
+const ORDERS = {
+  export: (row) => -row.index,
+  newest: (row) => (row.created ? Date.parse(row.created) : Number.NEGATIVE_INFINITY),
+  oldest: (row) => (row.created ? -Date.parse(row.created) : Number.NEGATIVE_INFINITY),
+  concern: (row) => row.concern,
+  turns: (row) => row.turns,
+};
+
+// The rows the search and the category filter let through, in the chosen order.
+function matchingRows() {
   const query = $('search').value.trim().toLowerCase();
+  const category = $('category-filter').value;
+  const key = ORDERS[$('sort').value] ?? ORDERS.export;
+  return rows
+    .filter((row) => (!query || row.search.includes(query)) && (!category || row.category === category))
+    .sort((a, b) => key(b) - key(a) || a.index - b.index);
+}
+
+function renderRows() {
   const body = $('conversations').tBodies[0];
   body.replaceChildren();
-  const matching = query ? rows.filter((row) => row.search.includes(query)) : rows;
+  const matching = matchingRows();
   const shown = Math.min(limit, matching.length);
   for (const row of matching.slice(0, shown)) {
     const tr = document.createElement('tr');
@@ -232,7 +250,9 @@ function renderRows() {
 function countLine() {
   const { shown, matching } = view;
   const included = rows.length - excluded.size;
-  const search = matching !== rows.length ? `, ${matching} match the search` : '';
+  const search = matching !== rows.length ? `, ${matching} match the search and filter` : '';
+  $('select-all').textContent = matching !== rows.length ? `Include the ${matching} that match` : 'Include all';
+  $('select-none').textContent = matching !== rows.length ? `Leave out the ${matching} that match` : 'Include none';
   const page = shown !== matching ? `, ${shown} shown` : '';
   $('review-count').textContent = `${rows.length} conversations, ${included} included${search}${page}.`;
   // Nothing can be sent without an included conversation: the button says why.
@@ -281,6 +301,7 @@ async function analyzeFile(file) {
       return row;
     });
     excluded.clear();
+    fillCategoryFilter();
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     $('progress-text').textContent =
       `${rows.length} conversations analysed in ${seconds} s by ${workers.length} ` +
@@ -401,7 +422,8 @@ function payloadTable(batch) {
   });
   const table = document.createElement('table');
   const head = table.createTHead().insertRow();
-  for (const h of ['report', 'what', 'sent', 'how it was randomised']) {
+  const headers = ['report', 'what', 'sent', 'how it was randomised'];
+  for (const h of headers) {
     const th = document.createElement('th');
     th.scope = 'col';
     th.textContent = h;
@@ -410,7 +432,11 @@ function payloadTable(batch) {
   const body = table.createTBody();
   for (const r of rows) {
     const tr = body.insertRow();
-    for (const c of r) tr.insertCell().textContent = String(c);
+    r.forEach((c, i) => {
+      const td = tr.insertCell();
+      td.textContent = String(c);
+      td.dataset.label = headers[i]; // named in the card layout of a narrow screen
+    });
   }
   return table;
 }
@@ -465,9 +491,20 @@ function reconsider() {
 }
 
 // Include every conversation, or none (then tick the ones to send).
+// The category filter offers the categories this export has, most frequent first.
+function fillCategoryFilter() {
+  const counts = new Map();
+  for (const row of rows) counts.set(row.category, (counts.get(row.category) ?? 0) + 1);
+  const options = [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .map(([id, n]) => new Option(`${categoryName(id)} (${n})`, id));
+  $('category-filter').replaceChildren(new Option('All categories', ''), ...options);
+}
+
+// Include, or leave out, every conversation the search and filter let through (all of them
+// when there is neither).
 function includeAll(included) {
-  excluded.clear();
-  if (!included) for (const row of rows) excluded.add(row.id);
+  for (const row of matchingRows()) included ? excluded.delete(row.id) : excluded.add(row.id);
   $('payload-section').hidden = true;
   pending = null;
   renderRows();
@@ -495,18 +532,30 @@ async function deliver(donation) {
   }
 }
 
-// Who runs the study, why, how long its reports are kept and how to withdraw: from the study
-// itself (every string escaped by textContent).
-function stewardStatement(steward) {
-  const who = steward?.operator ? `This study is run by ${steward.operator}` : 'This study does not say who runs it';
-  const contact = steward?.contact ? ` (contact: ${steward.contact})` : '';
-  const why = steward?.purpose ? ` Why: ${steward.purpose}` : '';
+// Who runs the study, why, how long its reports are kept and how to withdraw, as a short list
+// from the study itself (every string set as text, never as HTML).
+function showSteward(steward) {
   const days = steward?.retention_days ?? 365;
-  return (
-    `${who}${contact}.${why} The server keeps each donation for ${days} days after it arrives, then deletes ` +
-    'it. When you donate you get a withdrawal code: with it you can withdraw your donation at any time ' +
-    'before then, below on this page. A release published before you withdraw keeps the figures it ' +
-    'already counted: releases are signed and never change.'
+  const facts = [
+    ['Run by', steward?.operator || 'The study does not say who runs it.'],
+    ...(steward?.contact ? [['Contact', steward.contact]] : []),
+    ...(steward?.purpose ? [['Why', steward.purpose]] : []),
+    ['Kept', `Each donation is kept ${days} days after it arrives, then deleted.`],
+    [
+      'Withdraw',
+      'When you donate you get a withdrawal code: with it you can withdraw your donation at any time before ' +
+        'then (at the bottom of this page). A release published before you withdraw keeps the figures it already ' +
+        'counted: releases are signed and never change.',
+    ],
+  ];
+  $('steward').replaceChildren(
+    ...facts.flatMap(([term, text]) => {
+      const dt = document.createElement('dt');
+      const dd = document.createElement('dd');
+      dt.textContent = term;
+      dd.textContent = text;
+      return [dt, dd];
+    }),
   );
 }
 
@@ -564,7 +613,7 @@ async function start() {
   study = JSON.parse(text);
   $('study-title').textContent = study.title;
   $('study-description').textContent = study.description;
-  $('steward').textContent = stewardStatement(study.steward);
+  showSteward(study.steward);
   document.title = `${study.title} — Chorus`;
   $('privacy').innerHTML = privacyStatement(study.privacy);
   await keepInvitation();
@@ -595,10 +644,16 @@ $('drop').addEventListener('drop', (e) => {
   const file = e.dataTransfer.files[0];
   if (file) analyzeFile(file);
 });
-$('search').addEventListener('input', () => {
-  limit = PAGE;
-  renderRows();
-});
+for (const [id, event] of [
+  ['search', 'input'],
+  ['category-filter', 'change'],
+  ['sort', 'change'],
+]) {
+  $(id).addEventListener(event, () => {
+    limit = PAGE;
+    renderRows();
+  });
+}
 $('more').addEventListener('click', () => {
   limit += PAGE;
   renderRows();
