@@ -30,6 +30,7 @@ try {
     release_href: document.querySelector('#download-release').getAttribute('href'),
     verify_command: document.querySelector('#trust').textContent,
     map_dots: document.querySelectorAll('svg.map circle').length,
+    languages_within: [...document.querySelectorAll('#tree .languages-within')].map((p) => Number(p.dataset.cells)),
     tree_descriptions: [...document.querySelectorAll('#tree li > span.note')].map((s) => s.textContent),
   }));
   out.requests = requests;

@@ -527,6 +527,34 @@ fn an_auditor_reads_a_verified_release() {
     // The map: one circle per leaf of the codebook; the leaves are described in the person's
     // words the codebook carries, not by keywords.
     assert_eq!(out["map_dots"], 48, "{out}");
+    // Under each top-level topic, its languages: as many as the release publishes cells of the
+    // top level × language cross-tab for it (where the topic itself is published).
+    let tab = signed["release"]["crosstabs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(name, _)| name.starts_with("topic_level1"))
+        .map(|(_, tab)| tab.clone());
+    let top_level = signed["release"]["topics"]["levels"][0].as_array().unwrap();
+    let expected: Vec<u64> = top_level
+        .iter()
+        .map(|topic| {
+            let cells = tab.as_ref().map_or(0, |tab| {
+                tab["cells"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c["row"] == topic["value"] && c.get("share").is_some())
+                    .count()
+            });
+            if topic.get("share").is_some() {
+                cells as u64
+            } else {
+                0
+            }
+        })
+        .collect();
+    assert_eq!(out["languages_within"], serde_json::json!(expected), "{out}");
     let described = out["tree_descriptions"].as_array().unwrap();
     assert_eq!(described.len(), 48);
     assert!(

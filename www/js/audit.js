@@ -59,7 +59,7 @@ async function verify(id, text) {
   }
 }
 
-function topicsSection(topics) {
+function topicsSection(topics, crosstabs) {
   const method = topics.method.charAt(0).toUpperCase() + topics.method.slice(1);
   $('topics-method').textContent = `${method}. Codebook: ${topics.source}.`;
   const levels = topics.levels;
@@ -98,6 +98,7 @@ function topicsSection(topics) {
         details.append(
           node('p', `${about}Keywords: ${t.keywords.join(', ')}. Public example: “${t.example}”`, { class: 'note' }),
         );
+        if (level === 0) details.append(languagesWithin(t, crosstabs));
         details.append(tree(level + 1, t.value));
         item.append(details);
       } else {
@@ -111,6 +112,26 @@ function topicsSection(topics) {
     return list;
   };
   $('tree').replaceChildren(tree(0, null));
+}
+
+// The languages within a top-level topic, where the release publishes the topic × language
+// cross-tab's cells: each as a share of the topic, its interval conservative (the cell's interval
+// over the far ends of the topic's).
+function languagesWithin(topic, crosstabs) {
+  const tab = Object.entries(crosstabs).find(([name]) => name.startsWith('topic_level1'))?.[1];
+  const cells = (tab?.cells ?? []).filter((c) => c.row === topic.value && !c.suppressed && !topic.suppressed);
+  const shown = cells
+    .sort((a, b) => b.share - a.share)
+    .map((c) => {
+      const share = Math.min(1, c.share / topic.share);
+      const low = c.ci95[0] / topic.ci95[1];
+      const high = topic.ci95[0] > 0 ? Math.min(1, c.ci95[1] / topic.ci95[0]) : 1;
+      return `${c.column} ${percent(share)} (${percent(low)}–${percent(high)})`;
+    });
+  const text = shown.length
+    ? `Languages within this topic: ${shown.join(', ')}; the others are not published (too few reports).`
+    : 'Languages within this topic: none published yet (too few reports to publish reliably).';
+  return node('p', text, { class: 'note languages-within', 'data-cells': String(shown.length) });
 }
 
 // A withheld cell is not a zero: say why it is not shown.
@@ -390,7 +411,7 @@ async function show(id) {
   const served = await servedStudy(release.study);
   const names = Object.fromEntries((served?.categories ?? []).map((c) => [c.id, c.name]));
   $('findings').replaceChildren(...findings(release, names).map((t) => node('li', t)));
-  if (release.topics) topicsSection(release.topics);
+  if (release.topics) topicsSection(release.topics, release.crosstabs ?? {});
   const sameCodebook = served?.codebook && served.version === release.study.version;
   const map = release.topics && sameCodebook ? mapOfTopics(release.topics, served.codebook) : null;
   const legend =

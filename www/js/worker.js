@@ -42,25 +42,26 @@ async function pinnedFile(pin) {
 }
 
 // A response's bytes, reporting how many have arrived (and of how many, when the server says).
+// With a length, the chunks go straight into one buffer: the model is never held twice.
 async function download(response, onProgress) {
   const total = Number(response.headers.get('Content-Length')) || 0;
   const reader = response.body.getReader();
-  const chunks = [];
+  let bytes = new Uint8Array(total);
   let received = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    chunks.push(value);
+    if (received + value.length > bytes.length) {
+      // No length given, or more than it said: grow (doubling), as an array list does.
+      const grown = new Uint8Array(Math.max(2 * bytes.length, received + value.length));
+      grown.set(bytes.subarray(0, received));
+      bytes = grown;
+    }
+    bytes.set(value, received);
     received += value.length;
     onProgress(received, total);
   }
-  const bytes = new Uint8Array(received);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
+  return received === bytes.length ? bytes : bytes.slice(0, received);
 }
 
 async function load({ study }) {
