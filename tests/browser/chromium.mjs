@@ -1,17 +1,19 @@
 // Debian's headless Chromium, driven by puppeteer-core (its own browser download never runs).
 
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer from 'puppeteer-core';
 
+// The browser, with a profile of its own that is removed when it closes.
 export async function launch() {
-  return puppeteer.launch({
+  const profile = mkdtempSync(join(tmpdir(), 'chorus-chromium-'));
+  const browser = await puppeteer.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     // A year-sized export keeps a wait pending for many minutes.
     protocolTimeout: 3_600_000,
-    userDataDir: mkdtempSync(join(tmpdir(), 'chorus-chromium-')),
+    userDataDir: profile,
     args: [
       '--no-sandbox',
       '--disable-gpu',
@@ -22,6 +24,12 @@ export async function launch() {
       '--disable-dev-shm-usage',
     ],
   });
+  const close = browser.close.bind(browser);
+  browser.close = async () => {
+    await close();
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return browser;
 }
 
 // Every request a page (and its workers) makes, with its body.
