@@ -38,6 +38,11 @@ try {
   await page.screenshot({ path: `${outDir}/audit.png`, fullPage: true });
   await page.setViewport({ width: 390, height: 800 });
   out.narrow_overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
+  // Turned to a phone's width: the charts are drawn again for it.
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll('svg.chart')].every((c) => c.getAttribute('width') <= 390),
+  );
+  out.resized_small_text = await smallText(page);
   await page.screenshot({ path: `${outDir}/audit-narrow.png` });
   // Opened on a phone: the charts are drawn for its width, and no text is under 12 px.
   await page.reload();

@@ -574,6 +574,11 @@ fn an_auditor_reads_a_verified_release() {
         "the page opened on a phone overflows"
     );
     assert_eq!(
+        out["resized_small_text"],
+        serde_json::json!([]),
+        "text under 12 px after resizing to 390 px"
+    );
+    assert_eq!(
         out["narrow_small_text"],
         serde_json::json!([]),
         "text under 12 px at 390 px"

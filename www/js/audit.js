@@ -3,7 +3,7 @@
 // intervals, the cross-language comparison, discovered clusters and the privacy panel.
 
 import { BUNDLE } from '/js/bundle.js';
-import { barChart, topicMap, treemap } from '/js/charts.js';
+import { barChart, chartWidth, topicMap, treemap } from '/js/charts.js';
 import init, { verifyRelease } from '/pkg/chorus_client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -393,7 +393,21 @@ function findings(release, names) {
   return sentences;
 }
 
+// The release shown, and the width its charts were drawn for: a window resized well away from
+// it (a phone turned) draws them again, so their text keeps its size.
+let shown = null;
+let drawnFor = 0;
+let resizing;
+window.addEventListener('resize', () => {
+  clearTimeout(resizing);
+  resizing = setTimeout(() => {
+    if (shown && Math.abs(chartWidth() - drawnFor) > 40) show(shown).catch(() => {});
+  }, 250);
+});
+
 async function show(id) {
+  shown = id;
+  drawnFor = chartWidth();
   const response = await fetch(`/api/v1/releases/${encodeURIComponent(id)}`);
   if (!response.ok) throw new Error(`no release ${id}`);
   const text = await response.text();

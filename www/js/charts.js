@@ -13,7 +13,7 @@ const percent = (x) => `${(100 * x).toFixed(1)}%`;
 
 // Charts are laid out in the pixels they will occupy (no scaling down of a wide drawing), so that
 // their text keeps its size on a phone.
-function chartWidth() {
+export function chartWidth() {
   const main = document.querySelector('main');
   if (!main) return 760;
   const style = getComputedStyle(main);
