@@ -77,8 +77,14 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
                 serde_json::to_string_pretty(&evaluation).expect("evaluation serialises")
             );
             eprintln!(
-                "chorus: {}-fold held-out accuracy {:.3} on {} examples (prototype fallback {:.3})",
-                folds, evaluation.accuracy, evaluation.held_out, evaluation.prototype_accuracy
+                "chorus: {}-fold held-out accuracy {:.3} on {} examples (prototype fallback {:.3}); expected \
+                 calibration error {:.3} (mean confidence {:.3})",
+                folds,
+                evaluation.accuracy,
+                evaluation.held_out,
+                evaluation.prototype_accuracy,
+                evaluation.calibration.expected_calibration_error,
+                evaluation.calibration.mean_confidence
             );
         }
     }

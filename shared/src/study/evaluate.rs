@@ -21,6 +21,8 @@ pub struct Evaluation {
     pub per_category: Vec<CategoryScore>,
     /// `confusion[true][predicted]`, counted over all folds.
     pub confusion: Vec<Vec<u32>>,
+    /// How well the held-out probabilities are calibrated.
+    pub calibration: super::calibration::CalibrationSummary,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +52,8 @@ pub fn cross_validate(
         classes,
         folds,
     };
-    let confusion = cross_validate_vectors(&set, options).hard;
+    let validated = cross_validate_vectors(&set, options);
+    let confusion = validated.hard;
 
     // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
     let taxonomy_examples = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
@@ -94,6 +97,7 @@ pub fn cross_validate(
         prototype_accuracy: ratio(prototype_correct, held_out),
         per_category,
         confusion,
+        calibration: validated.calibration.summary(),
     })
 }
 

@@ -19,6 +19,7 @@
 //! terms = ["..."]
 //! ```
 
+pub mod calibration;
 mod classifier;
 mod compiled;
 mod evaluate;

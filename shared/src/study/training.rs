@@ -69,6 +69,8 @@ pub struct CrossValidation {
     /// `[true][c]` sums of the predicted probability of category c: the "soft" confusion that
     /// probabilistic classify-and-count corrects with.
     pub soft: Vec<Vec<f64>>,
+    /// The held-out predictions' confidence against how often they were right.
+    pub calibration: super::calibration::Calibration,
 }
 
 /// Labelled examples as the classifier sees them: vectors, category indices, and each one's
@@ -92,6 +94,7 @@ pub(crate) fn cross_validate_vectors(set: &Labelled<'_>, options: TrainOptions) 
     } = *set;
     let mut hard = vec![vec![0u32; classes]; classes];
     let mut soft = vec![vec![0f64; classes]; classes];
+    let mut calibration = super::calibration::Calibration::default();
     for fold in 0..folds {
         if !fold_of.contains(&Some(fold)) {
             continue;
@@ -102,9 +105,15 @@ pub(crate) fn cross_validate_vectors(set: &Labelled<'_>, options: TrainOptions) 
         let model = Classifier::train_linear(&xs, &ys, classes, options);
         for i in (0..vectors.len()).filter(|&i| fold_of[i] == Some(fold)) {
             let p = model.probabilities(&vectors[i]);
-            hard[labels[i]][argmax(&p)] += 1;
+            let predicted = argmax(&p);
+            hard[labels[i]][predicted] += 1;
+            calibration.add(f64::from(p[predicted]), predicted == labels[i]);
             soft[labels[i]].iter_mut().zip(&p).for_each(|(s, x)| *s += *x as f64);
         }
     }
-    CrossValidation { hard, soft }
+    CrossValidation {
+        hard,
+        soft,
+        calibration,
+    }
 }
