@@ -241,8 +241,15 @@ async fn withdraw(
     if !state.studies.contains_key(id.as_str()) {
         return Err(unknown_study(&id));
     }
-    let storage = state.storage.clone();
     let key = body.into_inner().idempotency_key;
+    if !crate::ingest::validate::is_random_id(&key) {
+        return Err(Rejection::new(
+            422,
+            "invalid_withdrawal_code",
+            "a withdrawal code is 32 lowercase hexadecimal digits, as the receipt shows it",
+        ));
+    }
+    let storage = state.storage.clone();
     let study_id = id.into_inner();
     let (id_for_store, key_for_store) = (study_id.clone(), key.clone());
     let withdrawn = web::block(move || storage.withdraw(&id_for_store, &key_for_store))

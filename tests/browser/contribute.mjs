@@ -160,12 +160,15 @@ try {
   await second.click('#withdraw');
   await second.waitForFunction(() => document.querySelector('#withdraw-result').textContent.includes('before'), long);
   out.withdrawn_again = await second.$eval('#withdraw-result', (e) => e.textContent);
-  await second.$eval('#withdraw-input', (e) => {
-    e.value = 'no-such-withdrawal-code';
-  });
-  await second.click('#withdraw');
-  await second.waitForSelector('#withdraw-result[data-state=refused]', long);
-  out.withdraw_unknown = await second.$eval('#withdraw-result', (e) => e.textContent);
+  const refused = async (code) => {
+    await second.$eval('#withdraw-result', (e) => delete e.dataset.state);
+    await second.$eval('#withdraw-input', (e, c) => (e.value = c), code);
+    await second.click('#withdraw');
+    await second.waitForSelector('#withdraw-result[data-state=refused]', long);
+    return second.$eval('#withdraw-result', (e) => e.textContent);
+  };
+  out.withdraw_unknown = await refused('0123456789abcdef0123456789abcdef');
+  out.withdraw_malformed = await refused('no-such-withdrawal-code');
   // Once more: nothing left to send, nothing sent twice.
   await second.reload();
   await new Promise((r) => setTimeout(r, 1500));

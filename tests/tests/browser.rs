@@ -232,6 +232,10 @@ fn a_contributor_donates_from_the_page() {
         out["withdraw_unknown"].as_str().unwrap().starts_with("No donation"),
         "{out}"
     );
+    assert!(
+        out["withdraw_malformed"].as_str().unwrap().contains("32 characters"),
+        "{out}"
+    );
     let study: Value = serde_json::from_str(&server.get("/api/v1/studies/every-conversation").1).unwrap();
     let storage = chorus_server::storage::open(&server.data_dir.join("chorus.sqlite3").to_string_lossy()).unwrap();
     let version = study["version"].as_str().unwrap();

@@ -233,6 +233,24 @@ fn run(database: Option<&str>, name: &str) {
     let (got, answer) = server.post(PATH, &second.to_string());
     assert_eq!((got, answer.contains("over_cap")), (409, true), "{answer}");
 
+    // Withdrawals that cannot be: a malformed code, a code no batch has, an unknown study; each
+    // answered with what went wrong, and nothing withdrawn.
+    let withdrawals = "/api/v1/studies/chorus-default/withdrawals";
+    let unknown_code = "0123456789abcdef0123456789abcdef";
+    for (path, code, status, error) in [
+        (withdrawals, "not-a-code", 422, "invalid_withdrawal_code"),
+        (withdrawals, unknown_code, 404, "no_such_donation"),
+        (
+            "/api/v1/studies/no-such-study/withdrawals",
+            unknown_code,
+            404,
+            "unknown_study",
+        ),
+    ] {
+        let (got, answer) = server.post(path, &serde_json::json!({ "idempotency_key": code }).to_string());
+        assert_eq!((got, answer.contains(error)), (status, true), "{code}: {answer}");
+    }
+
     assert_eq!(server.get("/healthz").0, 200, "the server survived");
     let stored = match database {
         None => {
@@ -259,6 +277,7 @@ fn run(database: Option<&str>, name: &str) {
     assert!(log.contains("\"status\":422"), "requests are logged");
     assert!(!log.contains(valid["contributor"].as_str().unwrap()));
     assert!(!log.contains(valid["idempotency_key"].as_str().unwrap()));
+    assert!(!log.contains(unknown_code), "a withdrawal code in the log");
     drop(server);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -43,7 +43,7 @@ function table(headers, rows, caption) {
 async function verify(id, text) {
   try {
     await init({ module_or_path: BUNDLE });
-    const key = await (await fetch('/api/v1/public-key')).text();
+    const key = await fetchText('/api/v1/public-key');
     const verified = verifyRelease(text, key);
     if (verified !== id) throw new Error(`the document is release ${verified}, not ${id}`);
     const fingerprint = JSON.parse(key).public_key;
@@ -119,13 +119,16 @@ function topicsSection(topics, crosstabs) {
 // over the far ends of the topic's).
 function languagesWithin(topic, crosstabs) {
   const tab = Object.entries(crosstabs).find(([name]) => name.startsWith('topic_level1'))?.[1];
-  const cells = (tab?.cells ?? []).filter((c) => c.row === topic.value && !c.suppressed && !topic.suppressed);
+  const published = !topic.suppressed && topic.share > 0;
+  const cells = (tab?.cells ?? []).filter((c) => published && c.row === topic.value && !c.suppressed);
+  // A share of the topic lies in [0, 1] whatever the noise did to either estimate.
+  const clamp = (x) => Math.min(1, Math.max(0, x));
   const shown = cells
     .sort((a, b) => b.share - a.share)
     .map((c) => {
-      const share = Math.min(1, c.share / topic.share);
-      const low = c.ci95[0] / topic.ci95[1];
-      const high = topic.ci95[0] > 0 ? Math.min(1, c.ci95[1] / topic.ci95[0]) : 1;
+      const share = clamp(c.share / topic.share);
+      const low = Math.min(share, clamp(c.ci95[0] / topic.ci95[1]));
+      const high = topic.ci95[0] > 0 ? Math.max(share, clamp(c.ci95[1] / topic.ci95[0])) : 1;
       return `${c.column} ${percent(share)} (${percent(low)}–${percent(high)})`;
     });
   const text = shown.length
@@ -294,14 +297,12 @@ function privacySection(release) {
 const whole = (x) => Math.round(100 * x);
 const spoken = (c) => `${whole(c.share)}% (${whole(c.ci95[0])}–${whole(c.ci95[1])}%)`;
 
-// The release's category names from the study the server serves (ids made readable if it no
-// longer serves it).
 // The study as the server serves it now (null when it cannot): its category names, and for the
 // map its public codebook when it is the version the release counted.
 async function servedStudy(study) {
   try {
-    const response = await fetch(`/api/v1/studies/${encodeURIComponent(study.id)}`);
-    if (response.ok) return await response.json();
+    const text = await fetchText(`/api/v1/studies/${encodeURIComponent(study.id)}`);
+    if (text !== null) return JSON.parse(text);
   } catch (_error) {
     // The ids are readable enough, and the tree needs no map.
   }
@@ -393,6 +394,17 @@ function findings(release, names) {
   return sentences;
 }
 
+// Text fetched once per URL: drawing a release again (after a resize) reads nothing again.
+const fetched = new Map();
+function fetchText(url) {
+  if (!fetched.has(url))
+    fetched.set(
+      url,
+      fetch(url).then((r) => (r.ok ? r.text() : null)),
+    );
+  return fetched.get(url);
+}
+
 // The release shown, and the width its charts were drawn for: a window resized well away from
 // it (a phone turned) draws them again, so their text keeps its size.
 let shown = null;
@@ -408,9 +420,8 @@ window.addEventListener('resize', () => {
 async function show(id) {
   shown = id;
   drawnFor = chartWidth();
-  const response = await fetch(`/api/v1/releases/${encodeURIComponent(id)}`);
-  if (!response.ok) throw new Error(`no release ${id}`);
-  const text = await response.text();
+  const text = await fetchText(`/api/v1/releases/${encodeURIComponent(id)}`);
+  if (text === null) throw new Error(`no release ${id}`);
   const release = JSON.parse(text).release;
   $('release').hidden = false;
   $('release-title').textContent = `${release.study.title}: release ${release.id}`;

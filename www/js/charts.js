@@ -21,6 +21,13 @@ export function chartWidth() {
   return Math.round(Math.min(900, Math.max(280, inner)));
 }
 
+// The drawing a chart goes in: `width` × `height` pixels, named for screen readers.
+function chartRoot(width, height, title, kind) {
+  const svg = el('svg', { viewBox: `0 0 ${width} ${height}`, width, role: 'img', 'aria-label': title, class: kind });
+  svg.append(el('title', {}, title));
+  return svg;
+}
+
 // Horizontal bars: one row per cell {label, share, ci95: [lo, hi]} or {label, suppressed}. On a
 // narrow screen each label goes on its own line above its bar.
 export function barChart(cells, title) {
@@ -31,14 +38,7 @@ export function barChart(cells, title) {
   const barTop = narrow ? 18 : 0; // where the bar's line starts within its row
   const barWidth = width - labelWidth - (narrow ? 160 : 200);
   const max = Math.max(0.05, ...cells.filter((c) => !c.suppressed).map((c) => c.ci95[1]));
-  const svg = el('svg', {
-    viewBox: `0 0 ${width} ${cells.length * rowHeight + 8}`,
-    width,
-    role: 'img',
-    'aria-label': title,
-    class: 'chart',
-  });
-  svg.append(el('title', {}, title));
+  const svg = chartRoot(width, cells.length * rowHeight + 8, title, 'chart');
   cells.forEach((c, i) => {
     const y = i * rowHeight + 4;
     const label = narrow
@@ -76,14 +76,7 @@ export function barChart(cells, title) {
 export function treemap(nodes, title) {
   const width = Math.min(640, chartWidth());
   const height = width < 560 ? 420 : 360;
-  const svg = el('svg', {
-    viewBox: `0 0 ${width} ${height}`,
-    width,
-    role: 'img',
-    'aria-label': title,
-    class: 'chart treemap',
-  });
-  svg.append(el('title', {}, title));
+  const svg = chartRoot(width, height, title, 'chart treemap');
   layout(svg, nodes, 0, 0, width, height, 0);
   return svg;
 }
@@ -136,14 +129,7 @@ export function topicMap(points, title) {
   const sy = (y) => pad + ((y - y0) / (y1 - y0 || 1)) * (height - 2 * pad);
   const largest = Math.max(...points.map((p) => p.size), 1e-9);
   const radius = (p) => 3 + 16 * Math.sqrt(p.size / largest);
-  const svg = el('svg', {
-    viewBox: `0 0 ${width} ${height}`,
-    width,
-    role: 'img',
-    'aria-label': title,
-    class: 'chart map',
-  });
-  svg.append(el('title', {}, title));
+  const svg = chartRoot(width, height, title, 'chart map');
   const bySize = [...points].sort((a, b) => b.size - a.size);
   for (const p of bySize) {
     const circle = el('circle', { cx: sx(p.x), cy: sy(p.y), r: radius(p), class: `dot group${p.group % 4}` });

@@ -490,7 +490,6 @@ function reconsider() {
   $('prepare').focus();
 }
 
-// Include every conversation, or none (then tick the ones to send).
 // The category filter offers the categories this export has, most frequent first.
 function fillCategoryFilter() {
   const counts = new Map();
@@ -562,8 +561,13 @@ function showSteward(steward) {
 // Withdraws the donation a code names: the code is the batch's random key, which only this
 // device and the server know.
 async function withdraw(code) {
-  const key = code.trim();
+  const key = code.trim().toLowerCase();
   if (!key) return;
+  if (!/^[0-9a-f]{32}$/.test(key)) {
+    $('withdraw-result').textContent = 'A withdrawal code is 32 characters, digits and the letters a to f.';
+    $('withdraw-result').dataset.state = 'refused';
+    return;
+  }
   $('withdraw-result').textContent = 'Withdrawing…';
   const url = `/api/v1/studies/${encodeURIComponent(study.id)}/withdrawals`;
   const answer = await post(url, JSON.stringify({ idempotency_key: key }), (text) => {

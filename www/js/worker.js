@@ -42,26 +42,25 @@ async function pinnedFile(pin) {
 }
 
 // A response's bytes, reporting how many have arrived (and of how many, when the server says).
-// With a length, the chunks go straight into one buffer: the model is never held twice.
 async function download(response, onProgress) {
   const total = Number(response.headers.get('Content-Length')) || 0;
   const reader = response.body.getReader();
-  let bytes = new Uint8Array(total);
+  const chunks = [];
   let received = 0;
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    if (received + value.length > bytes.length) {
-      // No length given, or more than it said: grow (doubling), as an array list does.
-      const grown = new Uint8Array(Math.max(2 * bytes.length, received + value.length));
-      grown.set(bytes.subarray(0, received));
-      bytes = grown;
-    }
-    bytes.set(value, received);
+    chunks.push(value);
     received += value.length;
     onProgress(received, total);
   }
-  return received === bytes.length ? bytes : bytes.slice(0, received);
+  const bytes = new Uint8Array(received);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return bytes;
 }
 
 async function load({ study }) {

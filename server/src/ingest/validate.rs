@@ -46,7 +46,8 @@ fn chi_square_upper_quantile(k: f64, tail: f64) -> f64 {
     high
 }
 
-fn is_random_id(s: &str) -> bool {
+/// Whether `s` is a random identifier as devices make them: 32 lowercase hexadecimal digits.
+pub fn is_random_id(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_tokens.sql")),
+    (3, include_str!("../../migrations/postgres/0003_retention.sql")),
 ];
 
 pub struct PostgresStorage {
@@ -480,8 +481,8 @@ impl Storage for PostgresStorage {
                 &[&study_id, &version, &contributor, &reports],
             )?;
             tx.execute(
-                "DELETE FROM contributors WHERE study_id = $1 AND reports <= 0",
-                &[&study_id],
+                "DELETE FROM contributors WHERE study_id = $1 AND study_version = $2 AND contributor = $3 AND reports <= 0",
+                &[&study_id, &version, &contributor],
             )?;
         }
         tx.commit()?;

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_tokens.sql")),
+    (3, include_str!("../../migrations/sqlite/0003_retention.sql")),
 ];
 
 pub struct SqliteStorage {
@@ -275,8 +276,8 @@ impl Storage for SqliteStorage {
                 params![study_id, version, contributor, reports],
             )?;
             tx.execute(
-                "DELETE FROM contributors WHERE study_id = ?1 AND reports <= 0",
-                [study_id],
+                "DELETE FROM contributors WHERE study_id = ?1 AND study_version = ?2 AND contributor = ?3 AND reports <= 0",
+                params![study_id, version, contributor],
             )?;
         }
         tx.commit()?;
