@@ -63,11 +63,8 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
                 l2: l2.unwrap_or(defaults.l2),
                 iterations: iterations.unwrap_or(defaults.iterations),
             };
-            let total = parsed.examples.len() + parsed.categories.iter().map(|c| c.examples.len()).sum::<usize>();
             let mut progress = Progress::new("embedding the examples", None);
-            let mut done = 0;
-            let evaluation = cross_validate(&parsed, &embedder, folds, options, |n| {
-                done += n;
+            let evaluation = cross_validate(&parsed, &embedder, folds, options, |done, total| {
                 progress.update(done as u64, total as u64)
             })
             .map_err(|e| e.to_string())?;
@@ -76,15 +73,19 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
                 "{}",
                 serde_json::to_string_pretty(&evaluation).expect("evaluation serialises")
             );
+            let step = |a: Option<f64>| a.map_or("-".to_owned(), |a| format!("{a:.3}"));
             eprintln!(
-                "chorus: {}-fold held-out accuracy {:.3} on {} examples (prototype fallback {:.3}); expected \
-                 calibration error {:.3} (mean confidence {:.3})",
+                "chorus: {}-fold held-out accuracy {:.3} on {} examples (request alone {}, regression {:.3}, with \
+                 neighbours {}; prototype fallback {:.3}); expected calibration error {:.3} ({:.3} uncalibrated)",
                 folds,
                 evaluation.accuracy,
                 evaluation.held_out,
+                step(evaluation.steps.request_only),
+                evaluation.steps.regression,
+                step(evaluation.steps.with_neighbours),
                 evaluation.prototype_accuracy,
                 evaluation.calibration.expected_calibration_error,
-                evaluation.calibration.mean_confidence
+                evaluation.uncalibrated.expected_calibration_error,
             );
         }
     }

@@ -372,7 +372,7 @@ fn names(study: &CompiledStudy, centroid: &[f64]) -> Vec<(String, f64)> {
     let Some(x) = back_project(study, centroid) else {
         return Vec::new();
     };
-    let probabilities = study.classifier.probabilities(&x);
+    let probabilities = study.category_probabilities(&x, None);
     let mut ranked: Vec<(String, f64)> = study
         .categories
         .iter()

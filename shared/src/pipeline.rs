@@ -1,12 +1,13 @@
 //! The on-device pipeline for one conversation: facets from the text, the embedding of its
-//! request text, and the study's classifiers on that embedding. The browser, the `chorus`
+//! request text (and of its first reply's opening when the study's category classifier reads
+//! it), and the study's classifiers on those embeddings. The browser, the `chorus`
 //! command and the tests all analyse conversations through this one function.
 
 use crate::analysis::Analysis;
 use crate::conversation::Conversation;
 use crate::embed::{EmbedError, Embedder};
 use crate::facets;
-use crate::study::{argmax, CompiledStudy, COMPILED_FORMAT};
+use crate::study::{argmax, CategoryInput, CompiledStudy, COMPILED_FORMAT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzerError {
@@ -49,8 +50,16 @@ impl Analyzer {
         let text = facets::text_facets(conversation);
         let request = facets::request_text(conversation);
         let embedding = self.embedder.embed(&[&request])?.remove(0);
+        // Embedded apart from the request: in one batch the shorter text would be padded.
+        let reply = match self.study.category_input {
+            CategoryInput::Request => None,
+            CategoryInput::RequestAndReply => match facets::reply_text(conversation) {
+                Some(reply) => Some(self.embedder.embed(&[&reply])?.remove(0)),
+                None => None,
+            },
+        };
         let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
-        let probabilities = self.study.classifier.probabilities(&embedding);
+        let probabilities = self.study.category_probabilities(&embedding, reply.as_deref());
         Ok(Analysis {
             id: conversation.id.clone(),
             language: text.language.to_owned(),

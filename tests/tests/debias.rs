@@ -12,10 +12,11 @@
 use chorus_messages::{Channel, Privatized};
 use chorus_server::analyze::debias_category;
 use chorus_shared::codebook::kmeans::SplitMix;
+use chorus_shared::facets::reply_excerpt;
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::oracle::share_ci95;
 use chorus_shared::stable_hash::fnv1a;
-use chorus_shared::study::{example_text, CompiledStudy, LabelledExample};
+use chorus_shared::study::{embed_training_set, example_text, CompiledStudy, LabelledExample, TrainingSet};
 use chorus_tests::{compile_study, embedder, workspace_root};
 
 /// A standard normal draw (Box–Muller).
@@ -49,14 +50,20 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
     let study = compile_study(Some(&temp.join("study.toml")));
     std::fs::remove_dir_all(&temp).ok();
     let test: Vec<&LabelledExample> = examples.iter().filter(|e| is_held_out(e)).collect();
-    let texts: Vec<String> = test.iter().map(|e| example_text(&e.text)).collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let vectors = embedder().embed_many(&refs, |_| {}).unwrap();
+    // Embedded as a device embeds a conversation: the request, and the reply's opening.
+    let set = TrainingSet {
+        texts: test.iter().map(|e| example_text(&e.text)).collect(),
+        replies: test.iter().map(|e| e.reply.as_deref().map(reply_excerpt)).collect(),
+        labels: Vec::new(),
+    };
+    let (embedded, _) = embed_training_set(&embedder(), &set, &[], |_, _| {}).unwrap();
     let labels = test
         .iter()
         .map(|e| study.categories.iter().position(|c| c.id == e.category).unwrap())
         .collect();
-    let probabilities = vectors.iter().map(|v| study.classifier.probabilities(v)).collect();
+    let probabilities = (embedded.requests.iter().zip(&embedded.replies))
+        .map(|(request, reply)| study.category_probabilities(request, reply.as_deref()))
+        .collect();
     (study, labels, probabilities)
 }
 

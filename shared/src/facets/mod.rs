@@ -6,7 +6,7 @@ mod code;
 mod language;
 pub mod pii;
 
-use crate::conversation::Conversation;
+use crate::conversation::{Conversation, Role};
 
 /// Longest request text kept, in characters. The embedder reads at most 128 tokens, which
 /// is about 500 characters of English; the margin covers denser scripts and code.
@@ -53,6 +53,39 @@ pub fn request_text(conversation: &Conversation) -> String {
     pii::scrub(&truncated)
 }
 
+/// ISO 639-1 code of a text's language, or `und`: as [`text_facets`] detects a conversation's.
+pub fn language_of(text: &str) -> &'static str {
+    language::detect(&code::without_code_blocks(text))
+}
+
+/// Words of the assistant's first reply the category classifier reads. Its opening names the
+/// task ("Here is a Python function that…", "Subject: …"): on the default study's labelled
+/// examples the first 24 words added as much accuracy as the whole reply, at a quarter of the
+/// embedding time.
+pub const REPLY_WORDS: usize = 24;
+/// Longest reply excerpt, in characters: scripts without spaces between words stop here.
+pub const MAX_REPLY_CHARS: usize = 200;
+
+/// The opening of the assistant's first reply, as the category classifier reads it: its first
+/// [`REPLY_WORDS`] words (at most [`MAX_REPLY_CHARS`] characters), PII-scrubbed. `None` when
+/// the conversation has no reply. Like the request text, it is embedded on the device and
+/// never sent.
+pub fn reply_text(conversation: &Conversation) -> Option<String> {
+    let reply = conversation
+        .turns
+        .iter()
+        .skip_while(|t| t.role != Role::User)
+        .find(|t| t.role == Role::Assistant && !t.text.trim().is_empty())?;
+    Some(reply_excerpt(&reply.text))
+}
+
+/// [`reply_text`] of a reply's text; labelled examples' replies go through it too.
+pub fn reply_excerpt(reply: &str) -> String {
+    let words: Vec<&str> = reply.split_whitespace().take(REPLY_WORDS).collect();
+    let excerpt: String = words.join(" ").chars().take(MAX_REPLY_CHARS).collect();
+    pii::scrub(&excerpt)
+}
+
 fn is_meaningful_title(title: &str) -> bool {
     const PLACEHOLDERS: [&str; 5] = ["new chat", "untitled", "new conversation", "chat", "conversation"];
     !title.is_empty() && !PLACEHOLDERS.contains(&title.to_lowercase().as_str())
@@ -92,6 +125,27 @@ mod tests {
         assert_eq!(request_text(&c), "Email to landlord\nWrite to [email] about the leak");
         let untitled = conv(Some("New chat"), &[(Role::User, "hello there")]);
         assert_eq!(request_text(&untitled), "hello there");
+    }
+
+    #[test]
+    fn reply_text_is_the_first_reply_cut_to_its_first_words_and_scrubbed() {
+        let long = format!("Here is the e-mail to bob@example.com: {}", "word ".repeat(100));
+        let c = conv(
+            None,
+            &[
+                (Role::Assistant, "Welcome"),
+                (Role::User, "Write to Bob"),
+                (Role::Assistant, "  "),
+                (Role::Assistant, &long),
+                (Role::Assistant, "Anything else?"),
+            ],
+        );
+        let reply = reply_text(&c).unwrap();
+        assert!(reply.starts_with("Here is the e-mail to [email]: word"), "{reply}");
+        assert_eq!(reply.split_whitespace().count(), REPLY_WORDS);
+        let unspaced = conv(None, &[(Role::User, "你好"), (Role::Assistant, &"好".repeat(500))]);
+        assert_eq!(reply_text(&unspaced).unwrap().chars().count(), MAX_REPLY_CHARS);
+        assert_eq!(reply_text(&conv(None, &[(Role::User, "hello")])), None);
     }
 
     #[test]

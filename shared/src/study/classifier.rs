@@ -20,6 +20,28 @@ pub enum Classifier {
     Prototypes { centroids: Vec<Vec<f32>> },
 }
 
+/// What the category classifier reads about a conversation.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CategoryInput {
+    /// The request text's embedding.
+    #[default]
+    Request,
+    /// The request's embedding followed by the embedding of the first reply's opening (the
+    /// request's again when there is no reply).
+    RequestAndReply,
+}
+
+impl CategoryInput {
+    /// The classifier's input for a conversation with these embeddings.
+    pub fn features(self, request: &[f32], reply: Option<&[f32]>) -> Vec<f32> {
+        match self {
+            CategoryInput::Request => request.to_vec(),
+            CategoryInput::RequestAndReply => [request, reply.unwrap_or(request)].concat(),
+        }
+    }
+}
+
 /// Settings of the logistic regression. The defaults were chosen by cross-validation on the
 /// default study's labelled examples (`chorus study evaluate`).
 #[derive(Debug, Clone, Copy)]
@@ -52,7 +74,12 @@ impl Classifier {
 
     /// Class probabilities for the embedding `x`.
     pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
-        let scores: Vec<f64> = match self {
+        softmax(&self.scores(x)).into_iter().map(|p| p as f32).collect()
+    }
+
+    /// The scores the probabilities are the softmax of.
+    pub fn scores(&self, x: &[f32]) -> Vec<f64> {
+        match self {
             Classifier::Linear {
                 mean,
                 scale,
@@ -72,8 +99,18 @@ impl Classifier {
                 .iter()
                 .map(|c| (crate::embed::cosine(c, x) * PROTOTYPE_TEMPERATURE) as f64)
                 .collect(),
-        };
-        softmax(&scores).into_iter().map(|p| p as f32).collect()
+        }
+    }
+
+    /// The same classifier with its scores divided by `temperature` (above 1 softens the
+    /// probabilities, below 1 sharpens them; the most probable class stays the same).
+    pub fn with_temperature(mut self, temperature: f64) -> Classifier {
+        if let Classifier::Linear { weights, .. } = &mut self {
+            weights
+                .iter_mut()
+                .for_each(|w| *w = (f64::from(*w) / temperature) as f32);
+        }
+        self
     }
 
     /// The most probable class (the lowest index on a tie).
@@ -222,7 +259,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-fn softmax(scores: &[f64]) -> Vec<f64> {
+pub(crate) fn softmax(scores: &[f64]) -> Vec<f64> {
     let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
     let total: f64 = exp.iter().sum();

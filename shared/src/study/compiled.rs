@@ -1,8 +1,12 @@
 //! A study compiled against the embedder: the classifiers a client runs, as plain data that
 //! serialises to JSON (the browser receives this, not the labelled examples).
 
-use super::classifier::{argmax, Classifier, TrainOptions};
-use super::training::{cross_validate_vectors, fold_assignment, training_set, CompileError, Labelled};
+use super::classifier::{CategoryInput, Classifier, TrainOptions};
+use super::neighbours::{category_probabilities, Neighbours, Projection};
+use super::training::{
+    category_input, cross_validate_vectors, embed_training_set, fold_assignment, train_category_model, training_set,
+    CompileError, Labelled,
+};
 use super::validation::{validate_debiasing, DebiasValidation};
 use super::{Access, Category, ReleaseConfig, Steward, Study};
 use crate::codebook::Codebook;
@@ -11,8 +15,8 @@ use crate::privacy::PrivacyPlan;
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused (9: the access mode;
-/// 10: the concern scale's descriptions).
-pub const COMPILED_FORMAT: u32 = 11;
+/// 10: the concern scale's descriptions; 11: the steward; 12: what the category classifier reads).
+pub const COMPILED_FORMAT: u32 = 12;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -29,7 +33,12 @@ pub struct CompiledStudy {
     /// SHA-256 of the model file the classifiers were trained with.
     pub model_sha256: String,
     pub categories: Vec<Category>,
+    /// What the category classifier reads.
+    pub category_input: CategoryInput,
     pub classifier: Classifier,
+    /// The labelled examples whose vote is blended with the classifier's (studies with
+    /// labelled examples).
+    pub neighbours: Option<Neighbours>,
     pub concern_threshold: f32,
     pub concern_prototypes: Vec<ConcernPrototype>,
     /// Lowercase terms and the level each marks.
@@ -81,27 +90,36 @@ impl CompiledStudy {
                 pinned: pinned.clone(),
             });
         }
-        let (texts, labels) = training_set(study);
+        let training = training_set(study);
         let concern_texts: Vec<(u8, String)> = study
             .concerns
             .iter()
             .flat_map(|c| c.examples.iter().map(move |e| (c.level, e.clone())))
             .collect();
-        let vectors = embed_all(embedder, &texts, &concern_texts, progress)?;
-        let (train, concern) = vectors.split_at(texts.len());
+        let concern_refs: Vec<&str> = concern_texts.iter().map(|(_, t)| t.as_str()).collect();
+        let (embedded, concern) = embed_training_set(embedder, &training, &concern_refs, progress)?;
+        let category_input = category_input(study);
+        let features = embedded.features(category_input);
         let folds = fold_assignment(study, CONFUSION_FOLDS);
         let set = Labelled {
-            vectors: train,
-            labels: &labels,
+            vectors: &features,
+            labels: &training.labels,
             fold_of: &folds,
             classes: study.categories.len(),
             folds: CONFUSION_FOLDS,
         };
-        let (classifier, category_confusion) = train_classifier(study, &set, options)?;
-        let privacy = PrivacyPlan::build(&study.privacy, &category_ids(study), &topic_ids(study), train)?;
+        // With labelled examples, the neighbours' public projection (labels play no part in it).
+        let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features));
+        let (classifier, neighbours, category_confusion) = train_classifier(study, &set, options, projection.as_ref())?;
+        let privacy = PrivacyPlan::build(
+            &study.privacy,
+            &category_ids(study),
+            &topic_ids(study),
+            &embedded.requests,
+        )?;
         let category_validation = category_confusion.as_ref().and_then(|_| {
             let oracle = privacy.channel(chorus_messages::Channel::Category).map(|c| c.oracle);
-            validate_debiasing(&set, options, oracle)
+            validate_debiasing(&set, options, projection.as_ref(), oracle)
         });
         Ok(CompiledStudy {
             format: COMPILED_FORMAT,
@@ -111,7 +129,9 @@ impl CompiledStudy {
             version: study.version.clone(),
             model_sha256: pinned.clone(),
             categories: study.categories.clone(),
+            category_input,
             classifier,
+            neighbours,
             concern_threshold: study.concern_threshold,
             category_confusion,
             category_validation,
@@ -135,7 +155,7 @@ impl CompiledStudy {
                 .zip(concern)
                 .map(|((level, _), v)| ConcernPrototype {
                     level: *level,
-                    embedding: v.clone(),
+                    embedding: v,
                 })
                 .collect(),
         })
@@ -158,9 +178,11 @@ impl CompiledStudy {
         Some(codebook.path_ids(leaf))
     }
 
-    /// Index of the category of a conversation with this request embedding.
-    pub fn category(&self, embedding: &[f32]) -> usize {
-        argmax(&self.classifier.probabilities(embedding))
+    /// The category classifier's probabilities for a conversation with this request embedding
+    /// and, when it has a reply, this embedding of the reply's opening.
+    pub fn category_probabilities(&self, request: &[f32], reply: Option<&[f32]>) -> Vec<f32> {
+        let x = self.category_input.features(request, reply);
+        category_probabilities(&self.classifier, self.neighbours.as_ref(), &x)
     }
 
     /// Concern level 1–5 of a conversation: the highest level whose terms appear in what the
@@ -186,26 +208,6 @@ impl CompiledStudy {
     }
 }
 
-/// Embeds the training texts, then the concern examples, reporting progress over both.
-fn embed_all(
-    embedder: &Embedder,
-    texts: &[String],
-    concern_texts: &[(u8, String)],
-    mut progress: impl FnMut(usize, usize),
-) -> Result<Vec<Vec<f32>>, CompileError> {
-    let total = texts.len() + concern_texts.len();
-    let mut done = 0;
-    let all: Vec<&str> = texts
-        .iter()
-        .map(String::as_str)
-        .chain(concern_texts.iter().map(|(_, t)| t.as_str()))
-        .collect();
-    Ok(embedder.embed_many(&all, |n| {
-        done += n;
-        progress(done, total)
-    })?)
-}
-
 /// `[true][c]` sums of the cross-validated probability of category c.
 type SoftConfusion = Vec<Vec<f64>>;
 
@@ -215,9 +217,10 @@ fn train_classifier(
     study: &Study,
     set: &Labelled<'_>,
     options: TrainOptions,
-) -> Result<(Classifier, Option<SoftConfusion>), CompileError> {
+    projection: Option<&Projection>,
+) -> Result<(Classifier, Option<Neighbours>, Option<SoftConfusion>), CompileError> {
     if study.examples.is_empty() {
-        return Ok((Classifier::prototypes(set.vectors, set.labels, set.classes), None));
+        return Ok((Classifier::prototypes(set.vectors, set.labels, set.classes), None, None));
     }
     for (c, category) in study.categories.iter().enumerate() {
         let found = set.labels.iter().filter(|&&l| l == c).count();
@@ -228,9 +231,10 @@ fn train_classifier(
             });
         }
     }
-    let confusion = cross_validate_vectors(set, options).soft;
-    let classifier = Classifier::train_linear(set.vectors, set.labels, set.classes, options);
-    Ok((classifier, Some(confusion)))
+    let validated = cross_validate_vectors(set, options, projection);
+    let (classifier, neighbours) =
+        train_category_model((set.vectors, set.labels, set.classes), options, projection, &validated);
+    Ok((classifier, neighbours, Some(validated.soft)))
 }
 
 fn category_ids(study: &Study) -> Vec<String> {

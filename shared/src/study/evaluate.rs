@@ -3,10 +3,15 @@
 //! estimates accuracy on that corpus. Examples chosen on purpose (other sources) and the
 //! taxonomy's own examples are only ever trained on.
 
-use super::classifier::{Classifier, TrainOptions};
-use super::training::{cross_validate_vectors, fold_assignment, training_set, CompileError, Labelled};
+use super::classifier::{CategoryInput, Classifier, TrainOptions};
+use super::neighbours::Projection;
+use super::training::{
+    category_input, cross_validate_vectors, embed_training_set, fold_assignment, training_set, CompileError, Labelled,
+};
 use super::Study;
 use crate::embed::Embedder;
+use crate::facets::language_of;
+use crate::stable_hash::fnv1a;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -14,15 +19,40 @@ pub struct Evaluation {
     pub folds: usize,
     /// Examples that were held out once each.
     pub held_out: usize,
-    /// Share of held-out examples classified correctly by the logistic regression.
+    /// What the classifier read.
+    pub input: CategoryInput,
+    /// Share of held-out examples the shipped classifier gets right.
     pub accuracy: f64,
+    /// The same for each step the shipped classifier adds, one at a time.
+    pub steps: Steps,
     /// The same for the prototype fallback (no labelled examples), on the same held-out data.
     pub prototype_accuracy: f64,
     pub per_category: Vec<CategoryScore>,
+    /// Held-out accuracy by the detected language of the request.
+    pub per_language: Vec<LanguageScore>,
+    /// Held-out accuracy with fewer of the uniformly sampled labelled examples: what more
+    /// labels buy.
+    pub learning_curve: Vec<CurvePoint>,
     /// `confusion[true][predicted]`, counted over all folds.
     pub confusion: Vec<Vec<u32>>,
-    /// How well the held-out probabilities are calibrated.
+    /// The temperature the regression's scores are divided by, and the neighbours' weight and
+    /// the blend's temperature, fitted to the held-out predictions.
+    pub temperature: f64,
+    pub blend: Option<(f64, f64)>,
+    /// How well the held-out probabilities are calibrated, with those temperatures and without.
     pub calibration: super::calibration::CalibrationSummary,
+    pub uncalibrated: super::calibration::CalibrationSummary,
+}
+
+/// Held-out accuracy as the classifier is built up.
+#[derive(Debug, Clone, Serialize)]
+pub struct Steps {
+    /// Logistic regression on the request alone (when the study's classifier reads more).
+    pub request_only: Option<f64>,
+    /// Logistic regression on the study's input.
+    pub regression: f64,
+    /// Blended with the nearest labelled examples' vote (when the study has them).
+    pub with_neighbours: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,28 +63,58 @@ pub struct CategoryScore {
     pub precision: f64,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct LanguageScore {
+    pub language: String,
+    pub support: u32,
+    pub accuracy: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    /// Uniformly sampled labelled examples in the set (each trained on in all but one fold).
+    pub sampled: usize,
+    pub accuracy: f64,
+}
+
 pub fn cross_validate(
     study: &Study,
     embedder: &Embedder,
     folds: usize,
     options: TrainOptions,
-    progress: impl FnMut(usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<Evaluation, CompileError> {
     let classes = study.categories.len();
-    let (texts, labels) = training_set(study);
+    let training = training_set(study);
+    let labels = &training.labels;
     let fold_of = fold_assignment(study, folds);
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let vectors = embedder.embed_many(&refs, progress)?;
+    let (embedded, _) = embed_training_set(embedder, &training, &[], progress)?;
+    let input = category_input(study);
+    let features = embedded.features(input);
     let set = Labelled {
-        vectors: &vectors,
-        labels: &labels,
+        vectors: &features,
+        labels,
         fold_of: &fold_of,
         classes,
         folds,
     };
-    let validated = cross_validate_vectors(&set, options);
-    let confusion = validated.hard;
-
+    let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features));
+    let validated = cross_validate_vectors(&set, options, projection.as_ref());
+    let confusion = validated.hard.clone();
+    let request_only = (input != CategoryInput::Request).then(|| {
+        let requests = Labelled {
+            vectors: &embedded.requests,
+            ..set
+        };
+        cross_validate_vectors(&requests, options, None).regression_accuracy
+    });
+    let steps = Steps {
+        request_only,
+        regression: validated.regression_accuracy,
+        with_neighbours: projection.as_ref().map(|_| accuracy(&confusion)),
+    };
+    let learning_curve = learning_curve(&set, &training.texts, options, projection.as_ref());
+    let vectors = &embedded.requests;
     // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
     let taxonomy_examples = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
     let prototype_texts: Vec<String> = study
@@ -69,7 +129,7 @@ pub fn cross_validate(
         .chain(labels[..taxonomy_examples].iter().copied())
         .collect();
     let prototypes = Classifier::prototypes(&prototype_xs, &prototype_ys, classes);
-    let prototype_correct = (0..texts.len())
+    let prototype_correct = (0..labels.len())
         .filter(|&i| fold_of[i].is_some() && prototypes.predict(&vectors[i]) == labels[i])
         .count() as u32;
 
@@ -93,12 +153,76 @@ pub fn cross_validate(
     Ok(Evaluation {
         folds,
         held_out: held_out as usize,
+        input,
         accuracy: ratio(correct, held_out),
+        steps,
+        per_language: per_language(&validated.predictions, &training.texts, labels),
+        learning_curve,
         prototype_accuracy: ratio(prototype_correct, held_out),
         per_category,
         confusion,
+        temperature: validated.temperature,
+        blend: validated.blend,
         calibration: validated.calibration.summary(),
+        uncalibrated: validated.uncalibrated.summary(),
     })
+}
+
+/// Accuracy by the detected language of the held-out requests, the most frequent first.
+fn per_language(predictions: &[(usize, usize)], texts: &[String], labels: &[usize]) -> Vec<LanguageScore> {
+    let mut by_language: std::collections::BTreeMap<&str, (u32, u32)> = Default::default();
+    for &(item, predicted) in predictions {
+        let (support, right) = by_language.entry(language_of(&texts[item])).or_default();
+        *support += 1;
+        *right += u32::from(predicted == labels[item]);
+    }
+    let mut scores: Vec<LanguageScore> = by_language
+        .into_iter()
+        .map(|(language, (support, right))| LanguageScore {
+            language: language.to_owned(),
+            support,
+            accuracy: ratio(right, support),
+        })
+        .collect();
+    scores.sort_by_key(|s| std::cmp::Reverse(s.support));
+    scores
+}
+
+/// Cross-validated accuracy with an eighth, a quarter, a half and all of the uniformly sampled
+/// examples (chosen by a hash of their text; the other examples are always trained on).
+fn learning_curve(
+    set: &Labelled<'_>,
+    texts: &[String],
+    options: TrainOptions,
+    projection: Option<&Projection>,
+) -> Vec<CurvePoint> {
+    [1, 2, 4, 8]
+        .into_iter()
+        .map(|eighths| {
+            let kept: Vec<usize> = (0..set.vectors.len())
+                .filter(|&i| set.fold_of[i].is_none() || (fnv1a(texts[i].as_bytes()) >> 32) % 8 < eighths)
+                .collect();
+            let vectors: Vec<Vec<f32>> = kept.iter().map(|&i| set.vectors[i].clone()).collect();
+            let labels: Vec<usize> = kept.iter().map(|&i| set.labels[i]).collect();
+            let fold_of: Vec<Option<usize>> = kept.iter().map(|&i| set.fold_of[i]).collect();
+            let subset = Labelled {
+                vectors: &vectors,
+                labels: &labels,
+                fold_of: &fold_of,
+                ..*set
+            };
+            CurvePoint {
+                sampled: fold_of.iter().filter(|f| f.is_some()).count(),
+                accuracy: accuracy(&cross_validate_vectors(&subset, options, projection).hard),
+            }
+        })
+        .collect()
+}
+
+/// Share of a confusion matrix on its diagonal.
+fn accuracy(confusion: &[Vec<u32>]) -> f64 {
+    let correct: u32 = (0..confusion.len()).map(|c| confusion[c][c]).sum();
+    ratio(correct, confusion.iter().flatten().sum())
 }
 
 fn ratio(a: u32, b: u32) -> f64 {

@@ -23,13 +23,16 @@ pub mod calibration;
 mod classifier;
 mod compiled;
 mod evaluate;
+pub mod neighbours;
 mod training;
 mod validation;
 
-pub use classifier::{argmax, Classifier, TrainOptions};
+pub use classifier::{argmax, CategoryInput, Classifier, TrainOptions};
 pub use compiled::{CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT};
 pub use evaluate::{cross_validate, CategoryScore, Evaluation};
-pub use training::{example_text, CompileError};
+pub use training::{
+    category_input, embed_training_set, example_text, training_set, CompileError, EmbeddedSet, TrainingSet,
+};
 pub use validation::{AtReports, DebiasValidation, MARGIN as DEBIAS_MARGIN};
 
 use crate::codebook::Codebook;
@@ -192,6 +195,10 @@ pub struct LabelledExample {
     /// only `sample` examples are used to measure accuracy, so that the figure is unbiased.
     #[serde(default)]
     pub source: Option<String>,
+    /// The opening of the conversation's first assistant reply, when known: the classifier
+    /// reads its first words as a device reads a conversation's ([`crate::facets::reply_text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
 }
 
 /// Who runs a study, why, and how long its reports are kept: what a contributor is told before

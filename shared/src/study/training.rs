@@ -1,9 +1,11 @@
 //! What compiling a study and evaluating it share: the training set, its folds, and the
 //! cross-validated errors of a classifier trained on them.
 
-use super::classifier::{argmax, Classifier, TrainOptions};
-use super::{Study, CATEGORY_MIN_EXAMPLES};
-use crate::embed::EmbedError;
+use super::calibration::{fit_temperature, Calibration};
+use super::classifier::{softmax, Classifier, TrainOptions};
+use super::neighbours::{Neighbours, Projection};
+use super::{CategoryInput, Study, CATEGORY_MIN_EXAMPLES};
+use crate::embed::{EmbedError, Embedder};
 use crate::facets::pii;
 use crate::privacy::PrivacyError;
 
@@ -26,26 +28,107 @@ pub fn example_text(text: &str) -> String {
     pii::scrub(&truncated)
 }
 
+/// What the category classifier is trained on: one item per labelled text.
+pub struct TrainingSet {
+    /// Request texts, prepared like a conversation's ([`example_text`]).
+    pub texts: Vec<String>,
+    /// The opening of each item's first reply when it has one, prepared like a conversation's
+    /// ([`crate::facets::reply_excerpt`]).
+    pub replies: Vec<Option<String>>,
+    /// Category indices.
+    pub labels: Vec<usize>,
+}
+
 /// Texts and category indices to train on: with labelled examples, those plus the taxonomy's
 /// own examples; without, each category's name and description and its examples (prototypes).
-pub fn training_set(study: &Study) -> (Vec<String>, Vec<usize>) {
-    let mut texts = Vec::new();
-    let mut labels = Vec::new();
+pub fn training_set(study: &Study) -> TrainingSet {
+    let mut set = TrainingSet {
+        texts: Vec::new(),
+        replies: Vec::new(),
+        labels: Vec::new(),
+    };
+    let mut push = |text: String, reply: Option<&str>, label: usize| {
+        set.texts.push(text);
+        set.replies.push(reply.map(crate::facets::reply_excerpt));
+        set.labels.push(label);
+    };
     for (c, category) in study.categories.iter().enumerate() {
         if study.examples.is_empty() {
-            texts.push(format!("{}: {}", category.name, category.description));
-            labels.push(c);
+            push(format!("{}: {}", category.name, category.description), None, c);
         }
         for e in &category.examples {
-            texts.push(example_text(e));
-            labels.push(c);
+            push(example_text(e), None, c);
         }
     }
     for e in &study.examples {
-        texts.push(example_text(&e.text));
-        labels.push(study.category_index(&e.category).expect("examples were validated"));
+        let label = study.category_index(&e.category).expect("examples were validated");
+        push(example_text(&e.text), e.reply.as_deref(), label);
     }
-    (texts, labels)
+    set
+}
+
+/// What a study's category classifier reads: the request and the reply's opening when most of
+/// its labelled examples carry their reply (a classifier trained on requests alone would meet
+/// replies it never learned from), else the request alone.
+pub fn category_input(study: &Study) -> CategoryInput {
+    let with_reply = study.examples.iter().filter(|e| e.reply.is_some()).count();
+    if with_reply * 2 > study.examples.len() {
+        CategoryInput::RequestAndReply
+    } else {
+        CategoryInput::Request
+    }
+}
+
+/// A training set's embeddings: each request's, and each reply's where there is one.
+pub struct EmbeddedSet {
+    pub requests: Vec<Vec<f32>>,
+    pub replies: Vec<Option<Vec<f32>>>,
+}
+
+impl EmbeddedSet {
+    /// What the category classifier reads for each item.
+    pub fn features(&self, input: CategoryInput) -> Vec<Vec<f32>> {
+        self.requests
+            .iter()
+            .zip(&self.replies)
+            .map(|(request, reply)| input.features(request, reply.as_deref()))
+            .collect()
+    }
+}
+
+/// Embeds a training set's requests and replies, then `extra` texts (returned apart);
+/// `progress` receives the number of texts embedded so far and the total.
+pub fn embed_training_set(
+    embedder: &Embedder,
+    set: &TrainingSet,
+    extra: &[&str],
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(EmbeddedSet, Vec<Vec<f32>>), EmbedError> {
+    let replies: Vec<&str> = set.replies.iter().flatten().map(String::as_str).collect();
+    let all: Vec<&str> = (set.texts.iter().map(String::as_str))
+        .chain(replies.iter().copied())
+        .chain(extra.iter().copied())
+        .collect();
+    let (total, mut done) = (all.len(), 0);
+    let mut vectors = embedder
+        .embed_many(&all, |n| {
+            done += n;
+            progress(done, total)
+        })?
+        .into_iter();
+    let requests: Vec<Vec<f32>> = vectors.by_ref().take(set.texts.len()).collect();
+    let reply_vectors: Vec<Option<Vec<f32>>> = set
+        .replies
+        .iter()
+        .map(|r| r.as_ref().and_then(|_| vectors.next()))
+        .collect();
+    Ok((
+        EmbeddedSet {
+            requests,
+            replies: reply_vectors,
+        },
+        vectors.collect(),
+    ))
 }
 
 /// The fold of each item of [`training_set`]: labelled examples drawn as a uniform sample of
@@ -62,16 +145,34 @@ pub fn fold_assignment(study: &Study, folds: usize) -> Vec<Option<usize>> {
 }
 
 /// The classifier's errors measured by cross-validation: each held-out item is classified by a
-/// model trained on the other folds.
+/// model trained on the other folds, calibrated as the shipped classifier is (the temperatures
+/// and the blend's weight fitted to all the held-out predictions).
 pub struct CrossValidation {
     /// `[true][predicted]` counts of the most probable category.
     pub hard: Vec<Vec<u32>>,
     /// `[true][c]` sums of the predicted probability of category c: the "soft" confusion that
     /// probabilistic classify-and-count corrects with.
     pub soft: Vec<Vec<f64>>,
-    /// The held-out predictions' confidence against how often they were right.
-    pub calibration: super::calibration::Calibration,
+    /// The temperature that calibrates the regression's held-out probabilities best.
+    pub temperature: f64,
+    /// With neighbours: the vote's weight and the blend's temperature.
+    pub blend: Option<(f64, f64)>,
+    /// Held-out accuracy of the regression alone.
+    pub regression_accuracy: f64,
+    /// Each held-out item's index and predicted category.
+    pub predictions: Vec<(usize, usize)>,
+    /// The held-out predictions' confidence against how often they were right, calibrated and
+    /// not (no temperature anywhere).
+    pub calibration: Calibration,
+    pub uncalibrated: Calibration,
 }
+
+/// The vote's shares of the blend tried; the most accurate on held-out predictions is kept
+/// (the first on a tie).
+const BLEND_WEIGHTS: [f64; 4] = [0.0, 0.2, 0.4, 0.6];
+
+/// One held-out prediction: the true label, the regression's scores, the neighbours' vote.
+type HeldOut = (usize, Vec<f64>, Option<Vec<f64>>);
 
 /// Labelled examples as the classifier sees them: vectors, category indices, and each one's
 /// fold ([`fold_assignment`]; none for examples always trained on).
@@ -84,7 +185,11 @@ pub(crate) struct Labelled<'a> {
     pub folds: usize,
 }
 
-pub(crate) fn cross_validate_vectors(set: &Labelled<'_>, options: TrainOptions) -> CrossValidation {
+pub(crate) fn cross_validate_vectors(
+    set: &Labelled<'_>,
+    options: TrainOptions,
+    projection: Option<&Projection>,
+) -> CrossValidation {
     let Labelled {
         vectors,
         labels,
@@ -92,9 +197,8 @@ pub(crate) fn cross_validate_vectors(set: &Labelled<'_>, options: TrainOptions) 
         classes,
         folds,
     } = *set;
-    let mut hard = vec![vec![0u32; classes]; classes];
-    let mut soft = vec![vec![0f64; classes]; classes];
-    let mut calibration = super::calibration::Calibration::default();
+    let mut held_out: Vec<HeldOut> = Vec::new();
+    let mut items = Vec::new();
     for fold in 0..folds {
         if !fold_of.contains(&Some(fold)) {
             continue;
@@ -103,17 +207,109 @@ pub(crate) fn cross_validate_vectors(set: &Labelled<'_>, options: TrainOptions) 
         let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
         let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
         let model = Classifier::train_linear(&xs, &ys, classes, options);
+        let neighbours = projection.map(|p| Neighbours::index(p, &xs, &ys, classes));
         for i in (0..vectors.len()).filter(|&i| fold_of[i] == Some(fold)) {
-            let p = model.probabilities(&vectors[i]);
-            let predicted = argmax(&p);
-            hard[labels[i]][predicted] += 1;
-            calibration.add(f64::from(p[predicted]), predicted == labels[i]);
-            soft[labels[i]].iter_mut().zip(&p).for_each(|(s, x)| *s += *x as f64);
+            let vote = neighbours.as_ref().map(|n| n.vote(&vectors[i]));
+            held_out.push((labels[i], model.scores(&vectors[i]), vote));
+            items.push(i);
         }
+    }
+    let truth: Vec<usize> = held_out.iter().map(|h| h.0).collect();
+    let scores: Vec<Vec<f64>> = held_out.iter().map(|h| h.1.clone()).collect();
+    let temperature = if scores.is_empty() {
+        1.0
+    } else {
+        fit_temperature(&scores, &truth)
+    };
+    let regression: Vec<Vec<f64>> = scores.iter().map(|s| softmax(&divided(s, temperature))).collect();
+    let raw: Vec<Vec<f64>> = scores.iter().map(|s| softmax(s)).collect();
+    let regression_accuracy = accuracy(&regression, &truth);
+    let (blend, calibrated, uncalibrated) = match projection {
+        None => (None, regression, raw),
+        Some(_) => {
+            let votes: Vec<&Vec<f64>> = held_out.iter().filter_map(|h| h.2.as_ref()).collect();
+            let blended = |probabilities: &[Vec<f64>], weight: f64| -> Vec<Vec<f64>> {
+                (probabilities.iter().zip(&votes))
+                    .map(|(p, v)| Neighbours::blend_scores(p, v, weight))
+                    .collect()
+            };
+            let weight = BLEND_WEIGHTS.into_iter().fold(0.0, |best, w| {
+                let better = accuracy(&blended(&regression, w), &truth) > accuracy(&blended(&regression, best), &truth);
+                if better {
+                    w
+                } else {
+                    best
+                }
+            });
+            let blend_scores = blended(&regression, weight);
+            let blend_temperature = if blend_scores.is_empty() {
+                1.0
+            } else {
+                fit_temperature(&blend_scores, &truth)
+            };
+            let calibrated = blend_scores
+                .iter()
+                .map(|s| softmax(&divided(s, blend_temperature)))
+                .collect();
+            let uncalibrated = blended(&raw, weight).iter().map(|s| softmax(s)).collect();
+            (Some((weight, blend_temperature)), calibrated, uncalibrated)
+        }
+    };
+    let mut hard = vec![vec![0u32; classes]; classes];
+    let mut soft = vec![vec![0f64; classes]; classes];
+    let mut calibration = Calibration::default();
+    let mut before = Calibration::default();
+    let mut predictions = Vec::new();
+    for (((&y, p), q), &item) in truth.iter().zip(&calibrated).zip(&uncalibrated).zip(&items) {
+        let predicted = best(p);
+        predictions.push((item, predicted));
+        hard[y][predicted] += 1;
+        calibration.add(p[predicted], predicted == y);
+        before.add(q[best(q)], best(q) == y);
+        soft[y].iter_mut().zip(p).for_each(|(s, x)| *s += x);
     }
     CrossValidation {
         hard,
         soft,
+        temperature,
+        blend,
+        regression_accuracy,
+        predictions,
         calibration,
+        uncalibrated: before,
     }
+}
+
+/// The category model trained on all of `xs`, calibrated as cross-validation found best.
+pub(crate) fn train_category_model(
+    set: (&[Vec<f32>], &[usize], usize),
+    options: TrainOptions,
+    projection: Option<&Projection>,
+    validated: &CrossValidation,
+) -> (Classifier, Option<Neighbours>) {
+    let (xs, ys, classes) = set;
+    let classifier = Classifier::train_linear(xs, ys, classes, options).with_temperature(validated.temperature);
+    let neighbours = projection
+        .zip(validated.blend)
+        .map(|(p, (weight, temperature))| Neighbours {
+            weight,
+            temperature,
+            ..Neighbours::index(p, xs, ys, classes)
+        });
+    (classifier, neighbours)
+}
+
+fn divided(scores: &[f64], temperature: f64) -> Vec<f64> {
+    scores.iter().map(|s| s / temperature).collect()
+}
+
+/// Index of the largest value (the lowest on a tie).
+fn best(values: &[f64]) -> usize {
+    (0..values.len()).fold(0, |b, c| if values[c] > values[b] { c } else { b })
+}
+
+/// Share of predictions (probabilities or scores) whose largest value is the true label's.
+fn accuracy(predictions: &[Vec<f64>], truth: &[usize]) -> f64 {
+    let right = predictions.iter().zip(truth).filter(|(p, &y)| best(p) == y).count();
+    right as f64 / truth.len().max(1) as f64
 }

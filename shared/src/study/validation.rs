@@ -16,8 +16,9 @@
 //! the 95th percentile of how far the devices' estimate was from the true share over the
 //! held-out mixes, without noise (the release's intervals carry the noise).
 
-use super::classifier::{argmax, Classifier, TrainOptions};
-use super::training::{cross_validate_vectors, Labelled};
+use super::classifier::{argmax, TrainOptions};
+use super::neighbours::{category_probabilities, Projection};
+use super::training::{cross_validate_vectors, train_category_model, Labelled};
 use crate::codebook::kmeans::SplitMix;
 use crate::privacy::debias::{debias, ITERATIONS};
 use crate::privacy::oracle::{project_to_simplex, Oracle};
@@ -90,6 +91,7 @@ impl DebiasValidation {
 pub(crate) fn validate_debiasing(
     set: &Labelled<'_>,
     options: TrainOptions,
+    projection: Option<&Projection>,
     oracle: Option<Oracle>,
 ) -> Option<DebiasValidation> {
     let (classes, folds) = (set.classes, set.folds);
@@ -100,7 +102,7 @@ pub(crate) fn validate_debiasing(
     let mut rng = SplitMix(0x05ee_dde1_a5ed);
     let mut errors = Errors::new(classes, oracle);
     for outer in 0..folds {
-        let fold = train_without(set, options, outer);
+        let fold = train_without(set, options, projection, outer);
         if fold.labels.is_empty() {
             continue;
         }
@@ -124,7 +126,7 @@ struct Fold {
 
 /// Fold `outer` held out: a classifier, and its confusion by cross-validation over the other
 /// folds, trained on everything else.
-fn train_without(set: &Labelled<'_>, options: TrainOptions, outer: usize) -> Fold {
+fn train_without(set: &Labelled<'_>, options: TrainOptions, projection: Option<&Projection>, outer: usize) -> Fold {
     let Labelled {
         vectors,
         labels,
@@ -144,10 +146,14 @@ fn train_without(set: &Labelled<'_>, options: TrainOptions, outer: usize) -> Fol
         classes,
         folds,
     };
-    let confusion = cross_validate_vectors(&training, options).soft;
-    let model = Classifier::train_linear(&xs, &ys, classes, options);
+    // Trained and calibrated as the shipped classifier is, from its inner folds.
+    let validated = cross_validate_vectors(&training, options, projection);
+    let (model, neighbours) = train_category_model((&xs, &ys, classes), options, projection, &validated);
+    let confusion = validated.soft;
     Fold {
-        probabilities: test.iter().map(|&i| model.probabilities(&vectors[i])).collect(),
+        probabilities: (test.iter())
+            .map(|&i| category_probabilities(&model, neighbours.as_ref(), &vectors[i]))
+            .collect(),
         labels: test.iter().map(|&i| labels[i]).collect(),
         confusion,
     }

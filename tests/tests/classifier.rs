@@ -1,0 +1,102 @@
+//! The category classifier of the shipped default study: what the README says of it holds
+//! (`chorus study evaluate` on the study as shipped), and a device reads a conversation's first
+//! reply as well as its request.
+
+use chorus_shared::conversation::{Conversation, Role, Turn};
+use chorus_shared::pipeline::Analyzer;
+use chorus_tests::{chorus_bin, compile_study, embedder};
+use serde_json::Value;
+
+/// The README's figures, to three decimals. Training and evaluation are deterministic, so the
+/// tolerance only absorbs the last digit of a different CPU's arithmetic.
+const README: [(&str, f64); 3] = [
+    ("request_only", 0.617),
+    ("regression", 0.653),
+    ("with_neighbours", 0.678),
+];
+const TOLERANCE: f64 = 0.005;
+
+#[test]
+fn the_default_study_classifies_as_the_readme_says() {
+    let out = std::process::Command::new(chorus_bin())
+        .args(["study", "evaluate"])
+        .output()
+        .expect("chorus runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let evaluation: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let number = |v: &Value| v.as_f64().unwrap();
+    assert_eq!(
+        evaluation["held_out"], 5106,
+        "every uniformly sampled example held out once"
+    );
+    assert_eq!(evaluation["input"], "request_and_reply");
+    let steps = &evaluation["steps"];
+    for (step, figure) in README {
+        let measured = number(&steps[step]);
+        assert!(
+            (measured - figure).abs() <= TOLERANCE,
+            "{step}: {measured}, the README says {figure}"
+        );
+    }
+    assert_eq!(
+        evaluation["accuracy"], steps["with_neighbours"],
+        "what ships is the blend"
+    );
+
+    // The probabilities the category channel draws from are calibrated, and were not before.
+    let calibrated = number(&evaluation["calibration"]["expected_calibration_error"]);
+    let before = number(&evaluation["uncalibrated"]["expected_calibration_error"]);
+    assert!(
+        calibrated <= 0.02 && before >= 0.1,
+        "ECE {calibrated}, before the temperatures {before}"
+    );
+
+    // More labels have bought accuracy at every step of the learning curve.
+    let curve: Vec<(u64, f64)> = (evaluation["learning_curve"].as_array().unwrap().iter())
+        .map(|p| (p["sampled"].as_u64().unwrap(), number(&p["accuracy"])))
+        .collect();
+    assert_eq!(curve.len(), 4);
+    assert!(
+        curve.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1),
+        "{curve:?}"
+    );
+    assert_eq!(curve[3], (5106, number(&evaluation["accuracy"])));
+
+    // Held-out figures per language account for every held-out example.
+    let languages = evaluation["per_language"].as_array().unwrap();
+    let support: u64 = languages.iter().map(|l| l["support"].as_u64().unwrap()).sum();
+    assert_eq!(support, 5106);
+    assert_eq!(languages[0]["language"], "en");
+    assert!(languages.len() >= 10, "{languages:?}");
+}
+
+fn conversation(request: &str, reply: &str) -> Conversation {
+    let turn = |role, text: &str| Turn {
+        role,
+        text: text.into(),
+        is_code: false,
+    };
+    Conversation {
+        id: "c".into(),
+        title: None,
+        created: None,
+        turns: vec![turn(Role::User, request), turn(Role::Assistant, reply)],
+    }
+}
+
+#[test]
+fn a_device_reads_the_first_reply_where_the_request_says_little() {
+    let analyzer = Analyzer::new(embedder(), compile_study(None)).unwrap();
+    let request = "Can you help me with the next part? Here is what I have so far.";
+    let category = |reply: &str| analyzer.analyze(&conversation(request, reply), false).unwrap().category;
+    assert_eq!(
+        category(
+            "Sure! Here is the Python function rewritten so that it returns the sorted list instead of printing it:"
+        ),
+        "software_development"
+    );
+    assert_eq!(
+        category("Of course! Here is the next verse of your poem about the lighthouse keeper and the sea:"),
+        "creative_writing"
+    );
+}
