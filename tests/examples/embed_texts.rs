@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! embed_texts texts EXPORT N OUT.json          # the request texts of an export's first N conversations
+//! embed_texts replies EXPORT N OUT.json        # the reply texts of those that have a reply
 //! embed_texts embed TEXTS.json THREADS [VECTORS.json]
 //! ```
 //! `embed` prints `{"texts", "threads", "ms_per_text"}` (model loading excluded): each thread
@@ -24,6 +25,14 @@ fn main() {
                 .collect();
             std::fs::write(&args[3], serde_json::to_vec(&texts).unwrap()).unwrap();
         }
+        Some("replies") if args.len() == 4 => {
+            let n: usize = args[2].parse().expect("N is a number");
+            let texts: Vec<String> = first_conversations(Path::new(&args[1]), n)
+                .iter()
+                .filter_map(chorus_shared::facets::reply_text)
+                .collect();
+            std::fs::write(&args[3], serde_json::to_vec(&texts).unwrap()).unwrap();
+        }
         Some("embed") if args.len() >= 3 => {
             let texts: Vec<String> = serde_json::from_slice(&std::fs::read(&args[1]).unwrap()).unwrap();
             let threads: usize = args[2].parse().expect("THREADS is a number");
@@ -39,7 +48,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: embed_texts texts EXPORT N OUT.json | embed_texts embed TEXTS.json THREADS [VECTORS.json]"
+                "usage: embed_texts texts|replies EXPORT N OUT.json | embed_texts embed TEXTS.json THREADS [VECTORS.json]"
             );
             std::process::exit(2);
         }

@@ -10,9 +10,9 @@ use serde_json::Value;
 /// The README's figures, to three decimals. Training and evaluation are deterministic, so the
 /// tolerance only absorbs the last digit of a different CPU's arithmetic.
 const README: [(&str, f64); 3] = [
-    ("request_only", 0.617),
-    ("regression", 0.653),
-    ("with_neighbours", 0.678),
+    ("request_only", 0.616),
+    ("regression", 0.651),
+    ("with_neighbours", 0.676),
 ];
 const TOLERANCE: f64 = 0.005;
 
