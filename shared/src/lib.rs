@@ -21,6 +21,7 @@ pub mod device;
 pub mod embed;
 pub mod facets;
 pub mod import;
+pub mod parallel;
 pub mod pipeline;
 pub mod privacy;
 pub mod release;

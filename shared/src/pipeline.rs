@@ -15,6 +15,8 @@ pub enum AnalyzerError {
     ModelMismatch { study: String, pinned: String },
     #[error("the compiled study has format {found}, this code reads format {COMPILED_FORMAT}; compile it again")]
     FormatMismatch { found: u32 },
+    #[error("the compiled study is malformed: {0}")]
+    Malformed(String),
 }
 
 pub struct Analyzer {
@@ -34,6 +36,9 @@ impl Analyzer {
         if study.format != COMPILED_FORMAT {
             return Err(AnalyzerError::FormatMismatch { found: study.format });
         }
+        study
+            .check_shapes(crate::embed::DIM)
+            .map_err(AnalyzerError::Malformed)?;
         Ok(Analyzer { embedder, study })
     }
 

@@ -17,20 +17,16 @@ use std::time::Instant;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("texts") if args.len() == 4 => {
+        Some(which @ ("texts" | "replies")) if args.len() == 4 => {
             let n: usize = args[2].parse().expect("N is a number");
-            let texts: Vec<String> = first_conversations(Path::new(&args[1]), n)
-                .iter()
-                .map(chorus_shared::facets::request_text)
-                .collect();
-            std::fs::write(&args[3], serde_json::to_vec(&texts).unwrap()).unwrap();
-        }
-        Some("replies") if args.len() == 4 => {
-            let n: usize = args[2].parse().expect("N is a number");
-            let texts: Vec<String> = first_conversations(Path::new(&args[1]), n)
-                .iter()
-                .filter_map(chorus_shared::facets::reply_text)
-                .collect();
+            let conversations = first_conversations(Path::new(&args[1]), n);
+            let texts: Vec<String> = match which {
+                "texts" => conversations.iter().map(chorus_shared::facets::request_text).collect(),
+                _ => conversations
+                    .iter()
+                    .filter_map(chorus_shared::facets::reply_text)
+                    .collect(),
+            };
             std::fs::write(&args[3], serde_json::to_vec(&texts).unwrap()).unwrap();
         }
         Some("embed") if args.len() >= 3 => {

@@ -100,3 +100,46 @@ fn a_device_reads_the_first_reply_where_the_request_says_little() {
         "creative_writing"
     );
 }
+
+/// Every language the study buckets reports by is one its classifier has labelled examples in
+/// (the README says so; translated examples carry those the public corpus lacks).
+#[test]
+fn every_language_the_default_study_lists_has_labelled_examples() {
+    let study = compile_study(None);
+    let root = chorus_tests::workspace_root().join("studies/default/examples.jsonl");
+    let examples = std::fs::read_to_string(root).unwrap();
+    let mut found = std::collections::BTreeMap::<&str, usize>::new();
+    for line in examples.lines() {
+        let example: Value = serde_json::from_str(line).unwrap();
+        *found
+            .entry(chorus_shared::facets::language_of(example["text"].as_str().unwrap()))
+            .or_default() += 1;
+    }
+    for language in &study.privacy.languages {
+        let n = found.get(language.as_str()).copied().unwrap_or(0);
+        assert!(n >= 5, "{language}: {n} labelled examples ({found:?})");
+    }
+}
+
+/// A device refuses a compiled study whose parts do not fit together, whatever the server sent,
+/// instead of panicking halfway through an export.
+#[test]
+fn a_malformed_compiled_study_is_refused() {
+    let shipped = compile_study(None);
+    assert!(Analyzer::new(embedder(), shipped.clone()).is_ok());
+    let mut label = shipped.clone();
+    label.neighbours.as_mut().unwrap().labels[0] = u16::MAX;
+    let mut points = shipped.clone();
+    points.neighbours.as_mut().unwrap().points.pop();
+    let mut codebook = shipped.clone();
+    codebook.codebook.as_mut().unwrap().levels[1][0].parent = Some(99);
+    let mut concern = shipped;
+    concern.concern_prototypes[0].embedding.truncate(10);
+    for malformed in [label, points, codebook, concern] {
+        let error = Analyzer::new(embedder(), malformed).err().expect("refused");
+        assert!(
+            error.to_string().starts_with("the compiled study is malformed"),
+            "{error}"
+        );
+    }
+}

@@ -135,19 +135,24 @@ impl Embedder {
 }
 
 impl Embedder {
-    /// Embeds many texts, in batches of similar length so that little padding is computed.
-    /// Results come back in the order of `texts`.
+    /// Embeds many texts, in batches of similar length so that little padding is computed, on
+    /// every core natively (one thread in the browser). Results come back in the order of
+    /// `texts`, and do not depend on the number of threads: every batch is the same.
     pub fn embed_many(&self, texts: &[&str], mut progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>, EmbedError> {
         const BATCH: usize = 16;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
+        let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
+        let embedded = crate::parallel::map(
+            chunks.len(),
+            |c| self.embed(&chunks[c].iter().map(|&i| texts[i]).collect::<Vec<_>>()),
+            |c, _| progress(chunks[c].len()),
+        );
         let mut out = vec![Vec::new(); texts.len()];
-        for chunk in order.chunks(BATCH) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            for (&i, v) in chunk.iter().zip(self.embed(&batch)?) {
+        for (chunk, vectors) in chunks.iter().zip(embedded) {
+            for (&i, v) in chunk.iter().zip(vectors?) {
                 out[i] = v;
             }
-            progress(chunk.len());
         }
         Ok(out)
     }

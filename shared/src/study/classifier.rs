@@ -267,7 +267,7 @@ pub(crate) fn softmax(scores: &[f64]) -> Vec<f64> {
 }
 
 /// Index of the largest value (the lowest index on a tie).
-pub fn argmax(values: &[f32]) -> usize {
+pub fn argmax<T: PartialOrd>(values: &[T]) -> usize {
     values
         .iter()
         .enumerate()

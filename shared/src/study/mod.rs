@@ -24,6 +24,7 @@ mod classifier;
 mod compiled;
 mod evaluate;
 pub mod neighbours;
+mod shapes;
 mod training;
 mod validation;
 

@@ -132,14 +132,12 @@ impl Neighbours {
 /// The category probabilities of the regression `classifier`, blended with the vote of
 /// `neighbours` when there are any.
 pub fn category_probabilities(classifier: &Classifier, neighbours: Option<&Neighbours>, x: &[f32]) -> Vec<f32> {
-    let regression = classifier.probabilities(x);
-    match neighbours {
+    let regression = super::classifier::softmax(&classifier.scores(x));
+    let probabilities = match neighbours {
         None => regression,
-        Some(n) => {
-            let regression: Vec<f64> = regression.iter().map(|&p| f64::from(p)).collect();
-            n.blend(&regression, x).into_iter().map(|p| p as f32).collect()
-        }
-    }
+        Some(n) => n.blend(&regression, x),
+    };
+    probabilities.into_iter().map(|p| p as f32).collect()
 }
 
 fn unit(mut x: Vec<f32>) -> Vec<f32> {

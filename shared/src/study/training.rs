@@ -2,7 +2,7 @@
 //! cross-validated errors of a classifier trained on them.
 
 use super::calibration::{fit_temperature, Calibration};
-use super::classifier::{softmax, Classifier, TrainOptions};
+use super::classifier::{argmax, softmax, Classifier, TrainOptions};
 use super::neighbours::{Neighbours, Projection};
 use super::{CategoryInput, Study, CATEGORY_MIN_EXAMPLES};
 use crate::embed::{EmbedError, Embedder};
@@ -197,23 +197,29 @@ pub(crate) fn cross_validate_vectors(
         classes,
         folds,
     } = *set;
-    let mut held_out: Vec<HeldOut> = Vec::new();
-    let mut items = Vec::new();
-    for fold in 0..folds {
-        if !fold_of.contains(&Some(fold)) {
-            continue;
-        }
-        let train: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] != Some(fold)).collect();
-        let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
-        let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
-        let model = Classifier::train_linear(&xs, &ys, classes, options);
-        let neighbours = projection.map(|p| Neighbours::index(p, &xs, &ys, classes));
-        for i in (0..vectors.len()).filter(|&i| fold_of[i] == Some(fold)) {
-            let vote = neighbours.as_ref().map(|n| n.vote(&vectors[i]));
-            held_out.push((labels[i], model.scores(&vectors[i]), vote));
-            items.push(i);
-        }
-    }
+    // Each fold's held-out items and predictions, the folds trained side by side.
+    let by_fold = crate::parallel::map(
+        folds,
+        |fold| {
+            let held: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] == Some(fold)).collect();
+            if held.is_empty() {
+                return Vec::new();
+            }
+            let train: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] != Some(fold)).collect();
+            let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
+            let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
+            let model = Classifier::train_linear(&xs, &ys, classes, options);
+            let neighbours = projection.map(|p| Neighbours::index(p, &xs, &ys, classes));
+            (held.into_iter())
+                .map(|i| {
+                    let vote = neighbours.as_ref().map(|n| n.vote(&vectors[i]));
+                    (i, (labels[i], model.scores(&vectors[i]), vote))
+                })
+                .collect::<Vec<(usize, HeldOut)>>()
+        },
+        |_, _| {},
+    );
+    let (items, held_out): (Vec<usize>, Vec<HeldOut>) = by_fold.into_iter().flatten().unzip();
     let truth: Vec<usize> = held_out.iter().map(|h| h.0).collect();
     let scores: Vec<Vec<f64>> = held_out.iter().map(|h| h.1.clone()).collect();
     let temperature = if scores.is_empty() {
@@ -233,14 +239,8 @@ pub(crate) fn cross_validate_vectors(
                     .map(|(p, v)| Neighbours::blend_scores(p, v, weight))
                     .collect()
             };
-            let weight = BLEND_WEIGHTS.into_iter().fold(0.0, |best, w| {
-                let better = accuracy(&blended(&regression, w), &truth) > accuracy(&blended(&regression, best), &truth);
-                if better {
-                    w
-                } else {
-                    best
-                }
-            });
+            let accuracies = BLEND_WEIGHTS.map(|w| accuracy(&blended(&regression, w), &truth));
+            let weight = BLEND_WEIGHTS[argmax(&accuracies)];
             let blend_scores = blended(&regression, weight);
             let blend_temperature = if blend_scores.is_empty() {
                 1.0
@@ -261,11 +261,11 @@ pub(crate) fn cross_validate_vectors(
     let mut before = Calibration::default();
     let mut predictions = Vec::new();
     for (((&y, p), q), &item) in truth.iter().zip(&calibrated).zip(&uncalibrated).zip(&items) {
-        let predicted = best(p);
+        let predicted = argmax(p);
         predictions.push((item, predicted));
         hard[y][predicted] += 1;
         calibration.add(p[predicted], predicted == y);
-        before.add(q[best(q)], best(q) == y);
+        before.add(q[argmax(q)], argmax(q) == y);
         soft[y].iter_mut().zip(p).for_each(|(s, x)| *s += x);
     }
     CrossValidation {
@@ -303,13 +303,8 @@ fn divided(scores: &[f64], temperature: f64) -> Vec<f64> {
     scores.iter().map(|s| s / temperature).collect()
 }
 
-/// Index of the largest value (the lowest on a tie).
-fn best(values: &[f64]) -> usize {
-    (0..values.len()).fold(0, |b, c| if values[c] > values[b] { c } else { b })
-}
-
 /// Share of predictions (probabilities or scores) whose largest value is the true label's.
 fn accuracy(predictions: &[Vec<f64>], truth: &[usize]) -> f64 {
-    let right = predictions.iter().zip(truth).filter(|(p, &y)| best(p) == y).count();
+    let right = predictions.iter().zip(truth).filter(|(p, &y)| argmax(p) == y).count();
     right as f64 / truth.len().max(1) as f64
 }
