@@ -5,11 +5,14 @@
 //! embed_texts texts EXPORT N OUT.json          # the request texts of an export's first N conversations
 //! embed_texts replies EXPORT N OUT.json        # the reply texts of those that have a reply
 //! embed_texts embed TEXTS.json THREADS [VECTORS.json]
+//! embed_texts examples EXAMPLES.jsonl OUT.json  # labelled examples as the classifier reads them
 //! ```
 //! `embed` prints `{"texts", "threads", "ms_per_text"}` (model loading excluded): each thread
 //! has its own embedder and takes every THREADS-th text.
 
 use chorus_shared::embed::{pins::pins, Embedder};
+use chorus_shared::facets::reply_excerpt;
+use chorus_shared::study::{example_text, LabelledExample};
 use chorus_tests::{cached, first_conversations};
 use std::path::Path;
 use std::time::Instant;
@@ -29,6 +32,22 @@ fn main() {
             };
             std::fs::write(&args[3], serde_json::to_vec(&texts).unwrap()).unwrap();
         }
+        Some("examples") if args.len() == 3 => {
+            let examples: Vec<serde_json::Value> = std::fs::read_to_string(&args[1])
+                .unwrap()
+                .lines()
+                .map(|line| {
+                    let e: LabelledExample = serde_json::from_str(line).unwrap();
+                    serde_json::json!({
+                        "text": example_text(&e.text),
+                        "reply": e.reply.as_deref().map(reply_excerpt),
+                        "category": e.category,
+                        "sample": e.source.as_deref() == Some("sample"),
+                    })
+                })
+                .collect();
+            std::fs::write(&args[2], serde_json::to_vec(&examples).unwrap()).unwrap();
+        }
         Some("embed") if args.len() >= 3 => {
             let texts: Vec<String> = serde_json::from_slice(&std::fs::read(&args[1]).unwrap()).unwrap();
             let threads: usize = args[2].parse().expect("THREADS is a number");
@@ -44,7 +63,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: embed_texts texts|replies EXPORT N OUT.json | embed_texts embed TEXTS.json THREADS [VECTORS.json]"
+                "usage: embed_texts texts|replies EXPORT N OUT.json | embed_texts embed TEXTS.json THREADS [VECTORS.json] | embed_texts examples EXAMPLES.jsonl OUT.json"
             );
             std::process::exit(2);
         }
