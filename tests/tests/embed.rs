@@ -64,3 +64,82 @@ fn refuses_a_file_that_is_not_the_pinned_model() {
         Err(EmbedError::WrongFile { .. })
     ));
 }
+
+/// The pinned graph cut after its fourth layer: the upper two layers run on the lower part's
+/// hidden states give what the whole graph gives (the basis for running a study's own weights
+/// for the upper layers without running the lower ones twice).
+#[test]
+fn the_graph_cut_between_layers_computes_the_same() {
+    use chorus_shared::embed::split;
+    use tract_onnx::prelude::*;
+    let bytes = std::fs::read(cached(&format!("model/{}", pins().model.file))).unwrap();
+    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+    let proto = onnx.proto_model_for_read(&mut &*bytes).unwrap();
+    let graph = proto.graph.as_ref().unwrap();
+    let boundary = split::hidden_state_after(graph, 4).unwrap();
+    assert!(
+        split::hidden_state_after(graph, 7).is_none(),
+        "the model has six layers"
+    );
+    let plan = |graph: tract_onnx::pb::GraphProto, inputs: &[(&str, Tensor)]| {
+        let mut proto = proto.clone();
+        proto.graph = Some(graph);
+        let mut model = onnx.model_for_proto_model(&proto).unwrap();
+        for (i, outlet) in model.input_outlets().unwrap().to_vec().into_iter().enumerate() {
+            let name = model.node(outlet.node).name.clone();
+            let (_, value) = inputs.iter().find(|(n, _)| *n == name).expect("a known input");
+            model
+                .set_input_fact(i, value.datum_type().fact(value.shape()).into())
+                .unwrap();
+        }
+        let values: TVec<TValue> = (model.input_outlets().unwrap().iter())
+            .map(|o| {
+                inputs
+                    .iter()
+                    .find(|(n, _)| *n == model.node(o.node).name)
+                    .unwrap()
+                    .1
+                    .clone()
+                    .into_tvalue()
+            })
+            .collect();
+        model
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap()
+            .run(values)
+            .unwrap()
+    };
+    let ids: Vec<i64> = vec![101, 2129, 2079, 1045, 4066, 1037, 2862, 1999, 18750, 1029, 102];
+    let tokens = |v: Vec<i64>| {
+        tract_ndarray::Array2::from_shape_vec((1, ids.len()), v)
+            .unwrap()
+            .into_tensor()
+    };
+    let inputs = [
+        ("input_ids", tokens(ids.clone())),
+        ("attention_mask", tokens(vec![1; ids.len()])),
+        ("token_type_ids", tokens(vec![0; ids.len()])),
+    ];
+    let whole = plan(split::with_extra_output(graph, &boundary), &inputs);
+    let mut upper_inputs = inputs.to_vec();
+    upper_inputs.push((boundary.as_str(), whole[1].clone().into_tensor()));
+    let upper = plan(split::above(graph, &boundary), &upper_inputs);
+    let (expected, got) = (
+        whole[0].to_plain_array_view::<f32>().unwrap(),
+        upper[0].to_plain_array_view::<f32>().unwrap(),
+    );
+    assert_eq!(expected.shape(), got.shape());
+    let difference = expected
+        .iter()
+        .zip(got.iter())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(difference < 1e-5, "largest difference {difference}");
+    let hidden = whole[1].to_plain_array_view::<f32>().unwrap();
+    assert!(
+        hidden.iter().zip(expected.iter()).any(|(a, b)| (a - b).abs() > 0.1),
+        "the boundary is not the output"
+    );
+}

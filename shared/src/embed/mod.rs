@@ -3,6 +3,7 @@
 
 mod elementwise;
 pub mod pins;
+pub mod split;
 mod surgery;
 
 use std::sync::Arc;
