@@ -143,3 +143,62 @@ fn the_graph_cut_between_layers_computes_the_same() {
         "the boundary is not the output"
     );
 }
+
+/// The pinned model's layers 4 and 5 read out of the graph and run in plain arrays
+/// (`embed::layer`, what fine-tuning trains) on the hidden states after layer 3 give the pinned
+/// model's own output; and written back in the graph's form they are the pinned tensors.
+#[test]
+fn the_upper_layers_in_plain_arrays_compute_what_the_pinned_graph_computes() {
+    use chorus_shared::embed::{pool, weights};
+    use tract_onnx::prelude::*;
+    let model = std::fs::read(cached(&format!("model/{}", pins().model.file))).unwrap();
+    let tokenizer = std::fs::read(cached(&format!("model/{}", pins().tokenizer.file))).unwrap();
+    let proto = tract_onnx::onnx().proto_model_for_read(&mut &*model).unwrap();
+    let graph = proto.graph.as_ref().unwrap();
+    let layers: Vec<_> = (4..6).map(|l| weights::read_layer(graph, l).unwrap()).collect();
+    let lower = Embedder::lower_layers(&model, &tokenizer, 4).unwrap();
+    let texts = [
+        "How do I sort a list in Python?",
+        "Écris un poème sur la mer, en alexandrins, avec des rimes croisées.",
+        "x",
+    ];
+    let whole = embedder().token_states(&texts).unwrap();
+    for (states, expected) in lower.token_states(&texts).unwrap().into_iter().zip(whole) {
+        let mut x = states;
+        for layer in &layers {
+            x = layer.forward(x).into_output();
+        }
+        let worst = (x.iter().zip(&expected)).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst < 1e-4, "largest difference {worst}");
+        assert!(cosine(&pool(&x.view()), &pool(&expected.view())) > 0.999_999);
+    }
+    for (l, layer) in (4..6).zip(&layers) {
+        let mut rewritten = graph.clone();
+        let tensors = weights::layer_initializers(graph, l, layer).unwrap();
+        assert_eq!(tensors.len(), 22);
+        weights::replace_initializers(&mut rewritten, &tensors).unwrap();
+        for t in &tensors {
+            let pinned = graph.initializer.iter().find(|p| p.name == t.name).unwrap();
+            let decoded = |t: &tract_onnx::pb::TensorProto| -> Vec<f32> {
+                if t.data_type == 3 {
+                    t.raw_data.iter().map(|&b| b as i8 as f32).collect()
+                } else if t.float_data.is_empty() {
+                    t.raw_data
+                        .chunks(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                        .collect()
+                } else {
+                    t.float_data.clone()
+                }
+            };
+            let (a, b) = (decoded(pinned), decoded(t));
+            let worst = a.iter().zip(&b).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            // Re-quantizing dequantized int8 gives the same integers at most one step apart.
+            assert!(
+                worst <= if t.data_type == 3 { 1.0 } else { 1e-6 },
+                "{}: {worst}",
+                t.name
+            );
+        }
+    }
+}

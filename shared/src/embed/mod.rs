@@ -2,12 +2,16 @@
 //! run with tract from the pinned int8 ONNX file. The same code runs natively and in wasm.
 
 mod elementwise;
+pub mod layer;
 pub mod pins;
 pub mod split;
 mod surgery;
+pub mod weights;
 
 use std::sync::Arc;
 use tokenizers::{Tokenizer, TruncationParams};
+use tract_onnx::pb::GraphProto;
+use tract_onnx::prelude::tract_ndarray::{Array2, ArrayView2, Axis};
 use tract_onnx::prelude::*;
 
 /// Dimensions of an embedding.
@@ -44,6 +48,26 @@ pub struct Embedder {
 impl Embedder {
     /// Loads the model and tokenizer from their bytes, refusing any file that is not the pinned one.
     pub fn new(model_onnx: &[u8], tokenizer_json: &[u8]) -> Result<Self, EmbedError> {
+        Self::with_graph(model_onnx, tokenizer_json, |_| Ok(()))
+    }
+
+    /// The pinned model's first `layers` transformer layers only: its [`Embedder::token_states`]
+    /// are the hidden states after them (what fine-tuned upper layers start from).
+    pub fn lower_layers(model_onnx: &[u8], tokenizer_json: &[u8], layers: usize) -> Result<Self, EmbedError> {
+        Self::with_graph(model_onnx, tokenizer_json, |graph| {
+            let boundary = split::hidden_state_after(graph, layers)
+                .ok_or_else(|| format!("the model has fewer than {layers} layers"))?;
+            *graph = split::below(graph, &boundary);
+            Ok(())
+        })
+    }
+
+    /// The pinned model, its graph edited by `edit` before it is planned.
+    fn with_graph(
+        model_onnx: &[u8],
+        tokenizer_json: &[u8],
+        edit: impl FnOnce(&mut GraphProto) -> Result<(), String>,
+    ) -> Result<Self, EmbedError> {
         let pins = pins::pins();
         for (pin, bytes) in [(&pins.model, model_onnx), (&pins.tokenizer, tokenizer_json)] {
             let found = pins::sha256_hex(bytes);
@@ -63,7 +87,7 @@ impl Embedder {
             }))
             .map_err(|e| EmbedError::Load(e.to_string()))?;
         tokenizer.with_padding(None);
-        let (plan, input_roles) = load_plan(model_onnx).map_err(|e| EmbedError::Load(format!("{e:#}")))?;
+        let (plan, input_roles) = load_plan(model_onnx, edit).map_err(|e| EmbedError::Load(format!("{e:#}")))?;
         Ok(Embedder {
             tokenizer,
             plan,
@@ -74,6 +98,12 @@ impl Embedder {
     /// Embeds a batch of texts, padded to the longest of them. Each result has [`DIM`] floats
     /// and unit length.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(self.token_states(texts)?.iter().map(|s| pool(&s.view())).collect())
+    }
+
+    /// The model's output for each token of each text (its tokens × [`DIM`]; padding left out),
+    /// the texts run as one batch padded to the longest.
+    pub fn token_states(&self, texts: &[&str]) -> Result<Vec<Array2<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
@@ -113,49 +143,75 @@ impl Embedder {
         let outputs = self.plan.run(tensors).map_err(|e| EmbedError::Run(format!("{e:#}")))?;
         let hidden = outputs[0]
             .to_plain_array_view::<f32>()
+            .and_then(|h| Ok(h.into_dimensionality::<tract_ndarray::Ix3>()?))
             .map_err(|e| EmbedError::Run(e.to_string()))?;
-        let mask = &inputs[1];
-        Ok((0..batch)
-            .map(|b| {
-                let mut pooled = vec![0f32; DIM];
-                let mut count = 0f32;
-                for t in 0..seq {
-                    if mask[b * seq + t] == 1 {
-                        count += 1.0;
-                        for (d, p) in pooled.iter_mut().enumerate() {
-                            *p += hidden[[b, t, d]];
-                        }
-                    }
-                }
-                pooled.iter_mut().for_each(|p| *p /= count.max(1.0));
-                normalize(&mut pooled);
-                pooled
+        let lengths = encodings
+            .iter()
+            .map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count());
+        Ok(lengths
+            .enumerate()
+            .map(|(b, length)| {
+                // Tokenizers put the padding after the text, so its tokens are the first `length`.
+                hidden
+                    .index_axis(Axis(0), b)
+                    .slice(tract_ndarray::s![..length, ..])
+                    .to_owned()
             })
             .collect())
     }
+}
+
+/// The sentence embedding of one text's token states: their mean, scaled to unit length.
+pub fn pool(states: &ArrayView2<f32>) -> Vec<f32> {
+    let mut pooled = vec![0f32; states.ncols()];
+    for token in states.rows() {
+        pooled.iter_mut().zip(token).for_each(|(p, t)| *p += t);
+    }
+    let count = states.nrows().max(1) as f32;
+    pooled.iter_mut().for_each(|p| *p /= count);
+    normalize(&mut pooled);
+    pooled
 }
 
 impl Embedder {
     /// Embeds many texts, in batches of similar length so that little padding is computed, on
     /// every core natively (one thread in the browser). Results come back in the order of
     /// `texts`, and do not depend on the number of threads: every batch is the same.
-    pub fn embed_many(&self, texts: &[&str], mut progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>, EmbedError> {
+    pub fn embed_many(&self, texts: &[&str], progress: impl FnMut(usize)) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.many(texts, |batch| self.embed(batch), progress)
+    }
+
+    /// [`Embedder::token_states`] of many texts, batched as [`Embedder::embed_many`] batches.
+    pub fn token_states_many(
+        &self,
+        texts: &[&str],
+        progress: impl FnMut(usize),
+    ) -> Result<Vec<Array2<f32>>, EmbedError> {
+        self.many(texts, |batch| self.token_states(batch), progress)
+    }
+
+    fn many<T: Clone + Send>(
+        &self,
+        texts: &[&str],
+        run: impl Fn(&[&str]) -> Result<Vec<T>, EmbedError> + Sync,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<T>, EmbedError> {
         const BATCH: usize = 16;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
-        let embedded = crate::parallel::map(
+        let results = crate::parallel::map(
             chunks.len(),
-            |c| self.embed(&chunks[c].iter().map(|&i| texts[i]).collect::<Vec<_>>()),
+            |c| run(&chunks[c].iter().map(|&i| texts[i]).collect::<Vec<_>>()),
             |c, _| progress(chunks[c].len()),
         );
-        let mut out = vec![Vec::new(); texts.len()];
-        for (chunk, vectors) in chunks.iter().zip(embedded) {
-            for (&i, v) in chunk.iter().zip(vectors?) {
-                out[i] = v;
+        let mut out = vec![None; texts.len()];
+        for (chunk, values) in chunks.iter().zip(results) {
+            for (&i, v) in chunk.iter().zip(values?) {
+                out[i] = Some(v);
             }
         }
-        Ok(out)
+        Ok(out.into_iter().map(|v| v.expect("every text was run")).collect())
     }
 }
 
@@ -175,13 +231,17 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb).max(f32::MIN_POSITIVE)
 }
 
-fn load_plan(model_onnx: &[u8]) -> TractResult<(Arc<TypedRunnableModel>, Vec<usize>)> {
+fn load_plan(
+    model_onnx: &[u8],
+    edit: impl FnOnce(&mut GraphProto) -> Result<(), String>,
+) -> TractResult<(Arc<TypedRunnableModel>, Vec<usize>)> {
     let onnx = tract_onnx::onnx().with_ignore_value_info(true);
     let mut proto = onnx.proto_model_for_read(&mut &*model_onnx)?;
     let graph = proto
         .graph
         .as_mut()
         .ok_or_else(|| TractError::msg("the ONNX file has no graph"))?;
+    edit(graph).map_err(TractError::msg)?;
     surgery::gather_before_dequantize(graph);
     let mut model = onnx.model_for_proto_model(&proto)?;
 

@@ -70,3 +70,12 @@ fn hidden_state_info(graph: &GraphProto, name: &str) -> ValueInfoProto {
         ..Default::default()
     }
 }
+
+/// The part of the graph that computes `boundary`: the whole graph with `boundary` as its only
+/// output (planning leaves out the layers above it).
+pub fn below(graph: &GraphProto, boundary: &str) -> GraphProto {
+    GraphProto {
+        output: vec![hidden_state_info(graph, boundary)],
+        ..graph.clone()
+    }
+}

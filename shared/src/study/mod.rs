@@ -23,6 +23,7 @@ pub mod calibration;
 mod classifier;
 mod compiled;
 mod evaluate;
+pub mod finetune;
 pub mod neighbours;
 mod shapes;
 mod training;
