@@ -81,9 +81,14 @@ pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStud
         }
     }
     let mut progress = Progress::new("compiling the study", None);
-    let compiled = CompiledStudy::compile(study, embedder, TrainOptions::default(), |done, total| {
-        progress.update(done as u64, total as u64)
-    })
+    let mut tuning = Progress::new("fine-tuning the upper layers", Some("runs"));
+    let compiled = CompiledStudy::compile(
+        study,
+        embedder,
+        TrainOptions::default(),
+        |done, total| progress.update(done as u64, total as u64),
+        |done, total| tuning.update_with_count(done as u64, total as u64, Some(done as u64)),
+    )
     .map_err(|e| format!("cannot compile study `{}`: {e}", study.id))?;
     progress.finish();
     // Write then rename, so that a crash never leaves a half-written cache entry.

@@ -39,6 +39,12 @@ impl Analyzer {
         study
             .check_shapes(crate::embed::DIM)
             .map_err(AnalyzerError::Malformed)?;
+        let embedder = match &study.tuned_layers {
+            Some(tuned) => embedder
+                .with_tuned_layers(tuned)
+                .map_err(|e| AnalyzerError::Malformed(format!("its tuned layers: {e}")))?,
+            None => embedder,
+        };
         Ok(Analyzer { embedder, study })
     }
 
@@ -54,17 +60,28 @@ impl Analyzer {
     pub fn analyze(&self, conversation: &Conversation, keep_embedding: bool) -> Result<Analysis, EmbedError> {
         let text = facets::text_facets(conversation);
         let request = facets::request_text(conversation);
-        let embedding = self.embedder.embed(&[&request])?.remove(0);
+        // With the study's tuned layers: the pinned embedding (topics, concern, the embedding
+        // channel) and the tuned one (the category) from one run of the lower layers.
+        let (embedding, tuned_request) = match self.embedder.embed_tuned(&[&request])? {
+            Some(mut pairs) => {
+                let (pinned, tuned) = pairs.remove(0);
+                (pinned, Some(tuned))
+            }
+            None => (self.embedder.embed(&[&request])?.remove(0), None),
+        };
         // Embedded apart from the request: in one batch the shorter text would be padded.
         let reply = match self.study.category_input {
             CategoryInput::Request => None,
             CategoryInput::RequestAndReply => match facets::reply_text(conversation) {
-                Some(reply) => Some(self.embedder.embed(&[&reply])?.remove(0)),
+                Some(reply) => Some(self.category_embedding(&reply)?),
                 None => None,
             },
         };
         let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
-        let probabilities = self.study.category_probabilities(&embedding, reply.as_deref());
+        let request_for_category = tuned_request.as_deref().unwrap_or(&embedding);
+        let probabilities = self
+            .study
+            .category_probabilities(request_for_category, reply.as_deref());
         Ok(Analysis {
             id: conversation.id.clone(),
             language: text.language.to_owned(),
@@ -77,5 +94,14 @@ impl Analyzer {
             category_probabilities: keep_embedding.then_some(probabilities),
             embedding: keep_embedding.then_some(embedding),
         })
+    }
+
+    /// A text's embedding as the category classifier reads it: through the study's tuned
+    /// layers when it has them.
+    fn category_embedding(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        match self.embedder.embed_tuned(&[text])? {
+            Some(mut pairs) => Ok(pairs.remove(0).1),
+            None => Ok(self.embedder.embed(&[text])?.remove(0)),
+        }
     }
 }

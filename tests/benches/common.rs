@@ -22,7 +22,7 @@ pub fn analyzer() -> Analyzer {
         codebook: Some(&codebook),
     };
     let study = Study::parse(&read("study.toml"), contents).unwrap();
-    let compiled = CompiledStudy::compile(&study, &embedder, TrainOptions::default(), |_, _| {}).unwrap();
+    let compiled = CompiledStudy::compile(&study, &embedder, TrainOptions::default(), |_, _| {}, |_, _| {}).unwrap();
     Analyzer::new(embedder, compiled).unwrap()
 }
 

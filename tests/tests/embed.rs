@@ -156,7 +156,7 @@ fn the_upper_layers_in_plain_arrays_compute_what_the_pinned_graph_computes() {
     let proto = tract_onnx::onnx().proto_model_for_read(&mut &*model).unwrap();
     let graph = proto.graph.as_ref().unwrap();
     let layers: Vec<_> = (4..6).map(|l| weights::read_layer(graph, l).unwrap()).collect();
-    let lower = Embedder::lower_layers(&model, &tokenizer, 4).unwrap();
+    let lower = Embedder::new(&model, &tokenizer).unwrap().lower_layers(4).unwrap();
     let texts = [
         "How do I sort a list in Python?",
         "Écris un poème sur la mer, en alexandrins, avec des rimes croisées.",
@@ -174,10 +174,13 @@ fn the_upper_layers_in_plain_arrays_compute_what_the_pinned_graph_computes() {
     }
     for (l, layer) in (4..6).zip(&layers) {
         let mut rewritten = graph.clone();
-        let tensors = weights::layer_initializers(graph, l, layer).unwrap();
-        assert_eq!(tensors.len(), 22);
-        weights::replace_initializers(&mut rewritten, &tensors).unwrap();
-        for t in &tensors {
+        let tuned = weights::tuned_layers(graph, l, std::slice::from_ref(layer)).unwrap();
+        assert_eq!(tuned.tensors.len(), 22);
+        weights::replace_initializers(&mut rewritten, &tuned).unwrap();
+        let tensors: Vec<_> = (tuned.tensors.iter())
+            .map(|t| rewritten.initializer.iter().find(|p| p.name == t.name).unwrap())
+            .collect();
+        for t in tensors {
             let pinned = graph.initializer.iter().find(|p| p.name == t.name).unwrap();
             let decoded = |t: &tract_onnx::pb::TensorProto| -> Vec<f32> {
                 if t.data_type == 3 {

@@ -43,30 +43,136 @@ pub struct Embedder {
     plan: Arc<TypedRunnableModel>,
     /// For each model input in order: 0 = token ids, 1 = attention mask, 2 = token type ids.
     input_roles: Vec<usize>,
+    /// The pinned model file, from which a study's tuned upper layers are planned.
+    model: Arc<[u8]>,
+    tokenizer_json: Arc<[u8]>,
+    /// A study's own upper layers, when it has them: `plan` then also outputs the hidden states
+    /// they start from.
+    tuned: Option<TunedPlan>,
+}
+
+/// The upper layers with a study's weights, planned apart ([`split::above`]).
+struct TunedPlan {
+    plan: Arc<TypedRunnableModel>,
+    /// As `input_roles`, with 3 = the hidden states at the cut.
+    input_roles: Vec<usize>,
+}
+
+/// The tensors a batch of texts gives the model: token ids, attention mask, token type ids
+/// (batch × longest, padded after each text), and each text's length in tokens.
+struct Encoded {
+    batch: usize,
+    seq: usize,
+    inputs: [Vec<i64>; 3],
+    lengths: Vec<usize>,
 }
 
 impl Embedder {
     /// Loads the model and tokenizer from their bytes, refusing any file that is not the pinned one.
     pub fn new(model_onnx: &[u8], tokenizer_json: &[u8]) -> Result<Self, EmbedError> {
-        Self::with_graph(model_onnx, tokenizer_json, |_| Ok(()))
+        Self::with_graph(model_onnx, tokenizer_json, |_| Ok(None))
+    }
+
+    /// This embedder with a study's own weights for its layers from `tuned.first` up, for
+    /// [`Embedder::embed_tuned`]; [`Embedder::embed`] still gives the pinned model's embedding.
+    /// Refuses weights that are not the shape of the pinned ones they replace.
+    pub fn with_tuned_layers(&self, tuned: &weights::TunedLayers) -> Result<Embedder, EmbedError> {
+        let graph = pinned_graph(&self.model)?;
+        let boundary = split::hidden_state_after(&graph, tuned.first)
+            .filter(|_| tuned.first > 0)
+            .ok_or_else(|| EmbedError::Load(format!("the model has no layer {} to tune", tuned.first)))?;
+        let mut tuned_graph = graph;
+        weights::replace_initializers(&mut tuned_graph, tuned).map_err(EmbedError::Load)?;
+        let upper_graph = split::above(&tuned_graph, &boundary);
+        let load = |e: TractError| EmbedError::Load(format!("{e:#}"));
+        let (upper, upper_roles) = load_plan(&self.model, |g| {
+            *g = upper_graph;
+            Ok(Some(boundary.clone()))
+        })
+        .map_err(load)?;
+        let (plan, input_roles) = load_plan(&self.model, |g| {
+            *g = split::with_extra_output(g, &boundary);
+            Ok(None)
+        })
+        .map_err(load)?;
+        Ok(Embedder {
+            tokenizer: self.tokenizer.clone(),
+            plan,
+            input_roles,
+            model: self.model.clone(),
+            tokenizer_json: self.tokenizer_json.clone(),
+            tuned: Some(TunedPlan {
+                plan: upper,
+                input_roles: upper_roles,
+            }),
+        })
+    }
+
+    /// For each text, its pinned embedding and its embedding through the study's tuned upper
+    /// layers (run on the pinned lower layers' hidden states, computed once). None without
+    /// tuned layers ([`Embedder::with_tuned_layers`]).
+    pub fn embed_tuned(&self, texts: &[&str]) -> Result<Option<Vec<(Vec<f32>, Vec<f32>)>>, EmbedError> {
+        let Some(tuned) = &self.tuned else { return Ok(None) };
+        if texts.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let encoded = self.encode(texts)?;
+        let mut outputs = run(&self.plan, &self.input_roles, &encoded, None)?;
+        let boundary = outputs.remove(1);
+        let pinned = token_states_of(&outputs[0], &encoded.lengths)?;
+        let upper = run(&tuned.plan, &tuned.input_roles, &encoded, Some(boundary))?;
+        let tuned = token_states_of(&upper[0], &encoded.lengths)?;
+        Ok(Some(
+            (pinned.iter().zip(&tuned))
+                .map(|(p, t)| (pool(&p.view()), pool(&t.view())))
+                .collect(),
+        ))
     }
 
     /// The pinned model's first `layers` transformer layers only: its [`Embedder::token_states`]
     /// are the hidden states after them (what fine-tuned upper layers start from).
-    pub fn lower_layers(model_onnx: &[u8], tokenizer_json: &[u8], layers: usize) -> Result<Self, EmbedError> {
-        Self::with_graph(model_onnx, tokenizer_json, |graph| {
+    pub fn lower_layers(&self, layers: usize) -> Result<Self, EmbedError> {
+        Self::with_graph(&self.model, &self.tokenizer_json, |graph| {
             let boundary = split::hidden_state_after(graph, layers)
                 .ok_or_else(|| format!("the model has fewer than {layers} layers"))?;
             *graph = split::below(graph, &boundary);
-            Ok(())
+            Ok(None)
         })
+    }
+
+    /// The pinned graph's transformer layers from `first` up, as plain arrays.
+    pub fn pinned_layers(&self, first: usize) -> Result<Vec<layer::Layer>, EmbedError> {
+        let graph = pinned_graph(&self.model)?;
+        let count = (0..)
+            .take_while(|&l| split::hidden_state_after(&graph, l + 1).is_some())
+            .count();
+        (first..count)
+            .map(|l| weights::read_layer(&graph, l).map_err(EmbedError::Load))
+            .collect()
+    }
+
+    /// `layers` as the pinned graph's layers from `first` up, in the form a study ships them
+    /// (int8 matrices, [`weights::TunedLayers`]), and the weights that form gives back: what
+    /// [`Embedder::embed_tuned`] computes with.
+    pub fn quantized_layers(
+        &self,
+        first: usize,
+        layers: &[layer::Layer],
+    ) -> Result<(weights::TunedLayers, Vec<layer::Layer>), EmbedError> {
+        let mut graph = pinned_graph(&self.model)?;
+        let tuned = weights::tuned_layers(&graph, first, layers).map_err(EmbedError::Load)?;
+        weights::replace_initializers(&mut graph, &tuned).map_err(EmbedError::Load)?;
+        let shipped = (first..first + layers.len())
+            .map(|l| weights::read_layer(&graph, l).map_err(EmbedError::Load))
+            .collect::<Result<_, _>>()?;
+        Ok((tuned, shipped))
     }
 
     /// The pinned model, its graph edited by `edit` before it is planned.
     fn with_graph(
         model_onnx: &[u8],
         tokenizer_json: &[u8],
-        edit: impl FnOnce(&mut GraphProto) -> Result<(), String>,
+        edit: impl FnOnce(&mut GraphProto) -> Result<Option<String>, String>,
     ) -> Result<Self, EmbedError> {
         let pins = pins::pins();
         for (pin, bytes) in [(&pins.model, model_onnx), (&pins.tokenizer, tokenizer_json)] {
@@ -92,6 +198,9 @@ impl Embedder {
             tokenizer,
             plan,
             input_roles,
+            model: model_onnx.into(),
+            tokenizer_json: tokenizer_json.into(),
+            tuned: None,
         })
     }
 
@@ -107,6 +216,12 @@ impl Embedder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let encoded = self.encode(texts)?;
+        let outputs = run(&self.plan, &self.input_roles, &encoded, None)?;
+        token_states_of(&outputs[0], &encoded.lengths)
+    }
+
+    fn encode(&self, texts: &[&str]) -> Result<Encoded, EmbedError> {
         let encodings = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
@@ -131,34 +246,55 @@ impl Embedder {
                 inputs[2][b * seq + t] = kind as i64;
             }
         }
-        let tensors = self
-            .input_roles
-            .iter()
-            .map(|&role| {
-                tract_ndarray::Array2::from_shape_vec((batch, seq), inputs[role].clone())
-                    .map(|a| a.into_tensor().into_tvalue())
-                    .map_err(|e| EmbedError::Run(e.to_string()))
-            })
-            .collect::<Result<TVec<_>, _>>()?;
-        let outputs = self.plan.run(tensors).map_err(|e| EmbedError::Run(format!("{e:#}")))?;
-        let hidden = outputs[0]
-            .to_plain_array_view::<f32>()
-            .and_then(|h| Ok(h.into_dimensionality::<tract_ndarray::Ix3>()?))
-            .map_err(|e| EmbedError::Run(e.to_string()))?;
-        let lengths = encodings
-            .iter()
-            .map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count());
-        Ok(lengths
-            .enumerate()
-            .map(|(b, length)| {
-                // Tokenizers put the padding after the text, so its tokens are the first `length`.
-                hidden
-                    .index_axis(Axis(0), b)
-                    .slice(tract_ndarray::s![..length, ..])
-                    .to_owned()
-            })
-            .collect())
+        let lengths = (encodings.iter())
+            .map(|e| e.get_attention_mask().iter().filter(|&&m| m == 1).count())
+            .collect();
+        Ok(Encoded {
+            batch,
+            seq,
+            inputs,
+            lengths,
+        })
     }
+}
+
+/// Runs `plan` on a batch; `hidden` is the input of role 3 (hidden states at a cut).
+fn run(
+    plan: &Arc<TypedRunnableModel>,
+    roles: &[usize],
+    encoded: &Encoded,
+    mut hidden: Option<TValue>,
+) -> Result<TVec<TValue>, EmbedError> {
+    let shape = (encoded.batch, encoded.seq);
+    let tensors = roles
+        .iter()
+        .map(|&role| match role {
+            3 => hidden
+                .take()
+                .ok_or_else(|| EmbedError::Run("the upper layers need their input".into())),
+            _ => tract_ndarray::Array2::from_shape_vec(shape, encoded.inputs[role].clone())
+                .map(|a| a.into_tensor().into_tvalue())
+                .map_err(|e| EmbedError::Run(e.to_string())),
+        })
+        .collect::<Result<TVec<_>, _>>()?;
+    plan.run(tensors).map_err(|e| EmbedError::Run(format!("{e:#}")))
+}
+
+/// Each text's rows of a batch's output (batch × longest × width).
+fn token_states_of(output: &TValue, lengths: &[usize]) -> Result<Vec<Array2<f32>>, EmbedError> {
+    let hidden = output
+        .to_plain_array_view::<f32>()
+        .and_then(|h| Ok(h.into_dimensionality::<tract_ndarray::Ix3>()?))
+        .map_err(|e| EmbedError::Run(e.to_string()))?;
+    // Tokenizers put the padding after the text, so its tokens are the first `length`.
+    Ok((lengths.iter().enumerate())
+        .map(|(b, &length)| {
+            hidden
+                .index_axis(Axis(0), b)
+                .slice(tract_ndarray::s![..length, ..])
+                .to_owned()
+        })
+        .collect())
 }
 
 /// The sentence embedding of one text's token states: their mean, scaled to unit length.
@@ -231,9 +367,20 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb).max(f32::MIN_POSITIVE)
 }
 
+/// The pinned file's graph.
+fn pinned_graph(model_onnx: &[u8]) -> Result<GraphProto, EmbedError> {
+    let onnx = tract_onnx::onnx();
+    let proto = (onnx.proto_model_for_read(&mut &*model_onnx)).map_err(|e| EmbedError::Load(format!("{e:#}")))?;
+    proto
+        .graph
+        .ok_or_else(|| EmbedError::Load("the ONNX file has no graph".into()))
+}
+
+/// The model planned for batches of any size and length, after `edit` (which returns the name of
+/// the input that takes hidden states at a cut, when it makes one) and the load-time rewrites.
 fn load_plan(
     model_onnx: &[u8],
-    edit: impl FnOnce(&mut GraphProto) -> Result<(), String>,
+    edit: impl FnOnce(&mut GraphProto) -> Result<Option<String>, String>,
 ) -> TractResult<(Arc<TypedRunnableModel>, Vec<usize>)> {
     let onnx = tract_onnx::onnx().with_ignore_value_info(true);
     let mut proto = onnx.proto_model_for_read(&mut &*model_onnx)?;
@@ -241,7 +388,7 @@ fn load_plan(
         .graph
         .as_mut()
         .ok_or_else(|| TractError::msg("the ONNX file has no graph"))?;
-    edit(graph).map_err(TractError::msg)?;
+    let hidden_input = edit(graph).map_err(TractError::msg)?;
     surgery::gather_before_dequantize(graph);
     let mut model = onnx.model_for_proto_model(&proto)?;
 
@@ -253,10 +400,15 @@ fn load_plan(
             "input_ids" => 0,
             "attention_mask" => 1,
             "token_type_ids" => 2,
+            other if hidden_input.as_deref() == Some(other) => 3,
             other => return Err(TractError::msg(format!("unexpected model input `{other}`"))),
         };
         roles.push(role);
-        model.set_input_fact(i, i64::fact([batch.to_dim(), seq.to_dim()]).into())?;
+        let fact = match role {
+            3 => f32::fact([batch.to_dim(), seq.to_dim(), DIM.to_dim()]),
+            _ => i64::fact([batch.to_dim(), seq.to_dim()]),
+        };
+        model.set_input_fact(i, fact.into())?;
     }
     let mut model = model.into_optimized()?;
     elementwise::replace_generic_binaries(&mut model)?;

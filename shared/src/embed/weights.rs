@@ -9,8 +9,63 @@
 //! `LayerNormalization`s.
 
 use super::layer::{Dense, Layer, Norm};
+use serde::{Deserialize, Serialize};
 use tract_onnx::pb::{tensor_proto::DataType, GraphProto, NodeProto, TensorProto};
 use tract_onnx::prelude::tract_ndarray::{Array1, Array2};
+
+/// A study's own weights for the pinned model's layers from `first` up, as replacements for
+/// the pinned graph's initializers of the same names (plain data, shipped in a compiled study).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunedLayers {
+    pub first: usize,
+    pub tensors: Vec<NamedTensor>,
+}
+
+/// One initializer: int8 (a matrix) or floats (a scale, a bias, a norm's gain or shift).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedTensor {
+    pub name: String,
+    pub dims: Vec<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex_i8")]
+    pub int8: Vec<i8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub floats: Vec<f32>,
+}
+
+impl NamedTensor {
+    fn proto(&self) -> Result<TensorProto, String> {
+        let count: usize = self.dims.iter().product();
+        let (data_type, raw_data) = match (self.int8.len(), self.floats.len()) {
+            (n, 0) if n == count => (DataType::Int8, self.int8.iter().map(|&v| v as u8).collect()),
+            (0, n) if n == count => (
+                DataType::Float,
+                self.floats.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            _ => return Err(format!("`{}` does not hold {count} values of one type", self.name)),
+        };
+        Ok(TensorProto {
+            name: self.name.clone(),
+            dims: self.dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type as i32,
+            raw_data,
+            ..Default::default()
+        })
+    }
+}
+
+/// Int8 values as a hexadecimal string in JSON.
+mod hex_i8 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &[i8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(values.iter().map(|&v| v as u8).collect::<Vec<u8>>()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i8>, D::Error> {
+        let bytes = hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)?;
+        Ok(bytes.into_iter().map(|b| b as i8).collect())
+    }
+}
 
 /// The names of one layer's initializers.
 #[derive(Debug, Clone)]
@@ -124,7 +179,7 @@ pub fn read_layer(graph: &GraphProto, layer: usize) -> Result<Layer, String> {
 /// The initializers that give layer `layer` of the graph the weights of `weights`: each matrix
 /// quantized as the pinned graph stores it (int8, one scale per column: its largest magnitude
 /// over 127), biases and norms as floats. Named as the pinned initializers they replace.
-pub fn layer_initializers(graph: &GraphProto, layer: usize, weights: &Layer) -> Result<Vec<TensorProto>, String> {
+pub fn layer_initializers(graph: &GraphProto, layer: usize, weights: &Layer) -> Result<Vec<NamedTensor>, String> {
     let names = layer_tensors(graph, layer)?;
     let dense = [
         &weights.query,
@@ -137,20 +192,59 @@ pub fn layer_initializers(graph: &GraphProto, layer: usize, weights: &Layer) -> 
     let mut out = Vec::new();
     for ((q, scale, bias), d) in names.dense.iter().zip(dense) {
         let (quantized, scales) = quantize_columns(&d.weight);
-        out.push(int8_tensor(q, d.weight.dim(), quantized));
-        out.push(float_tensor(scale, vec![1, scales.len() as i64], scales));
-        out.push(float_tensor(bias, vec![d.bias.len() as i64], d.bias.to_vec()));
+        let (rows, cols) = d.weight.dim();
+        out.push(NamedTensor {
+            name: q.clone(),
+            dims: vec![rows, cols],
+            int8: quantized,
+            floats: Vec::new(),
+        });
+        out.push(float_tensor(scale, vec![1, cols], scales));
+        out.push(float_tensor(bias, vec![d.bias.len()], d.bias.to_vec()));
     }
     for ((gain, bias), n) in names.norms.iter().zip([&weights.attention_norm, &weights.output_norm]) {
-        out.push(float_tensor(gain, vec![n.gain.len() as i64], n.gain.to_vec()));
-        out.push(float_tensor(bias, vec![n.bias.len() as i64], n.bias.to_vec()));
+        out.push(float_tensor(gain, vec![n.gain.len()], n.gain.to_vec()));
+        out.push(float_tensor(bias, vec![n.bias.len()], n.bias.to_vec()));
     }
     Ok(out)
 }
 
-/// Replaces the graph's initializers of the same names by `tensors`.
-pub fn replace_initializers(graph: &mut GraphProto, tensors: &[TensorProto]) -> Result<(), String> {
-    for t in tensors {
+fn float_tensor(name: &str, dims: Vec<usize>, values: Vec<f32>) -> NamedTensor {
+    NamedTensor {
+        name: name.into(),
+        dims,
+        int8: Vec::new(),
+        floats: values,
+    }
+}
+
+/// The initializers that give the graph's layers from `first` up the weights `layers`.
+pub fn tuned_layers(graph: &GraphProto, first: usize, layers: &[Layer]) -> Result<TunedLayers, String> {
+    let mut tensors = Vec::new();
+    for (l, layer) in (first..).zip(layers) {
+        tensors.extend(layer_initializers(graph, l, layer)?);
+    }
+    Ok(TunedLayers { first, tensors })
+}
+
+/// Replaces the graph's initializers of the same names by `tensors`, each of which must have
+/// the shape and type of the one it replaces and belong to a layer from `first` up.
+pub fn replace_initializers(graph: &mut GraphProto, tuned: &TunedLayers) -> Result<(), String> {
+    let allowed: std::collections::HashSet<String> = (tuned.first..)
+        .map_while(|l| layer_tensors(graph, l).ok())
+        .flat_map(|names| {
+            (names.dense.into_iter().flat_map(|(q, s, b)| [q, s, b]))
+                .chain(names.norms.into_iter().flat_map(|(g, b)| [g, b]))
+        })
+        .collect();
+    for t in &tuned.tensors {
+        if !allowed.contains(&t.name) {
+            return Err(format!(
+                "`{}` is not a weight of the layers from {} up",
+                t.name, tuned.first
+            ));
+        }
+        let t = t.proto()?;
         let slot = (graph.initializer.iter_mut().find(|i| i.name == t.name))
             .ok_or_else(|| format!("the graph has no initializer `{}` to replace", t.name))?;
         if slot.dims != t.dims || slot.data_type != t.data_type {
@@ -159,7 +253,7 @@ pub fn replace_initializers(graph: &mut GraphProto, tensors: &[TensorProto]) -> 
                 t.name
             ));
         }
-        *slot = t.clone();
+        *slot = t;
     }
     Ok(())
 }
@@ -201,24 +295,4 @@ fn floats(t: &TensorProto) -> Result<Vec<f32>, String> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
-}
-
-fn int8_tensor(name: &str, (rows, cols): (usize, usize), values: Vec<i8>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims: vec![rows as i64, cols as i64],
-        data_type: DataType::Int8 as i32,
-        raw_data: values.into_iter().map(|v| v as u8).collect(),
-        ..Default::default()
-    }
-}
-
-fn float_tensor(name: &str, dims: Vec<i64>, values: Vec<f32>) -> TensorProto {
-    TensorProto {
-        name: name.into(),
-        dims,
-        data_type: DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
 }

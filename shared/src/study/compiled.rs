@@ -2,6 +2,7 @@
 //! serialises to JSON (the browser receives this, not the labelled examples).
 
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
+use super::finetune::tune_study;
 use super::neighbours::{category_probabilities, Neighbours, Projection};
 use super::training::{
     category_input, cross_validate_vectors, embed_training_set, fold_assignment, train_category_model, training_set,
@@ -10,13 +11,15 @@ use super::training::{
 use super::validation::{validate_debiasing, DebiasValidation};
 use super::{Access, Category, ReleaseConfig, Steward, Study};
 use crate::codebook::Codebook;
+use crate::embed::weights::TunedLayers;
 use crate::embed::{self, Embedder};
 use crate::privacy::PrivacyPlan;
 use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused (9: the access mode;
-/// 10: the concern scale's descriptions; 11: the steward; 12: what the category classifier reads).
-pub const COMPILED_FORMAT: u32 = 12;
+/// 10: the concern scale's descriptions; 11: the steward; 12: what the category classifier reads;
+/// 13: fine-tuned upper layers).
+pub const COMPILED_FORMAT: u32 = 13;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -35,6 +38,11 @@ pub struct CompiledStudy {
     pub categories: Vec<Category>,
     /// What the category classifier reads.
     pub category_input: CategoryInput,
+    /// The study's own weights for the embedder's upper layers, which the category classifier
+    /// reads the request and reply through (topics, concern and the embedding channel read the
+    /// pinned embedding). None: the classifier reads the pinned embeddings too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuned_layers: Option<TunedLayers>,
     pub classifier: Classifier,
     /// The labelled examples whose vote is blended with the classifier's (studies with
     /// labelled examples).
@@ -75,13 +83,15 @@ pub struct ConcernPrototype {
 }
 
 impl CompiledStudy {
-    /// Embeds the study's examples and trains its classifiers. `progress` receives the number
-    /// of texts embedded so far and the total.
+    /// Embeds the study's examples, fine-tunes the embedder's upper layers when the study asks
+    /// for it, and trains its classifiers. `progress` receives the number of texts embedded so
+    /// far and the total; `tuning_progress` the fine-tuning runs done and their number.
     pub fn compile(
         study: &Study,
         embedder: &Embedder,
         options: TrainOptions,
         progress: impl FnMut(usize, usize),
+        tuning_progress: impl FnMut(usize, usize),
     ) -> Result<CompiledStudy, CompileError> {
         let pinned = &embed::pins::pins().model.sha256;
         if let Some(codebook) = study.codebook.as_ref().filter(|c| &c.model_sha256 != pinned) {
@@ -99,14 +109,26 @@ impl CompiledStudy {
         let concern_refs: Vec<&str> = concern_texts.iter().map(|(_, t)| t.as_str()).collect();
         let (embedded, concern) = embed_training_set(embedder, &training, &concern_refs, progress)?;
         let category_input = category_input(study);
-        let features = embedded.features(category_input);
         let folds = fold_assignment(study, CONFUSION_FOLDS);
+        let tuning = tune_study(
+            study,
+            embedder,
+            &training,
+            category_input,
+            (&folds, CONFUSION_FOLDS),
+            tuning_progress,
+        )?;
+        let features = match &tuning {
+            Some(t) => t.features.clone(),
+            None => embedded.features(category_input),
+        };
         let set = Labelled {
             vectors: &features,
             labels: &training.labels,
             fold_of: &folds,
             classes: study.categories.len(),
             folds: CONFUSION_FOLDS,
+            by_fold: tuning.as_ref().map(|t| &t.by_fold[..]),
         };
         // With labelled examples, the neighbours' public projection (labels play no part in it).
         let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features));
@@ -130,6 +152,7 @@ impl CompiledStudy {
             model_sha256: pinned.clone(),
             categories: study.categories.clone(),
             category_input,
+            tuned_layers: tuning.map(|t| t.layers),
             classifier,
             neighbours,
             concern_threshold: study.concern_threshold,

@@ -97,6 +97,7 @@ pub fn cross_validate(
         fold_of: &fold_of,
         classes,
         folds,
+        by_fold: None,
     };
     let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features));
     let validated = cross_validate_vectors(&set, options, projection.as_ref());

@@ -7,9 +7,87 @@
 //! gradient is the sum of fixed groups of examples' gradients added in a fixed order, whatever
 //! the number of threads that computed them.
 
+use super::neighbours::Projection;
+use super::training::{FoldSpace, TrainingSet};
+use super::{CategoryInput, Study};
 use crate::embed::layer::{Dense, Layer, WIDTH};
-use crate::embed::pool;
+use crate::embed::weights::TunedLayers;
+use crate::embed::{pool, EmbedError, Embedder};
 use tract_onnx::prelude::tract_ndarray::{s, Array2};
+
+/// At most this many of the embedder's six layers are fine-tuned: the lower two stay pinned.
+pub const MAX_LAYERS: usize = 4;
+
+/// A study's fine-tuned upper layers, and what they give its training items.
+pub(crate) struct StudyTuning {
+    /// The layers tuned on every training item, as shipped.
+    pub layers: TunedLayers,
+    /// Each training item's classifier input through them.
+    pub features: Vec<Vec<f32>>,
+    /// The same through each fold's layers, tuned without that fold's items.
+    pub by_fold: Vec<FoldSpace>,
+}
+
+/// Fine-tunes the study's upper layers (`fine_tune_layers` of them) once per fold, without that
+/// fold's items, and once on every item; none when the study fine-tunes nothing. `progress`
+/// receives the number of fits done and the number of fits.
+pub(crate) fn tune_study(
+    study: &Study,
+    embedder: &Embedder,
+    training: &TrainingSet,
+    input: CategoryInput,
+    (fold_of, folds): (&[Option<usize>], usize),
+    mut progress: impl FnMut(usize, usize),
+) -> Result<Option<StudyTuning>, EmbedError> {
+    if study.fine_tune_layers == 0 || study.examples.is_empty() {
+        return Ok(None);
+    }
+    let first = embedder.pinned_layers(0)?.len().saturating_sub(study.fine_tune_layers);
+    let pinned = embedder.pinned_layers(first)?;
+    let n = training.texts.len();
+    let texts: Vec<&str> = (training.texts.iter().map(String::as_str))
+        .chain((training.replies.iter().zip(&training.texts)).map(|(r, t)| r.as_deref().unwrap_or(t)))
+        .collect();
+    let states = embedder.lower_layers(first)?.token_states_many(&texts, |_| {})?;
+    let classes = study.categories.len();
+    let fit = |held_out: Option<usize>| -> Result<(TunedLayers, Vec<Vec<f32>>), EmbedError> {
+        let items: Vec<Item<'_>> = (0..n)
+            .filter(|&i| held_out.is_none() || fold_of[i] != held_out)
+            .map(|i| Item {
+                request: &states[i],
+                reply: &states[n + i],
+                label: training.labels[i],
+            })
+            .collect();
+        let layers = fine_tune(
+            pinned.clone(),
+            &items,
+            classes,
+            FineTuneOptions::default(),
+            |_, _, _| {},
+        );
+        let (tuned, shipped) = embedder.quantized_layers(first, &layers)?;
+        let vectors = embed_all(&shipped, &states);
+        let features = (0..n)
+            .map(|i| input.features(&vectors[i], training.replies[i].as_ref().map(|_| &vectors[n + i][..])))
+            .collect();
+        Ok((tuned, features))
+    };
+    let mut by_fold = Vec::with_capacity(folds);
+    for fold in 0..folds {
+        let (_, vectors) = fit(Some(fold))?;
+        let projection = Some(Projection::fit(&vectors));
+        by_fold.push(FoldSpace { vectors, projection });
+        progress(fold + 1, folds + 1);
+    }
+    let (layers, features) = fit(None)?;
+    progress(folds + 1, folds + 1);
+    Ok(Some(StudyTuning {
+        layers,
+        features,
+        by_fold,
+    }))
+}
 
 /// How the upper layers are trained. The defaults are those measured on the default study
 /// (`bench/classifier`): AdamW at 5e-5 for the layers, Adam at 3e-3 for the head, batches of 32,

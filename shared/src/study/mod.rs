@@ -33,7 +33,8 @@ pub use classifier::{argmax, CategoryInput, Classifier, TrainOptions};
 pub use compiled::{CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT};
 pub use evaluate::{cross_validate, CategoryScore, Evaluation};
 pub use training::{
-    category_input, embed_training_set, example_text, training_set, CompileError, EmbeddedSet, TrainingSet,
+    category_input, embed_training_set, example_text, fold_assignment, training_set, CompileError, EmbeddedSet,
+    TrainingSet,
 };
 pub use validation::{AtReports, DebiasValidation, MARGIN as DEBIAS_MARGIN};
 
@@ -59,6 +60,11 @@ pub struct Study {
     pub categories: Vec<Category>,
     #[serde(rename = "concern", default)]
     pub concerns: Vec<ConcernLevel>,
+    /// How many of the embedder's upper transformer layers compiling fine-tunes on the labelled
+    /// examples for the category classifier (0: none, the classifier reads the pinned
+    /// embeddings). Topics, concern and the embedding channel always use the pinned embeddings.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fine_tune_layers: usize,
     /// Cosine similarity to a concern example above which a request takes that example's level.
     #[serde(default = "default_concern_threshold")]
     pub concern_threshold: f32,
@@ -83,6 +89,10 @@ pub struct Study {
     /// Filled by [`Study::parse`]: a hash of what the study means (see `meaning_hash`).
     #[serde(skip)]
     pub version: String,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Who may contribute to a study.
@@ -354,6 +364,16 @@ impl Study {
         }
         if self.categories.len() < 2 {
             return invalid("a study needs at least two categories".into());
+        }
+        if self.fine_tune_layers > finetune::MAX_LAYERS {
+            return invalid(format!(
+                "fine_tune_layers is {}; at most {} of the embedder's six layers can be fine-tuned",
+                self.fine_tune_layers,
+                finetune::MAX_LAYERS
+            ));
+        }
+        if self.fine_tune_layers > 0 && self.labelled_examples.is_none() {
+            return invalid("fine_tune_layers needs labelled_examples to train on".into());
         }
         for (i, c) in self.categories.iter().enumerate() {
             if !is_identifier(&c.id) {

@@ -183,6 +183,26 @@ pub(crate) struct Labelled<'a> {
     pub fold_of: &'a [Option<usize>],
     pub classes: usize,
     pub folds: usize,
+    /// With fine-tuned upper layers: for each fold, every item's vector as embedded by the
+    /// layers tuned without that fold (and the neighbours' projection fitted to them), which
+    /// that fold's model is trained and scored on; `vectors` are the shipped layers'.
+    pub by_fold: Option<&'a [FoldSpace]>,
+}
+
+/// Every item's vector as one fold's tuned layers embed it, and the projection fitted to them.
+pub(crate) struct FoldSpace {
+    pub vectors: Vec<Vec<f32>>,
+    pub projection: Option<Projection>,
+}
+
+impl<'a> Labelled<'a> {
+    /// The vectors and projection fold `fold`'s model is trained and scored on.
+    pub fn space(&self, fold: usize, projection: Option<&'a Projection>) -> (&'a [Vec<f32>], Option<&'a Projection>) {
+        match self.by_fold {
+            Some(spaces) => (&spaces[fold].vectors, spaces[fold].projection.as_ref()),
+            None => (self.vectors, projection),
+        }
+    }
 }
 
 pub(crate) fn cross_validate_vectors(
@@ -191,16 +211,17 @@ pub(crate) fn cross_validate_vectors(
     projection: Option<&Projection>,
 ) -> CrossValidation {
     let Labelled {
-        vectors,
         labels,
         fold_of,
         classes,
         folds,
+        ..
     } = *set;
     // Each fold's held-out items and predictions, the folds trained side by side.
     let by_fold = crate::parallel::map(
         folds,
         |fold| {
+            let (vectors, projection) = set.space(fold, projection);
             let held: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] == Some(fold)).collect();
             if held.is_empty() {
                 return Vec::new();

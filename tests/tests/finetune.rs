@@ -1,0 +1,130 @@
+//! A study that fine-tunes the embedder's upper layers (`fine_tune_layers`): compiling ships the
+//! tuned layers, a device classifies through them exactly as the classifier was trained (the
+//! compile's plain-array forward and the device's tract plan agree), and a device refuses tuned
+//! weights that do not fit the pinned model.
+
+use chorus_shared::conversation::{Conversation, Role, Turn};
+use chorus_shared::embed::{pins::pins, weights};
+use chorus_shared::facets::{reply_text, request_text};
+use chorus_shared::pipeline::Analyzer;
+use chorus_shared::study::{finetune, CompiledStudy};
+use chorus_tests::{cached, compile_study, embedder, workspace_root};
+use serde_json::Value;
+use tract_onnx::prelude::*;
+
+/// The default study with every 20th labelled example (about 320) and two tuned layers,
+/// compiled once for this file's tests; and the examples kept.
+fn small_tuned_study() -> &'static (CompiledStudy, Vec<Value>) {
+    static STUDY: std::sync::OnceLock<(CompiledStudy, Vec<Value>)> = std::sync::OnceLock::new();
+    STUDY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("chorus-tuned-study-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, examples) = write_small_tuned_study(&dir);
+        let compiled = compile_study(Some(&path));
+        std::fs::remove_dir_all(&dir).ok();
+        (compiled, examples)
+    })
+}
+
+fn write_small_tuned_study(dir: &std::path::Path) -> (std::path::PathBuf, Vec<Value>) {
+    let default = workspace_root().join("studies/default");
+    let toml = std::fs::read_to_string(default.join("study.toml")).unwrap().replacen(
+        "id = \"chorus-default\"",
+        "id = \"tuned-small\"\nfine_tune_layers = 2",
+        1,
+    );
+    let all = std::fs::read_to_string(default.join("examples.jsonl")).unwrap();
+    let examples: Vec<&str> = all.lines().step_by(20).collect();
+    std::fs::write(dir.join("study.toml"), toml).unwrap();
+    std::fs::write(dir.join("examples.jsonl"), examples.join("\n")).unwrap();
+    std::fs::copy(default.join("codebook.json"), dir.join("codebook.json")).unwrap();
+    let parsed = examples.iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (dir.join("study.toml"), parsed)
+}
+
+fn conversation(request: &str, reply: Option<&str>) -> Conversation {
+    let turn = |role, text: &str| Turn {
+        role,
+        text: text.into(),
+        is_code: false,
+    };
+    let mut turns = vec![turn(Role::User, request)];
+    turns.extend(reply.map(|r| turn(Role::Assistant, r)));
+    Conversation {
+        id: "c".into(),
+        title: None,
+        created: None,
+        turns,
+    }
+}
+
+#[test]
+fn a_tuned_study_ships_its_layers_and_devices_classify_through_them_as_trained() {
+    let (compiled, examples) = small_tuned_study();
+    let tuned = compiled.tuned_layers.clone().expect("the study ships tuned layers");
+    assert_eq!(tuned.first, 4, "the upper two of six layers");
+    assert_eq!(tuned.tensors.len(), 44, "22 initializers per layer");
+
+    // What compiling trained the classifier on: the pinned lower layers, then the shipped
+    // (int8) upper layers in plain arrays.
+    let base = embedder();
+    let model = std::fs::read(cached(&format!("model/{}", pins().model.file))).unwrap();
+    let mut graph = tract_onnx::onnx()
+        .proto_model_for_read(&mut &*model)
+        .unwrap()
+        .graph
+        .unwrap();
+    weights::replace_initializers(&mut graph, &tuned).unwrap();
+    let shipped: Vec<_> = (4..6).map(|l| weights::read_layer(&graph, l).unwrap()).collect();
+    let pinned = base.pinned_layers(4).unwrap();
+    assert_ne!(shipped, pinned, "fine-tuning changed the weights");
+    let lower = base.lower_layers(4).unwrap();
+    let trained_embedding = |text: &str| finetune::embed(&shipped, &lower.token_states(&[text]).unwrap()[0]);
+
+    let analyzer = Analyzer::new(embedder(), compiled.clone()).unwrap();
+    let mut differs = 0;
+    for e in examples.iter().take(12) {
+        let c = conversation(e["text"].as_str().unwrap(), e["reply"].as_str());
+        let analysis = analyzer.analyze(&c, true).unwrap();
+        let request = trained_embedding(&request_text(&c));
+        let reply = reply_text(&c).map(|r| trained_embedding(&r));
+        let expected = compiled.category_probabilities(&request, reply.as_deref());
+        let got = analysis.category_probabilities.unwrap();
+        let worst = got.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst < 1e-3, "device {got:?}, as trained {expected:?}");
+        // The embedding channel and topics still read the pinned embedding.
+        let pinned_embedding = base.embed(&[&request_text(&c)]).unwrap().remove(0);
+        assert_eq!(analysis.embedding.unwrap(), pinned_embedding);
+        let untuned = compiled.category_probabilities(&pinned_embedding, None);
+        differs += usize::from(untuned != expected);
+    }
+    assert_eq!(differs, 12, "the classifier reads the tuned embeddings");
+}
+
+/// A server cannot make a device run weights of another shape, or replace weights outside the
+/// tuned layers (the embeddings, a lower layer), by editing the compiled study.
+#[test]
+fn tuned_weights_that_do_not_fit_the_pinned_model_are_refused() {
+    let (compiled, _) = small_tuned_study();
+    let tamper = |edit: &dyn Fn(&mut CompiledStudy)| {
+        let mut study = compiled.clone();
+        edit(&mut study);
+        Analyzer::new(embedder(), study).err().expect("refused").to_string()
+    };
+    let cut = tamper(&|s| {
+        s.tuned_layers.as_mut().unwrap().tensors[0].int8.truncate(100);
+    });
+    let reshaped = tamper(&|s| {
+        // The intermediate layer's 384 × 1536 matrix, declared 1536 × 384.
+        let t = &mut s.tuned_layers.as_mut().unwrap().tensors[12];
+        assert_eq!(t.dims, [384, 1536]);
+        t.dims = vec![t.dims[1], t.dims[0]];
+    });
+    let above = tamper(&|s| s.tuned_layers.as_mut().unwrap().first = 5);
+    let elsewhere = tamper(&|s| {
+        s.tuned_layers.as_mut().unwrap().tensors[2].name = "inner.encoder.layer.0.output.dense.bias".into();
+    });
+    for error in [cut, reshaped, above, elsewhere] {
+        assert!(error.starts_with("the compiled study is malformed"), "{error}");
+    }
+}
