@@ -4,7 +4,8 @@ use crate::progress::Progress;
 use crate::StudyArgs;
 use chorus_shared::embed::pins::pins;
 use chorus_shared::embed::Embedder;
-use chorus_shared::study::{CompiledStudy, Study, StudyContents, TrainOptions, COMPILED_FORMAT};
+use chorus_shared::study::finetune::{self, Tuning, TUNING_FORMAT};
+use chorus_shared::study::{CompiledStudy, Study, StudyContents, TrainOptions, COMPILED_FORMAT, CONFUSION_FOLDS};
 use chorus_shared::Analyzer;
 use std::path::{Path, PathBuf};
 
@@ -80,14 +81,14 @@ pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStud
             return Ok(compiled);
         }
     }
+    let tuning = study_tuning(study, embedder, CONFUSION_FOLDS)?;
     let mut progress = Progress::new("compiling the study", None);
-    let mut tuning = Progress::new("fine-tuning the upper layers", Some("runs"));
     let compiled = CompiledStudy::compile(
         study,
         embedder,
         TrainOptions::default(),
+        tuning.as_ref(),
         |done, total| progress.update(done as u64, total as u64),
-        |done, total| tuning.update_with_count(done as u64, total as u64, Some(done as u64)),
     )
     .map_err(|e| format!("cannot compile study `{}`: {e}", study.id))?;
     progress.finish();
@@ -102,6 +103,39 @@ pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStud
         }
     }
     Ok(compiled)
+}
+
+/// The study's fine-tuned layers for `folds` folds (none when it tunes none), from the cache
+/// when they were tuned before: tuning is the slow part of compiling (minutes per fold), and
+/// `chorus study compile` and `chorus study evaluate` share it.
+pub fn study_tuning(study: &Study, embedder: &Embedder, folds: usize) -> Result<Option<Tuning>, String> {
+    if study.fine_tune_layers == 0 {
+        return Ok(None);
+    }
+    let model = &pins().model.sha256[..16];
+    let path = cache_dir().join("tuning").join(format!(
+        "{}-{}-{model}-t{TUNING_FORMAT}-k{folds}.json",
+        study.id, study.version
+    ));
+    if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(tuning) = serde_json::from_slice::<Tuning>(&bytes) {
+            return Ok(Some(tuning));
+        }
+    }
+    let mut progress = Progress::new("fine-tuning the upper layers", Some("runs"));
+    let tuning = finetune::tune(study, embedder, folds, |done, total| {
+        progress.update_with_count(done as u64, total as u64, Some(done as u64))
+    })
+    .map_err(|e| format!("cannot fine-tune study `{}`: {e}", study.id))?;
+    progress.finish();
+    if let (Some(tuning), Some(parent)) = (&tuning, path.parent()) {
+        let _ = std::fs::create_dir_all(parent);
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+        if std::fs::write(&tmp, serde_json::to_vec(tuning).expect("a tuning serialises")).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    Ok(tuning)
 }
 
 pub fn load_analyzer(args: &StudyArgs) -> Result<Analyzer, String> {

@@ -1,6 +1,6 @@
 //! `chorus study`: compile a study for clients, and measure its classifier.
 
-use crate::files::{compiled_study, load_embedder, load_study};
+use crate::files::{compiled_study, load_embedder, load_study, study_tuning};
 use crate::progress::Progress;
 use crate::StudyArgs;
 use chorus_shared::study::{cross_validate, TrainOptions};
@@ -63,8 +63,9 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
                 l2: l2.unwrap_or(defaults.l2),
                 iterations: iterations.unwrap_or(defaults.iterations),
             };
+            let tuning = study_tuning(&parsed, &embedder, folds)?;
             let mut progress = Progress::new("embedding the examples", None);
-            let evaluation = cross_validate(&parsed, &embedder, folds, options, |done, total| {
+            let evaluation = cross_validate(&parsed, &embedder, folds, options, tuning.as_ref(), |done, total| {
                 progress.update(done as u64, total as u64)
             })
             .map_err(|e| e.to_string())?;
@@ -74,9 +75,15 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
                 serde_json::to_string_pretty(&evaluation).expect("evaluation serialises")
             );
             let step = |a: Option<f64>| a.map_or("-".to_owned(), |a| format!("{a:.3}"));
+            let tuned = (evaluation.steps.fine_tuned.as_ref()).map_or(String::new(), |t| {
+                format!(
+                    "; fine-tuned: regression {:.3}, with neighbours {:.3}",
+                    t.regression, t.with_neighbours
+                )
+            });
             eprintln!(
                 "chorus: {}-fold held-out accuracy {:.3} on {} examples (request alone {}, regression {:.3}, with \
-                 neighbours {}; prototype fallback {:.3}); expected calibration error {:.3} ({:.3} uncalibrated)",
+                 neighbours {}{tuned}; prototype fallback {:.3}); expected calibration error {:.3} ({:.3} uncalibrated)",
                 folds,
                 evaluation.accuracy,
                 evaluation.held_out,

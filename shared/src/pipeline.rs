@@ -63,9 +63,9 @@ impl Analyzer {
         // With the study's tuned layers: the pinned embedding (topics, concern, the embedding
         // channel) and the tuned one (the category) from one run of the lower layers.
         let (embedding, tuned_request) = match self.embedder.embed_tuned(&[&request])? {
-            Some(mut pairs) => {
-                let (pinned, tuned) = pairs.remove(0);
-                (pinned, Some(tuned))
+            Some(mut both) => {
+                let both = both.remove(0);
+                (both.pinned, Some(both.tuned))
             }
             None => (self.embedder.embed(&[&request])?.remove(0), None),
         };
@@ -100,7 +100,7 @@ impl Analyzer {
     /// layers when it has them.
     fn category_embedding(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
         match self.embedder.embed_tuned(&[text])? {
-            Some(mut pairs) => Ok(pairs.remove(0).1),
+            Some(mut both) => Ok(both.remove(0).tuned),
             None => Ok(self.embedder.embed(&[text])?.remove(0)),
         }
     }

@@ -3,9 +3,8 @@
 #![allow(dead_code)]
 
 use chorus_shared::embed::{pins::pins, Embedder};
-use chorus_shared::study::{CompiledStudy, Study, StudyContents, TrainOptions};
 use chorus_shared::{Analyzer, Conversation};
-use chorus_tests::{cached, first_conversations, workspace_root};
+use chorus_tests::{cached, compile_study, first_conversations};
 
 /// Conversations in the realistic mix: the first 300 of the public ShareGPT corpus.
 pub const MIX: usize = 300;
@@ -14,16 +13,8 @@ pub fn analyzer() -> Analyzer {
     let model = std::fs::read(cached(&format!("model/{}", pins().model.file))).unwrap();
     let tokenizer = std::fs::read(cached(&format!("model/{}", pins().tokenizer.file))).unwrap();
     let embedder = Embedder::new(&model, &tokenizer).unwrap();
-    let dir = workspace_root().join("studies/default");
-    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
-    let (examples, codebook) = (read("examples.jsonl"), read("codebook.json"));
-    let contents = StudyContents {
-        labelled_examples: Some(&examples),
-        codebook: Some(&codebook),
-    };
-    let study = Study::parse(&read("study.toml"), contents).unwrap();
-    let compiled = CompiledStudy::compile(&study, &embedder, TrainOptions::default(), |_, _| {}, |_, _| {}).unwrap();
-    Analyzer::new(embedder, compiled).unwrap()
+    // Compiled (and cached) by the `chorus` binary: compiling fine-tunes for minutes.
+    Analyzer::new(embedder, compile_study(None)).unwrap()
 }
 
 pub fn mix() -> Vec<Conversation> {

@@ -51,6 +51,12 @@ pub struct Embedder {
     tuned: Option<TunedPlan>,
 }
 
+/// A text's embedding by the pinned model and through a study's tuned upper layers.
+pub struct TunedEmbedding {
+    pub pinned: Vec<f32>,
+    pub tuned: Vec<f32>,
+}
+
 /// The upper layers with a study's weights, planned apart ([`split::above`]).
 struct TunedPlan {
     plan: Arc<TypedRunnableModel>,
@@ -111,7 +117,7 @@ impl Embedder {
     /// For each text, its pinned embedding and its embedding through the study's tuned upper
     /// layers (run on the pinned lower layers' hidden states, computed once). None without
     /// tuned layers ([`Embedder::with_tuned_layers`]).
-    pub fn embed_tuned(&self, texts: &[&str]) -> Result<Option<Vec<(Vec<f32>, Vec<f32>)>>, EmbedError> {
+    pub fn embed_tuned(&self, texts: &[&str]) -> Result<Option<Vec<TunedEmbedding>>, EmbedError> {
         let Some(tuned) = &self.tuned else { return Ok(None) };
         if texts.is_empty() {
             return Ok(Some(Vec::new()));
@@ -124,7 +130,10 @@ impl Embedder {
         let tuned = token_states_of(&upper[0], &encoded.lengths)?;
         Ok(Some(
             (pinned.iter().zip(&tuned))
-                .map(|(p, t)| (pool(&p.view()), pool(&t.view())))
+                .map(|(p, t)| TunedEmbedding {
+                    pinned: pool(&p.view()),
+                    tuned: pool(&t.view()),
+                })
                 .collect(),
         ))
     }
@@ -159,13 +168,20 @@ impl Embedder {
         first: usize,
         layers: &[layer::Layer],
     ) -> Result<(weights::TunedLayers, Vec<layer::Layer>), EmbedError> {
-        let mut graph = pinned_graph(&self.model)?;
+        let graph = pinned_graph(&self.model)?;
         let tuned = weights::tuned_layers(&graph, first, layers).map_err(EmbedError::Load)?;
-        weights::replace_initializers(&mut graph, &tuned).map_err(EmbedError::Load)?;
-        let shipped = (first..first + layers.len())
-            .map(|l| weights::read_layer(&graph, l).map_err(EmbedError::Load))
-            .collect::<Result<_, _>>()?;
+        let shipped = self.tuned_weights(&tuned)?;
         Ok((tuned, shipped))
+    }
+
+    /// The weights of the layers from `tuned.first` up once `tuned` replaces the pinned ones.
+    pub fn tuned_weights(&self, tuned: &weights::TunedLayers) -> Result<Vec<layer::Layer>, EmbedError> {
+        let mut graph = pinned_graph(&self.model)?;
+        weights::replace_initializers(&mut graph, tuned).map_err(EmbedError::Load)?;
+        (tuned.first..)
+            .take_while(|&l| split::hidden_state_after(&graph, l + 1).is_some())
+            .map(|l| weights::read_layer(&graph, l).map_err(EmbedError::Load))
+            .collect()
     }
 
     /// The pinned model, its graph edited by `edit` before it is planned.

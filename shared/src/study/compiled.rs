@@ -2,7 +2,7 @@
 //! serialises to JSON (the browser receives this, not the labelled examples).
 
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
-use super::finetune::tune_study;
+use super::finetune::{check_tuning, tuned_spaces, Tuning};
 use super::neighbours::{category_probabilities, Neighbours, Projection};
 use super::training::{
     category_input, cross_validate_vectors, embed_training_set, fold_assignment, train_category_model, training_set,
@@ -83,16 +83,18 @@ pub struct ConcernPrototype {
 }
 
 impl CompiledStudy {
-    /// Embeds the study's examples, fine-tunes the embedder's upper layers when the study asks
-    /// for it, and trains its classifiers. `progress` receives the number of texts embedded so
-    /// far and the total; `tuning_progress` the fine-tuning runs done and their number.
+    /// Embeds the study's examples and trains its classifiers, reading them through the
+    /// study's fine-tuned layers when it has them (`tuning`: [`super::finetune::tune`] with
+    /// [`CONFUSION_FOLDS`] folds). `progress` receives the number of texts embedded so far and
+    /// the total.
     pub fn compile(
         study: &Study,
         embedder: &Embedder,
         options: TrainOptions,
+        tuning: Option<&Tuning>,
         progress: impl FnMut(usize, usize),
-        tuning_progress: impl FnMut(usize, usize),
     ) -> Result<CompiledStudy, CompileError> {
+        check_tuning(study, tuning, CONFUSION_FOLDS).map_err(CompileError::Tuning)?;
         let pinned = &embed::pins::pins().model.sha256;
         if let Some(codebook) = study.codebook.as_ref().filter(|c| &c.model_sha256 != pinned) {
             return Err(CompileError::CodebookModel {
@@ -110,14 +112,7 @@ impl CompiledStudy {
         let (embedded, concern) = embed_training_set(embedder, &training, &concern_refs, progress)?;
         let category_input = category_input(study);
         let folds = fold_assignment(study, CONFUSION_FOLDS);
-        let tuning = tune_study(
-            study,
-            embedder,
-            &training,
-            category_input,
-            (&folds, CONFUSION_FOLDS),
-            tuning_progress,
-        )?;
+        let tuning = (tuning.map(|t| tuned_spaces(embedder, &training, category_input, t))).transpose()?;
         let features = match &tuning {
             Some(t) => t.features.clone(),
             None => embedded.features(category_input),

@@ -4,6 +4,7 @@
 //! taxonomy's own examples are only ever trained on.
 
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
+use super::finetune::{check_tuning, tuned_spaces, Tuning};
 use super::neighbours::Projection;
 use super::training::{
     category_input, cross_validate_vectors, embed_training_set, fold_assignment, training_set, CompileError, Labelled,
@@ -31,7 +32,7 @@ pub struct Evaluation {
     /// Held-out accuracy by the detected language of the request.
     pub per_language: Vec<LanguageScore>,
     /// Held-out accuracy with fewer of the uniformly sampled labelled examples: what more
-    /// labels buy.
+    /// labels buy (with the pinned embeddings: fine-tuning is not repeated for each subset).
     pub learning_curve: Vec<CurvePoint>,
     /// `confusion[true][predicted]`, counted over all folds.
     pub confusion: Vec<Vec<u32>>,
@@ -53,6 +54,15 @@ pub struct Steps {
     pub regression: f64,
     /// Blended with the nearest labelled examples' vote (when the study has them).
     pub with_neighbours: Option<f64>,
+    /// The same two with the embedder's upper layers fine-tuned (when the study tunes them):
+    /// each fold's layers tuned without that fold.
+    pub fine_tuned: Option<FineTunedSteps>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FineTunedSteps {
+    pub regression: f64,
+    pub with_neighbours: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,13 +87,17 @@ pub struct CurvePoint {
     pub accuracy: f64,
 }
 
+/// Cross-validates the study's classifier; with tuned layers (`tuning`: [`super::finetune::tune`]
+/// with `folds` folds), both as it would be without them and as it ships.
 pub fn cross_validate(
     study: &Study,
     embedder: &Embedder,
     folds: usize,
     options: TrainOptions,
+    tuning: Option<&Tuning>,
     progress: impl FnMut(usize, usize),
 ) -> Result<Evaluation, CompileError> {
+    check_tuning(study, tuning, folds).map_err(CompileError::Tuning)?;
     let classes = study.categories.len();
     let training = training_set(study);
     let labels = &training.labels;
@@ -100,7 +114,20 @@ pub fn cross_validate(
         by_fold: None,
     };
     let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features));
-    let validated = cross_validate_vectors(&set, options, projection.as_ref());
+    let pinned = cross_validate_vectors(&set, options, projection.as_ref());
+    let tuning = (tuning.map(|t| tuned_spaces(embedder, &training, input, t))).transpose()?;
+    // What ships: the classifier on the tuned layers' embeddings when the study tunes them.
+    let validated = match &tuning {
+        Some(tuning) => {
+            let tuned = Labelled {
+                vectors: &tuning.features,
+                by_fold: Some(&tuning.by_fold),
+                ..set
+            };
+            cross_validate_vectors(&tuned, options, Some(&Projection::fit(&tuning.features)))
+        }
+        None => pinned.clone(),
+    };
     let confusion = validated.hard.clone();
     let request_only = (input != CategoryInput::Request).then(|| {
         let requests = Labelled {
@@ -111,8 +138,12 @@ pub fn cross_validate(
     });
     let steps = Steps {
         request_only,
-        regression: validated.regression_accuracy,
-        with_neighbours: projection.as_ref().map(|_| accuracy(&confusion)),
+        regression: pinned.regression_accuracy,
+        with_neighbours: projection.as_ref().map(|_| accuracy(&pinned.hard)),
+        fine_tuned: tuning.as_ref().map(|_| FineTunedSteps {
+            regression: validated.regression_accuracy,
+            with_neighbours: accuracy(&confusion),
+        }),
     };
     let learning_curve = learning_curve(&set, &training.texts, options, projection.as_ref());
     let vectors = &embedded.requests;

@@ -30,8 +30,8 @@ mod training;
 mod validation;
 
 pub use classifier::{argmax, CategoryInput, Classifier, TrainOptions};
-pub use compiled::{CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT};
-pub use evaluate::{cross_validate, CategoryScore, Evaluation};
+pub use compiled::{CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT, CONFUSION_FOLDS};
+pub use evaluate::{cross_validate, CategoryScore, Evaluation, FineTunedSteps};
 pub use training::{
     category_input, embed_training_set, example_text, fold_assignment, training_set, CompileError, EmbeddedSet,
     TrainingSet,

@@ -17,6 +17,8 @@ pub enum CompileError {
     TooFewExamples { category: String, found: usize },
     #[error(transparent)]
     Privacy(#[from] PrivacyError),
+    #[error("cannot use these tuned layers: {0}")]
+    Tuning(String),
     #[error("the codebook was built with model {codebook}, not the pinned model {pinned}; build it again with `chorus codebook build`")]
     CodebookModel { codebook: String, pinned: String },
 }
@@ -147,6 +149,7 @@ pub fn fold_assignment(study: &Study, folds: usize) -> Vec<Option<usize>> {
 /// The classifier's errors measured by cross-validation: each held-out item is classified by a
 /// model trained on the other folds, calibrated as the shipped classifier is (the temperatures
 /// and the blend's weight fitted to all the held-out predictions).
+#[derive(Clone)]
 pub struct CrossValidation {
     /// `[true][predicted]` counts of the most probable category.
     pub hard: Vec<Vec<u32>>,
