@@ -4,7 +4,7 @@ use crate::progress::Progress;
 use crate::StudyArgs;
 use chorus_shared::embed::pins::pins;
 use chorus_shared::embed::Embedder;
-use chorus_shared::study::finetune::{self, Tuning, TUNING_FORMAT};
+use chorus_shared::study::tuning::{self, Tuning, TUNING_FORMAT};
 use chorus_shared::study::{CompiledStudy, Study, StudyContents, TrainOptions, COMPILED_FORMAT, CONFUSION_FOLDS};
 use chorus_shared::Analyzer;
 use std::path::{Path, PathBuf};
@@ -123,7 +123,7 @@ pub fn study_tuning(study: &Study, embedder: &Embedder, folds: usize) -> Result<
         }
     }
     let mut progress = Progress::new("fine-tuning the upper layers", Some("runs"));
-    let tuning = finetune::tune(study, embedder, folds, |done, total| {
+    let tuning = tuning::tune(study, embedder, folds, |done, total| {
         progress.update_with_count(done as u64, total as u64, Some(done as u64))
     })
     .map_err(|e| format!("cannot fine-tune study `{}`: {e}", study.id))?;

@@ -56,12 +56,27 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
         replies: test.iter().map(|e| e.reply.as_deref().map(reply_excerpt)).collect(),
         labels: Vec::new(),
     };
-    let (embedded, _) = embed_training_set(&embedder(), &set, &[], |_, _| {}).unwrap();
+    let embedder = match &study.tuned_layers {
+        // The category reads the study's tuned layers, as a device's does.
+        Some(tuned) => embedder().with_tuned_layers(tuned).unwrap(),
+        None => embedder(),
+    };
+    let (embedded, _) = embed_training_set(&embedder, &set, &[], |_, _| {}).unwrap();
+    let category_embedding = |text: &str, pinned: &[f32]| match embedder.embed_tuned(&[text]).unwrap() {
+        Some(mut both) => both.remove(0).tuned,
+        None => pinned.to_vec(),
+    };
+    let requests: Vec<Vec<f32>> = (set.texts.iter().zip(&embedded.requests))
+        .map(|(t, e)| category_embedding(t, e))
+        .collect();
+    let replies: Vec<Option<Vec<f32>>> = (set.replies.iter().zip(&embedded.replies))
+        .map(|(t, e)| t.as_deref().zip(e.as_deref()).map(|(t, e)| category_embedding(t, e)))
+        .collect();
     let labels = test
         .iter()
         .map(|e| study.categories.iter().position(|c| c.id == e.category).unwrap())
         .collect();
-    let probabilities = (embedded.requests.iter().zip(&embedded.replies))
+    let probabilities = (requests.iter().zip(&replies))
         .map(|(request, reply)| study.category_probabilities(request, reply.as_deref()))
         .collect();
     (study, labels, probabilities)

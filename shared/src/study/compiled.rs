@@ -2,12 +2,12 @@
 //! serialises to JSON (the browser receives this, not the labelled examples).
 
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
-use super::finetune::{check_tuning, tuned_spaces, Tuning};
 use super::neighbours::{category_probabilities, Neighbours, Projection};
 use super::training::{
     category_input, cross_validate_vectors, embed_training_set, fold_assignment, train_category_model, training_set,
     CompileError, Labelled,
 };
+use super::tuning::{check_tuning, tuned_spaces, Tuning};
 use super::validation::{validate_debiasing, DebiasValidation};
 use super::{Access, Category, ReleaseConfig, Steward, Study};
 use crate::codebook::Codebook;
@@ -84,7 +84,7 @@ pub struct ConcernPrototype {
 
 impl CompiledStudy {
     /// Embeds the study's examples and trains its classifiers, reading them through the
-    /// study's fine-tuned layers when it has them (`tuning`: [`super::finetune::tune`] with
+    /// study's fine-tuned layers when it has them (`tuning`: [`super::tuning::tune`] with
     /// [`CONFUSION_FOLDS`] folds). `progress` receives the number of texts embedded so far and
     /// the total.
     pub fn compile(

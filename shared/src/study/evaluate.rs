@@ -4,11 +4,11 @@
 //! taxonomy's own examples are only ever trained on.
 
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
-use super::finetune::{check_tuning, tuned_spaces, Tuning};
 use super::neighbours::Projection;
 use super::training::{
     category_input, cross_validate_vectors, embed_training_set, fold_assignment, training_set, CompileError, Labelled,
 };
+use super::tuning::{check_tuning, tuned_spaces, Tuning};
 use super::Study;
 use crate::embed::Embedder;
 use crate::facets::language_of;
@@ -87,7 +87,7 @@ pub struct CurvePoint {
     pub accuracy: f64,
 }
 
-/// Cross-validates the study's classifier; with tuned layers (`tuning`: [`super::finetune::tune`]
+/// Cross-validates the study's classifier; with tuned layers (`tuning`: [`super::tuning::tune`]
 /// with `folds` folds), both as it would be without them and as it ships.
 pub fn cross_validate(
     study: &Study,

@@ -1,153 +1,15 @@
-//! Fine-tuning the embedder's upper layers on a study's labelled examples: the layers above a
-//! cut (the pinned model's last two) and a linear head over [request, reply opening] are trained
-//! with cross-entropy on the categories, starting from the pinned weights; the lower layers stay
-//! as pinned, so their output (the hidden states at the cut) is computed once per text.
+//! Fine-tuning the embedder's upper layers on labelled examples: the layers above a cut and a
+//! linear head over [request, reply opening] are trained with cross-entropy on the categories,
+//! starting from the pinned weights; the lower layers stay as pinned, so their output (the hidden
+//! states at the cut) is computed once per text. What a study does with it is in `tuning.rs`.
 //!
 //! Deterministic: the order of the examples comes from a seeded generator, and each batch's
 //! gradient is the sum of fixed groups of examples' gradients added in a fixed order, whatever
 //! the number of threads that computed them.
 
-use super::neighbours::Projection;
-use super::training::{fold_assignment, training_set, FoldSpace, TrainingSet};
-use super::{CategoryInput, Study};
 use crate::embed::layer::{Dense, Layer, WIDTH};
-use crate::embed::weights::TunedLayers;
-use crate::embed::{pool, EmbedError, Embedder};
-use serde::{Deserialize, Serialize};
+use crate::embed::pool;
 use tract_onnx::prelude::tract_ndarray::{s, Array2};
-
-/// At most this many of the embedder's six layers are fine-tuned: the lower two stay pinned.
-pub const MAX_LAYERS: usize = 4;
-/// Changes whenever tunings from older code must not be reused.
-pub const TUNING_FORMAT: u32 = 1;
-/// The pinned model's transformer layers.
-const PINNED_LAYERS: usize = 6;
-
-/// A study's fine-tuned layers: one set per cross-validation fold, tuned without that fold's
-/// items, and the set tuned on every item, which ships. The slow part of compiling, as plain
-/// data that a caller may cache: it depends only on the study, the pinned model and this code.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Tuning {
-    pub folds: usize,
-    pub by_fold: Vec<TunedLayers>,
-    pub shipped: TunedLayers,
-}
-
-/// A study's tuned layers applied to its training items.
-pub(crate) struct StudyTuning {
-    /// The layers tuned on every training item, as shipped.
-    pub layers: TunedLayers,
-    /// Each training item's classifier input through them.
-    pub features: Vec<Vec<f32>>,
-    /// The same through each fold's layers (and the neighbours' projection fitted to them).
-    pub by_fold: Vec<FoldSpace>,
-}
-
-/// The hidden states of every training item's request and reply (the request again when it has
-/// none) below the tuned layers: requests first, then replies.
-fn training_states(embedder: &Embedder, training: &TrainingSet, first: usize) -> Result<Vec<Array2<f32>>, EmbedError> {
-    let texts: Vec<&str> = (training.texts.iter().map(String::as_str))
-        .chain((training.replies.iter().zip(&training.texts)).map(|(r, t)| r.as_deref().unwrap_or(t)))
-        .collect();
-    embedder.lower_layers(first)?.token_states_many(&texts, |_| {})
-}
-
-/// Fine-tunes the study's upper layers (`fine_tune_layers` of them) once per fold of
-/// [`fold_assignment`], without that fold's items, and once on every item; none when the study
-/// tunes nothing. `progress` receives the number of fits done and the number of fits.
-pub fn tune(
-    study: &Study,
-    embedder: &Embedder,
-    folds: usize,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<Option<Tuning>, EmbedError> {
-    if study.fine_tune_layers == 0 || study.examples.is_empty() {
-        return Ok(None);
-    }
-    let training = training_set(study);
-    let fold_of = fold_assignment(study, folds);
-    let first = embedder.pinned_layers(0)?.len().saturating_sub(study.fine_tune_layers);
-    let pinned = embedder.pinned_layers(first)?;
-    let states = training_states(embedder, &training, first)?;
-    let n = training.texts.len();
-    let fit = |held_out: Option<usize>| -> Result<TunedLayers, EmbedError> {
-        let items: Vec<Item<'_>> = (0..n)
-            .filter(|&i| held_out.is_none() || fold_of[i] != held_out)
-            .map(|i| Item {
-                request: &states[i],
-                reply: &states[n + i],
-                label: training.labels[i],
-            })
-            .collect();
-        let classes = study.categories.len();
-        let layers = fine_tune(
-            pinned.clone(),
-            &items,
-            classes,
-            FineTuneOptions::default(),
-            |_, _, _| {},
-        );
-        Ok(embedder.quantized_layers(first, &layers)?.0)
-    };
-    let mut by_fold = Vec::with_capacity(folds);
-    for fold in 0..folds {
-        by_fold.push(fit(Some(fold))?);
-        progress(fold + 1, folds + 1);
-    }
-    let shipped = fit(None)?;
-    progress(folds + 1, folds + 1);
-    Ok(Some(Tuning {
-        folds,
-        by_fold,
-        shipped,
-    }))
-}
-
-/// Whether `tuning` is what [`tune`] gives `study` with `folds` folds (in shape: which layers,
-/// how many folds), so that compiling cannot pair a study with another study's layers.
-pub(crate) fn check_tuning(study: &Study, tuning: Option<&Tuning>, folds: usize) -> Result<(), String> {
-    match (study.fine_tune_layers, tuning) {
-        (0, None) => Ok(()),
-        (0, Some(_)) => Err("the study tunes no layers, but tuned layers were given".into()),
-        (_, None) => Err("the study fine-tunes its upper layers; tune them first (`finetune::tune`)".into()),
-        (k, Some(t)) if t.folds != folds || t.by_fold.len() != folds || t.shipped.first + k != PINNED_LAYERS => {
-            Err(format!(
-                "the tuned layers were made for {} folds from layer {}, not {folds} folds of the top {k} layers",
-                t.folds, t.shipped.first
-            ))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Applies a study's tuning to its training items: each item's classifier input through the
-/// shipped layers and through each fold's.
-pub(crate) fn tuned_spaces(
-    embedder: &Embedder,
-    training: &TrainingSet,
-    input: CategoryInput,
-    tuning: &Tuning,
-) -> Result<StudyTuning, EmbedError> {
-    let states = training_states(embedder, training, tuning.shipped.first)?;
-    let n = training.texts.len();
-    let features_through = |layers: &TunedLayers| -> Result<Vec<Vec<f32>>, EmbedError> {
-        let vectors = embed_all(&embedder.tuned_weights(layers)?, &states);
-        Ok((0..n)
-            .map(|i| input.features(&vectors[i], training.replies[i].as_ref().map(|_| &vectors[n + i][..])))
-            .collect())
-    };
-    let mut by_fold = Vec::with_capacity(tuning.folds);
-    for layers in &tuning.by_fold {
-        let vectors = features_through(layers)?;
-        let projection = Some(Projection::fit(&vectors));
-        by_fold.push(FoldSpace { vectors, projection });
-    }
-    Ok(StudyTuning {
-        layers: tuning.shipped.clone(),
-        features: features_through(&tuning.shipped)?,
-        by_fold,
-    })
-}
 
 /// How the upper layers are trained. The defaults are those measured on the default study
 /// (`bench/classifier`): AdamW at 5e-5 for the layers, Adam at 3e-3 for the head, batches of 32,

@@ -27,6 +27,7 @@ pub mod finetune;
 pub mod neighbours;
 mod shapes;
 mod training;
+pub mod tuning;
 mod validation;
 
 pub use classifier::{argmax, CategoryInput, Classifier, TrainOptions};
@@ -365,11 +366,11 @@ impl Study {
         if self.categories.len() < 2 {
             return invalid("a study needs at least two categories".into());
         }
-        if self.fine_tune_layers > finetune::MAX_LAYERS {
+        if self.fine_tune_layers > tuning::MAX_LAYERS {
             return invalid(format!(
                 "fine_tune_layers is {}; at most {} of the embedder's six layers can be fine-tuned",
                 self.fine_tune_layers,
-                finetune::MAX_LAYERS
+                tuning::MAX_LAYERS
             ));
         }
         if self.fine_tune_layers > 0 && self.labelled_examples.is_none() {
