@@ -12,7 +12,7 @@ use chorus_tests::{cached, compile_study, embedder, workspace_root};
 use serde_json::Value;
 use tract_onnx::prelude::*;
 
-/// The default study with every 20th labelled example (about 320) and two tuned layers,
+/// The default study with every 20th labelled example (about 260) and two tuned layers,
 /// compiled once for this file's tests; and the examples kept.
 fn small_tuned_study() -> &'static (CompiledStudy, Vec<Value>) {
     static STUDY: std::sync::OnceLock<(CompiledStudy, Vec<Value>)> = std::sync::OnceLock::new();
