@@ -217,8 +217,21 @@ pub fn test() -> Result<(), String> {
     )?;
     // Compiled (and cached) once before the tests: tests that start servers side by side would
     // otherwise each compile it on a cold cache, at once, and outlast their wait for the server.
-    let chorus = root().join("target/release/chorus");
-    sh(&chorus.to_string_lossy(), &["study", "compile", "--out", "/dev/null"])?;
+    sh(
+        "cargo",
+        &[
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "chorus-cli",
+            "--",
+            "study",
+            "compile",
+            "--out",
+            "/dev/null",
+        ],
+    )?;
     let postgres = crate::postgres::ensure()?;
     let chromium = browser_tests_ready()?;
     sh_env(
