@@ -72,37 +72,21 @@ pub fn load_study(args: &StudyArgs) -> Result<Study, String> {
 /// (compiling embeds every labelled example, which takes a while).
 pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStudy, String> {
     let model = &pins().model.sha256[..16];
-    let path = cache_dir().join("studies").join(format!(
-        "{}-{}-{model}-f{COMPILED_FORMAT}.json",
-        study.id, study.version
-    ));
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(compiled) = serde_json::from_slice::<CompiledStudy>(&bytes) {
-            return Ok(compiled);
-        }
-    }
-    let tuning = study_tuning(study, embedder, CONFUSION_FOLDS)?;
-    let mut progress = Progress::new("compiling the study", None);
-    let compiled = CompiledStudy::compile(
-        study,
-        embedder,
-        TrainOptions::default(),
-        tuning.as_ref(),
-        |done, total| progress.update(done as u64, total as u64),
-    )
-    .map_err(|e| format!("cannot compile study `{}`: {e}", study.id))?;
-    progress.finish();
-    // Write then rename, so that a crash never leaves a half-written cache entry.
-    if let Some(parent) = path.parent() {
-        let _ = std::fs::create_dir_all(parent);
-        // A name of its own, so that processes compiling the same study at once do not write
-        // into one file.
-        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, serde_json::to_vec(&compiled).expect("compiled study serialises")).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
-    }
-    Ok(compiled)
+    let name = format!("{}-{}-{model}-f{COMPILED_FORMAT}.json", study.id, study.version);
+    cached(&cache_dir().join("studies").join(name), || {
+        let tuning = study_tuning(study, embedder, CONFUSION_FOLDS)?;
+        let mut progress = Progress::new("compiling the study", None);
+        let compiled = CompiledStudy::compile(
+            study,
+            embedder,
+            TrainOptions::default(),
+            tuning.as_ref(),
+            |done, total| progress.update(done as u64, total as u64),
+        )
+        .map_err(|e| format!("cannot compile study `{}`: {e}", study.id))?;
+        progress.finish();
+        Ok(compiled)
+    })
 }
 
 /// The study's fine-tuned layers for `folds` folds (none when it tunes none), from the cache
@@ -113,29 +97,38 @@ pub fn study_tuning(study: &Study, embedder: &Embedder, folds: usize) -> Result<
         return Ok(None);
     }
     let model = &pins().model.sha256[..16];
-    let path = cache_dir().join("tuning").join(format!(
-        "{}-{}-{model}-t{TUNING_FORMAT}-k{folds}.json",
-        study.id, study.version
-    ));
-    if let Ok(bytes) = std::fs::read(&path) {
-        if let Ok(tuning) = serde_json::from_slice::<Tuning>(&bytes) {
-            return Ok(Some(tuning));
-        }
-    }
-    let mut progress = Progress::new("fine-tuning the upper layers", Some("runs"));
-    let tuning = tuning::tune(study, embedder, folds, |done, total| {
-        progress.update_with_count(done as u64, total as u64, Some(done as u64))
+    let name = format!("{}-{}-{model}-t{TUNING_FORMAT}-k{folds}.json", study.id, study.version);
+    cached(&cache_dir().join("tuning").join(name), || {
+        let mut progress = Progress::new("fine-tuning the upper layers", Some("runs"));
+        let tuning = tuning::tune(study, embedder, folds, |done, total| {
+            progress.update_with_count(done as u64, total as u64, Some(done as u64))
+        })
+        .map_err(|e| format!("cannot fine-tune study `{}`: {e}", study.id))?;
+        progress.finish();
+        Ok(tuning)
     })
-    .map_err(|e| format!("cannot fine-tune study `{}`: {e}", study.id))?;
-    progress.finish();
-    if let (Some(tuning), Some(parent)) = (&tuning, path.parent()) {
+}
+
+/// What `compute` gives, read from the cache file `path` when an earlier run wrote it there.
+/// The file is written whole and then renamed, so that a crash never leaves half an entry,
+/// under a name of its own first, so that processes computing it at once never write into
+/// one file.
+fn cached<T: serde::Serialize + serde::de::DeserializeOwned>(
+    path: &Path,
+    compute: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    if let Some(value) = std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+        return Ok(value);
+    }
+    let value = compute()?;
+    if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
         let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, serde_json::to_vec(tuning).expect("a tuning serialises")).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
+        if std::fs::write(&tmp, serde_json::to_vec(&value).expect("a cache entry serialises")).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
         }
     }
-    Ok(tuning)
+    Ok(value)
 }
 
 pub fn load_analyzer(args: &StudyArgs) -> Result<Analyzer, String> {

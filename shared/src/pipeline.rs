@@ -73,7 +73,7 @@ impl Analyzer {
         let reply = match self.study.category_input {
             CategoryInput::Request => None,
             CategoryInput::RequestAndReply => match facets::reply_text(conversation) {
-                Some(reply) => Some(self.category_embedding(&reply)?),
+                Some(reply) => Some(self.embedder.embed_through_tuned(&[&reply])?.remove(0)),
                 None => None,
             },
         };
@@ -94,14 +94,5 @@ impl Analyzer {
             category_probabilities: keep_embedding.then_some(probabilities),
             embedding: keep_embedding.then_some(embedding),
         })
-    }
-
-    /// A text's embedding as the category classifier reads it: through the study's tuned
-    /// layers when it has them.
-    fn category_embedding(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        match self.embedder.embed_tuned(&[text])? {
-            Some(mut both) => Ok(both.remove(0).tuned),
-            None => Ok(self.embedder.embed(&[text])?.remove(0)),
-        }
     }
 }

@@ -3,8 +3,9 @@
 //! file being chosen to the review table (the pinned model already cached, as on a second
 //! visit), with the page's workers, and the peak memory of all of the browser's processes.
 //!
-//! `cargo bench -p chorus-tests --bench browser_analyze [-- CONVERSATIONS RUNS] [--chatgpt]`
-//! (RUNS after the first; 0 for one run only). `--chatgpt`: the export is a ChatGPT
+//! `cargo bench -p chorus-tests --bench browser_analyze [-- CONVERSATIONS RUNS] [--chatgpt]
+//! [--study-file=FILE]` (RUNS after the first; 0 for one run only; FILE: a study to serve in
+//! place of the default one, which keeps its id for the page to find it). `--chatgpt`: the export is a ChatGPT
 //! `conversations.json` of CONVERSATIONS conversations in the mapping format with a real export's
 //! metadata (the public corpus repeated under new ids past its 17,395) — e.g. `-- 25000 0
 //! --chatgpt` for a year-sized archive of several hundred MB.
@@ -34,7 +35,12 @@ fn main() {
         export
     };
     let www = workspace_root().join("www");
-    let server = ServerProcess::start(&dir.join("data"), None, &["--www", www.to_str().unwrap()]);
+    let study_file = std::env::args().find_map(|a| a.strip_prefix("--study-file=").map(String::from));
+    let mut serve = vec!["--www", www.to_str().unwrap()];
+    if let Some(file) = &study_file {
+        serve.extend(["--study-file", file]);
+    }
+    let server = ServerProcess::start(&dir.join("data"), None, &serve);
     let out = std::process::Command::new("node")
         .args([
             "bench.mjs",

@@ -62,8 +62,8 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
         None => embedder(),
     };
     let (embedded, _) = embed_training_set(&embedder, &set, &[], |_, _| {}).unwrap();
-    let category_embedding = |text: &str, pinned: &[f32]| match embedder.embed_tuned(&[text]).unwrap() {
-        Some(mut both) => both.remove(0).tuned,
+    let category_embedding = |text: &str, pinned: &[f32]| match study.tuned_layers {
+        Some(_) => embedder.embed_through_tuned(&[text]).unwrap().remove(0),
         None => pinned.to_vec(),
     };
     let requests: Vec<Vec<f32>> = (set.texts.iter().zip(&embedded.requests))

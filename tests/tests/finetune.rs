@@ -101,8 +101,9 @@ fn a_tuned_study_ships_its_layers_and_devices_classify_through_them_as_trained()
     assert_eq!(differs, 12, "the classifier reads the tuned embeddings");
 }
 
-/// A server cannot make a device run weights of another shape, or replace weights outside the
-/// tuned layers (the embeddings, a lower layer), by editing the compiled study.
+/// A server cannot make a device run weights of another shape, replace weights outside the
+/// tuned layers (the embeddings, a lower layer), or poison every embedding with a NaN, by
+/// editing the compiled study.
 #[test]
 fn tuned_weights_that_do_not_fit_the_pinned_model_are_refused() {
     let (compiled, _) = small_tuned_study();
@@ -124,7 +125,13 @@ fn tuned_weights_that_do_not_fit_the_pinned_model_are_refused() {
     let elsewhere = tamper(&|s| {
         s.tuned_layers.as_mut().unwrap().tensors[2].name = "inner.encoder.layer.0.output.dense.bias".into();
     });
-    for error in [cut, reshaped, above, elsewhere] {
+    let poisoned = tamper(&|s| {
+        let bias = &mut s.tuned_layers.as_mut().unwrap().tensors[2];
+        assert!(bias.name.ends_with("bias"), "{}", bias.name);
+        bias.floats[7] = f32::NAN;
+    });
+    assert!(poisoned.contains("NaN"), "{poisoned}");
+    for error in [cut, reshaped, above, elsewhere, poisoned] {
         assert!(error.starts_with("the compiled study is malformed"), "{error}");
     }
 }

@@ -71,10 +71,16 @@ pub fn wasm() -> Result<(), String> {
     let version = locked_wasm_bindgen_version()?;
     let have = output("wasm-bindgen", &["--version"]).unwrap_or_default();
     if have.split_whitespace().nth(1) != Some(version.as_str()) {
-        sh(
-            "cargo",
-            &["install", "wasm-bindgen-cli", "--locked", "--version", &version],
-        )?;
+        // `--locked` builds the dependencies the release was tested with; a registry mirror
+        // that lacks one of those exact versions gets the newest compatible ones instead.
+        let install = |locked: &[&str]| {
+            let args = [&["install", "wasm-bindgen-cli", "--version", &version], locked].concat();
+            sh("cargo", &args)
+        };
+        if install(&["--locked"]).is_err() {
+            eprintln!("xtask: installing wasm-bindgen-cli {version} without --locked");
+            install(&[])?;
+        }
     }
     // The config's wasm rustflags (simd128) are joined with these; a target directory of its
     // own keeps the two builds from rebuilding each other.

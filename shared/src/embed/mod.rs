@@ -10,7 +10,7 @@ mod tuned;
 pub mod weights;
 
 pub use tuned::TunedEmbedding;
-use tuned::TunedPlan;
+use tuned::TunedPlans;
 
 use std::sync::Arc;
 use tokenizers::{Tokenizer, TruncationParams};
@@ -44,15 +44,22 @@ pub enum EmbedError {
 
 pub struct Embedder {
     tokenizer: Tokenizer,
-    plan: Arc<TypedRunnableModel>,
-    /// For each model input in order: 0 = token ids, 1 = attention mask, 2 = token type ids.
-    input_roles: Vec<usize>,
+    /// The pinned model; with a study's tuned layers, only its layers below them, whose hidden
+    /// states both `tuned` plans take.
+    plan: Stage,
     /// The pinned model file, from which a study's tuned upper layers are planned.
     model: Arc<[u8]>,
     tokenizer_json: Arc<[u8]>,
-    /// A study's own upper layers, when it has them: `plan` then also outputs the hidden states
-    /// they start from.
-    tuned: Option<TunedPlan>,
+    /// The pinned model's upper layers and a study's own, when it has them.
+    tuned: Option<TunedPlans>,
+}
+
+/// A graph planned for batches of any size and length, and what each of its inputs takes.
+struct Stage {
+    plan: Arc<TypedRunnableModel>,
+    /// For each input in order: 0 = token ids, 1 = attention mask, 2 = token type ids, 3 = the
+    /// hidden states at a cut between layers.
+    input_roles: Vec<usize>,
 }
 
 /// The tensors a batch of texts gives the model: token ids, attention mask, token type ids
@@ -95,11 +102,10 @@ impl Embedder {
             }))
             .map_err(|e| EmbedError::Load(e.to_string()))?;
         tokenizer.with_padding(None);
-        let (plan, input_roles) = load_plan(model_onnx, edit).map_err(|e| EmbedError::Load(format!("{e:#}")))?;
+        let plan = load_plan(model_onnx, edit)?;
         Ok(Embedder {
             tokenizer,
             plan,
-            input_roles,
             model: model_onnx.into(),
             tokenizer_json: tokenizer_json.into(),
             tuned: None,
@@ -119,7 +125,10 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let encoded = self.encode(texts)?;
-        let outputs = run(&self.plan, &self.input_roles, &encoded, None)?;
+        let mut outputs = self.plan.run(&encoded, None)?;
+        if let Some(tuned) = &self.tuned {
+            outputs = tuned.pinned.run(&encoded, Some(outputs.remove(0)))?;
+        }
         token_states_of(&outputs[0], &encoded.lengths)
     }
 
@@ -160,26 +169,22 @@ impl Embedder {
     }
 }
 
-/// Runs `plan` on a batch; `hidden` is the input of role 3 (hidden states at a cut).
-fn run(
-    plan: &Arc<TypedRunnableModel>,
-    roles: &[usize],
-    encoded: &Encoded,
-    mut hidden: Option<TValue>,
-) -> Result<TVec<TValue>, EmbedError> {
-    let shape = (encoded.batch, encoded.seq);
-    let tensors = roles
-        .iter()
-        .map(|&role| match role {
-            3 => hidden
-                .take()
-                .ok_or_else(|| EmbedError::Run("the upper layers need their input".into())),
-            _ => tract_ndarray::Array2::from_shape_vec(shape, encoded.inputs[role].clone())
-                .map(|a| a.into_tensor().into_tvalue())
-                .map_err(|e| EmbedError::Run(e.to_string())),
-        })
-        .collect::<Result<TVec<_>, _>>()?;
-    plan.run(tensors).map_err(|e| EmbedError::Run(format!("{e:#}")))
+impl Stage {
+    /// Runs the plan on a batch; `hidden` is the input of role 3 (hidden states at a cut).
+    fn run(&self, encoded: &Encoded, mut hidden: Option<TValue>) -> Result<TVec<TValue>, EmbedError> {
+        let shape = (encoded.batch, encoded.seq);
+        let tensors = (self.input_roles.iter())
+            .map(|&role| match role {
+                3 => hidden
+                    .take()
+                    .ok_or_else(|| EmbedError::Run("the upper layers need their input".into())),
+                _ => tract_ndarray::Array2::from_shape_vec(shape, encoded.inputs[role].clone())
+                    .map(|a| a.into_tensor().into_tvalue())
+                    .map_err(|e| EmbedError::Run(e.to_string())),
+            })
+            .collect::<Result<TVec<_>, _>>()?;
+        self.plan.run(tensors).map_err(|e| EmbedError::Run(format!("{e:#}")))
+    }
 }
 
 /// Each text's rows of a batch's output (batch × longest × width).
@@ -283,7 +288,14 @@ fn pinned_graph(model_onnx: &[u8]) -> Result<GraphProto, EmbedError> {
 fn load_plan(
     model_onnx: &[u8],
     edit: impl FnOnce(&mut GraphProto) -> Result<Option<String>, String>,
-) -> TractResult<(Arc<TypedRunnableModel>, Vec<usize>)> {
+) -> Result<Stage, EmbedError> {
+    plan_graph(model_onnx, edit).map_err(|e| EmbedError::Load(format!("{e:#}")))
+}
+
+fn plan_graph(
+    model_onnx: &[u8],
+    edit: impl FnOnce(&mut GraphProto) -> Result<Option<String>, String>,
+) -> TractResult<Stage> {
     let onnx = tract_onnx::onnx().with_ignore_value_info(true);
     let mut proto = onnx.proto_model_for_read(&mut &*model_onnx)?;
     let graph = proto
@@ -314,6 +326,8 @@ fn load_plan(
     }
     let mut model = model.into_optimized()?;
     elementwise::replace_generic_binaries(&mut model)?;
-    let plan = model.into_runnable()?;
-    Ok((plan, roles))
+    Ok(Stage {
+        plan: model.into_runnable()?,
+        input_roles: roles,
+    })
 }

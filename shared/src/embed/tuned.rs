@@ -1,10 +1,9 @@
 //! A study's tuned upper layers on the device and at compile time: the pinned graph cut after
-//! its lower layers, the upper layers planned apart with the study's weights, so that one run of
-//! the lower layers gives both the pinned embedding and the tuned one.
+//! its lower layers, and the layers above the cut planned twice, with the pinned weights and
+//! with the study's, so that one run of the lower layers gives both the pinned embedding and
+//! the tuned one, and a text that needs only the tuned one runs no layer twice.
 
-use super::{layer, load_plan, pinned_graph, pool, run, split, token_states_of, weights, EmbedError, Embedder};
-use std::sync::Arc;
-use tract_onnx::prelude::*;
+use super::{layer, load_plan, pinned_graph, pool, split, token_states_of, weights, EmbedError, Embedder, Stage};
 
 /// A text's embedding by the pinned model and through a study's tuned upper layers.
 pub struct TunedEmbedding {
@@ -12,63 +11,63 @@ pub struct TunedEmbedding {
     pub tuned: Vec<f32>,
 }
 
-/// The upper layers with a study's weights, planned apart ([`split::above`]).
-pub(super) struct TunedPlan {
-    pub(super) plan: Arc<TypedRunnableModel>,
-    /// As `input_roles`, with 3 = the hidden states at the cut.
-    pub(super) input_roles: Vec<usize>,
+/// The layers above the cut, each planned apart ([`split::above`]) to take the hidden states
+/// the lower layers output.
+pub(super) struct TunedPlans {
+    /// With the pinned weights: the lower layers and these compute the pinned model.
+    pub(super) pinned: Stage,
+    /// With the study's weights.
+    pub(super) tuned: Stage,
 }
 
 impl Embedder {
     /// This embedder with a study's own weights for its layers from `tuned.first` up, for
-    /// [`Embedder::embed_tuned`]; [`Embedder::embed`] still gives the pinned model's embedding.
-    /// Refuses weights that are not the shape of the pinned ones they replace.
-    pub fn with_tuned_layers(&self, tuned: &weights::TunedLayers) -> Result<Embedder, EmbedError> {
+    /// [`Embedder::embed_tuned`] and [`Embedder::embed_through_tuned`]; [`Embedder::embed`]
+    /// still gives the pinned model's embedding. Refuses weights that are not the shape of the
+    /// pinned ones they replace.
+    pub fn with_tuned_layers(self, tuned: &weights::TunedLayers) -> Result<Embedder, EmbedError> {
         let graph = pinned_graph(&self.model)?;
         let boundary = split::hidden_state_after(&graph, tuned.first)
             .filter(|_| tuned.first > 0)
             .ok_or_else(|| EmbedError::Load(format!("the model has no layer {} to tune", tuned.first)))?;
-        let mut tuned_graph = graph;
+        let mut tuned_graph = graph.clone();
         weights::replace_initializers(&mut tuned_graph, tuned).map_err(EmbedError::Load)?;
-        let upper_graph = split::above(&tuned_graph, &boundary);
-        let load = |e: TractError| EmbedError::Load(format!("{e:#}"));
-        let (upper, upper_roles) = load_plan(&self.model, |g| {
-            *g = upper_graph;
-            Ok(Some(boundary.clone()))
-        })
-        .map_err(load)?;
-        let (plan, input_roles) = load_plan(&self.model, |g| {
-            *g = split::with_extra_output(g, &boundary);
+        let upper = |graph: &_| {
+            let upper = split::above(graph, &boundary);
+            load_plan(&self.model, |g| {
+                *g = upper;
+                Ok(Some(boundary.clone()))
+            })
+        };
+        let tuned = TunedPlans {
+            pinned: upper(&graph)?,
+            tuned: upper(&tuned_graph)?,
+        };
+        let lower = load_plan(&self.model, |g| {
+            *g = split::below(g, &boundary);
             Ok(None)
-        })
-        .map_err(load)?;
+        })?;
         Ok(Embedder {
-            tokenizer: self.tokenizer.clone(),
-            plan,
-            input_roles,
-            model: self.model.clone(),
-            tokenizer_json: self.tokenizer_json.clone(),
-            tuned: Some(TunedPlan {
-                plan: upper,
-                input_roles: upper_roles,
-            }),
+            plan: lower,
+            tuned: Some(tuned),
+            ..self
         })
     }
 
     /// For each text, its pinned embedding and its embedding through the study's tuned upper
-    /// layers (run on the pinned lower layers' hidden states, computed once). None without
-    /// tuned layers ([`Embedder::with_tuned_layers`]).
+    /// layers (both from one run of the lower layers). None without tuned layers
+    /// ([`Embedder::with_tuned_layers`]).
     pub fn embed_tuned(&self, texts: &[&str]) -> Result<Option<Vec<TunedEmbedding>>, EmbedError> {
-        let Some(tuned) = &self.tuned else { return Ok(None) };
+        let Some(plans) = &self.tuned else { return Ok(None) };
         if texts.is_empty() {
             return Ok(Some(Vec::new()));
         }
         let encoded = self.encode(texts)?;
-        let mut outputs = run(&self.plan, &self.input_roles, &encoded, None)?;
-        let boundary = outputs.remove(1);
-        let pinned = token_states_of(&outputs[0], &encoded.lengths)?;
-        let upper = run(&tuned.plan, &tuned.input_roles, &encoded, Some(boundary))?;
-        let tuned = token_states_of(&upper[0], &encoded.lengths)?;
+        let boundary = self.plan.run(&encoded, None)?.remove(0);
+        let pinned = plans.pinned.run(&encoded, Some(boundary.clone()))?;
+        let tuned = plans.tuned.run(&encoded, Some(boundary))?;
+        let pinned = token_states_of(&pinned[0], &encoded.lengths)?;
+        let tuned = token_states_of(&tuned[0], &encoded.lengths)?;
         Ok(Some(
             (pinned.iter().zip(&tuned))
                 .map(|(p, t)| TunedEmbedding {
@@ -77,6 +76,22 @@ impl Embedder {
                 })
                 .collect(),
         ))
+    }
+
+    /// Each text's embedding through the study's tuned upper layers, or the pinned model's
+    /// without them: what a study's category classifier reads.
+    pub fn embed_through_tuned(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let Some(plans) = &self.tuned else { return self.embed(texts) };
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoded = self.encode(texts)?;
+        let boundary = self.plan.run(&encoded, None)?.remove(0);
+        let tuned = plans.tuned.run(&encoded, Some(boundary))?;
+        Ok(token_states_of(&tuned[0], &encoded.lengths)?
+            .iter()
+            .map(|t| pool(&t.view()))
+            .collect())
     }
 
     /// The pinned model's first `layers` transformer layers only: its [`Embedder::token_states`]
@@ -90,13 +105,18 @@ impl Embedder {
         })
     }
 
+    /// How many transformer layers the pinned model has.
+    pub fn layer_count(&self) -> Result<usize, EmbedError> {
+        let graph = pinned_graph(&self.model)?;
+        Ok((0..)
+            .take_while(|&l| split::hidden_state_after(&graph, l + 1).is_some())
+            .count())
+    }
+
     /// The pinned graph's transformer layers from `first` up, as plain arrays.
     pub fn pinned_layers(&self, first: usize) -> Result<Vec<layer::Layer>, EmbedError> {
         let graph = pinned_graph(&self.model)?;
-        let count = (0..)
-            .take_while(|&l| split::hidden_state_after(&graph, l + 1).is_some())
-            .count();
-        (first..count)
+        (first..self.layer_count()?)
             .map(|l| weights::read_layer(&graph, l).map_err(EmbedError::Load))
             .collect()
     }

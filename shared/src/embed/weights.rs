@@ -43,6 +43,10 @@ impl NamedTensor {
             ),
             _ => return Err(format!("`{}` does not hold {count} values of one type", self.name)),
         };
+        // A NaN or an infinity would run through every later layer into every embedding.
+        if let Some(v) = self.floats.iter().find(|v| !v.is_finite()) {
+            return Err(format!("`{}` holds {v}", self.name));
+        }
         Ok(TensorProto {
             name: self.name.clone(),
             dims: self.dims.iter().map(|&d| d as i64).collect(),

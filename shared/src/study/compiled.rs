@@ -94,7 +94,7 @@ impl CompiledStudy {
         tuning: Option<&Tuning>,
         progress: impl FnMut(usize, usize),
     ) -> Result<CompiledStudy, CompileError> {
-        check_tuning(study, tuning, CONFUSION_FOLDS).map_err(CompileError::Tuning)?;
+        check_tuning(study, tuning, CONFUSION_FOLDS, embedder.layer_count()?).map_err(CompileError::Tuning)?;
         let pinned = &embed::pins::pins().model.sha256;
         if let Some(codebook) = study.codebook.as_ref().filter(|c| &c.model_sha256 != pinned) {
             return Err(CompileError::CodebookModel {

@@ -97,7 +97,7 @@ pub fn cross_validate(
     tuning: Option<&Tuning>,
     progress: impl FnMut(usize, usize),
 ) -> Result<Evaluation, CompileError> {
-    check_tuning(study, tuning, folds).map_err(CompileError::Tuning)?;
+    check_tuning(study, tuning, folds, embedder.layer_count()?).map_err(CompileError::Tuning)?;
     let classes = study.categories.len();
     let training = training_set(study);
     let labels = &training.labels;

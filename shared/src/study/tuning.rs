@@ -16,8 +16,6 @@ use tract_onnx::prelude::tract_ndarray::Array2;
 pub const MAX_LAYERS: usize = 4;
 /// Changes whenever tunings from older code must not be reused.
 pub const TUNING_FORMAT: u32 = 1;
-/// The pinned model's transformer layers.
-const PINNED_LAYERS: usize = 6;
 
 /// A study's fine-tuned layers: one set per cross-validation fold, tuned without that fold's
 /// items, and the set tuned on every item, which ships. The slow part of compiling, as plain
@@ -62,7 +60,7 @@ pub fn tune(
     }
     let training = training_set(study);
     let fold_of = fold_assignment(study, folds);
-    let first = embedder.pinned_layers(0)?.len().saturating_sub(study.fine_tune_layers);
+    let first = embedder.layer_count()?.saturating_sub(study.fine_tune_layers);
     let pinned = embedder.pinned_layers(first)?;
     let states = training_states(embedder, &training, first)?;
     let n = training.texts.len();
@@ -101,14 +99,15 @@ pub fn tune(
     }))
 }
 
-/// Whether `tuning` is what [`tune`] gives `study` with `folds` folds (in shape: which layers,
-/// how many folds), so that compiling cannot pair a study with another study's layers.
-pub(crate) fn check_tuning(study: &Study, tuning: Option<&Tuning>, folds: usize) -> Result<(), String> {
+/// Whether `tuning` is what [`tune`] gives `study` with `folds` folds on a model of `layers`
+/// layers (in shape: which layers, how many folds), so that compiling cannot pair a study with
+/// another study's layers.
+pub(crate) fn check_tuning(study: &Study, tuning: Option<&Tuning>, folds: usize, layers: usize) -> Result<(), String> {
     match (study.fine_tune_layers, tuning) {
         (0, None) => Ok(()),
         (0, Some(_)) => Err("the study tunes no layers, but tuned layers were given".into()),
         (_, None) => Err("the study fine-tunes its upper layers; tune them first (`tuning::tune`)".into()),
-        (k, Some(t)) if t.folds != folds || t.by_fold.len() != folds || t.shipped.first + k != PINNED_LAYERS => {
+        (k, Some(t)) if t.folds != folds || t.by_fold.len() != folds || t.shipped.first + k != layers => {
             Err(format!(
                 "the tuned layers were made for {} folds from layer {}, not {folds} folds of the top {k} layers",
                 t.folds, t.shipped.first
