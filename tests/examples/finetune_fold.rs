@@ -3,20 +3,20 @@
 //! regression, the neighbours' vote): the figures `bench/classifier` measured in JAX.
 //!
 //! ```text
-//! finetune_fold FOLD [EPOCHS]
+//! finetune_fold FOLD [EPOCHS] [LAYERS]
 //! ```
 
-use chorus_shared::embed::{pins::pins, weights, Embedder};
+use chorus_shared::embed::{pins::pins, Embedder};
 use chorus_shared::study::finetune::{embed_all, fine_tune, FineTuneOptions, Item};
 use chorus_shared::study::neighbours::{Neighbours, Projection};
 use chorus_shared::study::{fold_assignment, training_set, Classifier, Study, StudyContents, TrainOptions};
 use chorus_tests::{cached, workspace_root};
 use std::time::Instant;
-use tract_onnx::prelude::*;
 
 fn main() {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
     let (fold, epochs) = (args[0], args.get(1).copied().unwrap_or(2));
+    let tuned_layers = args.get(2).copied().unwrap_or(2);
     let dir = workspace_root().join("studies/default");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let (examples, codebook) = (read("examples.jsonl"), read("codebook.json"));
@@ -32,7 +32,9 @@ fn main() {
     let model = std::fs::read(cached(&format!("model/{}", pins().model.file))).unwrap();
     let tokenizer = std::fs::read(cached(&format!("model/{}", pins().tokenizer.file))).unwrap();
     let started = Instant::now();
-    let lower = Embedder::new(&model, &tokenizer).unwrap().lower_layers(4).unwrap();
+    let embedder = Embedder::new(&model, &tokenizer).unwrap();
+    let first = embedder.layer_count().unwrap() - tuned_layers;
+    let lower = embedder.lower_layers(first).unwrap();
     let texts: Vec<&str> = (set.texts.iter().map(String::as_str))
         .chain(
             set.replies
@@ -44,14 +46,13 @@ fn main() {
     let states = lower.token_states_many(&texts, |_| {}).unwrap();
     let n = set.texts.len();
     eprintln!(
-        "layers 0-3 for {} texts: {:.0} s",
+        "layers 0-{} for {} texts: {:.0} s",
+        first - 1,
         texts.len(),
         started.elapsed().as_secs_f64()
     );
 
-    let proto = tract_onnx::onnx().proto_model_for_read(&mut &*model).unwrap();
-    let graph = proto.graph.as_ref().unwrap();
-    let pinned: Vec<_> = (4..6).map(|l| weights::read_layer(graph, l).unwrap()).collect();
+    let pinned = embedder.pinned_layers(first).unwrap();
     let train: Vec<usize> = (0..n).filter(|&i| folds[i] != Some(fold)).collect();
     let held: Vec<usize> = (0..n).filter(|&i| folds[i] == Some(fold)).collect();
     let score = |layers: &[chorus_shared::embed::layer::Layer], what: &str| {

@@ -81,7 +81,9 @@ impl Embedder {
     /// Each text's embedding through the study's tuned upper layers, or the pinned model's
     /// without them: what a study's category classifier reads.
     pub fn embed_through_tuned(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let Some(plans) = &self.tuned else { return self.embed(texts) };
+        let Some(plans) = &self.tuned else {
+            return self.embed(texts);
+        };
         if texts.is_empty() {
             return Ok(Vec::new());
         }

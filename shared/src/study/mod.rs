@@ -521,14 +521,17 @@ description = "Poetry"
 
     #[test]
     fn fine_tuning_needs_labelled_examples_and_leaves_the_lower_layers_pinned() {
-        let tuned = |layers: usize| STUDY.replace("title = \"T\"", &format!("title = \"T\"\nfine_tune_layers = {layers}"));
+        let tuned =
+            |layers: usize| STUDY.replace("title = \"T\"", &format!("title = \"T\"\nfine_tune_layers = {layers}"));
         let s = Study::parse(&tuned(2), examples("")).unwrap();
         assert_eq!(s.fine_tune_layers, 2);
         assert_ne!(s.version, Study::parse(STUDY, examples("")).unwrap().version);
         let err = Study::parse(&tuned(5), examples("")).unwrap_err().to_string();
         assert!(err.contains("fine_tune_layers is 5; at most 4"), "{err}");
         let without = tuned(1).replace("labelled_examples = \"ex.jsonl\"\n", "");
-        let err = Study::parse(&without, StudyContents::default()).unwrap_err().to_string();
+        let err = Study::parse(&without, StudyContents::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("fine_tune_layers needs labelled_examples"), "{err}");
     }
 }

@@ -107,12 +107,10 @@ pub(crate) fn check_tuning(study: &Study, tuning: Option<&Tuning>, folds: usize,
         (0, None) => Ok(()),
         (0, Some(_)) => Err("the study tunes no layers, but tuned layers were given".into()),
         (_, None) => Err("the study fine-tunes its upper layers; tune them first (`tuning::tune`)".into()),
-        (k, Some(t)) if t.folds != folds || t.by_fold.len() != folds || t.shipped.first + k != layers => {
-            Err(format!(
-                "the tuned layers were made for {} folds from layer {}, not {folds} folds of the top {k} layers",
-                t.folds, t.shipped.first
-            ))
-        }
+        (k, Some(t)) if t.folds != folds || t.by_fold.len() != folds || t.shipped.first + k != layers => Err(format!(
+            "the tuned layers were made for {} folds from layer {}, not {folds} folds of the top {k} layers",
+            t.folds, t.shipped.first
+        )),
         _ => Ok(()),
     }
 }
