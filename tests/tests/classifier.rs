@@ -121,8 +121,9 @@ fn every_language_the_default_study_lists_has_labelled_examples() {
     }
 }
 
-/// A device refuses a compiled study whose parts do not fit together, whatever the server sent,
-/// instead of panicking halfway through an export.
+/// A device refuses a compiled study whose parts do not fit together, or whose privacy plan
+/// states costs its mechanisms do not keep, whatever the server sent, instead of panicking
+/// halfway through an export or showing the contributor a false guarantee.
 #[test]
 fn a_malformed_compiled_study_is_refused() {
     let shipped = compile_study(None);
@@ -133,9 +134,14 @@ fn a_malformed_compiled_study_is_refused() {
     points.neighbours.as_mut().unwrap().points.pop();
     let mut codebook = shipped.clone();
     codebook.codebook.as_mut().unwrap().levels[1][0].parent = Some(99);
-    let mut concern = shipped;
+    let mut concern = shipped.clone();
     concern.concern_prototypes[0].embedding.truncate(10);
-    for malformed in [label, points, codebook, concern] {
+    // What the page shows the contributor before they consent is what the mechanisms spend.
+    let mut understated = shipped.clone();
+    understated.privacy.accounting.per_report.epsilon /= 2.0;
+    let mut projection = shipped;
+    projection.privacy.embedding.as_mut().unwrap().components[0].pop();
+    for malformed in [label, points, codebook, concern, understated, projection] {
         let error = Analyzer::new(embedder(), malformed).err().expect("refused");
         assert!(
             error.to_string().starts_with("the compiled study is malformed"),

@@ -8,6 +8,7 @@
 //! undoes the classifier's errors.
 
 pub mod accountant;
+mod check;
 pub mod debias;
 pub mod embedding;
 pub mod noise;

@@ -28,6 +28,7 @@ impl CompiledStudy {
                 return Err(format!("the category confusion is not {classes} × {classes}"));
             }
         }
+        (self.privacy.check(classes, dim)).map_err(|e| format!("its privacy plan: {e}"))?;
         if self.concern_prototypes.iter().any(|p| p.embedding.len() != dim) {
             return Err(format!("a concern example's embedding does not have {dim} floats"));
         }
