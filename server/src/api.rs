@@ -159,8 +159,9 @@ fn unknown_study(id: &str) -> Rejection {
     Rejection::new(404, "unknown_study", format!("there is no study `{id}` on this server"))
 }
 
-/// The compiled study a client needs: taxonomy, classifiers, privacy plan.
-#[get("/api/v1/studies/{id}")]
+/// The compiled study a client needs: taxonomy, classifiers, privacy plan. Compressed when the
+/// client accepts it (public data, no secret for a compression side channel to reveal).
+#[get("/api/v1/studies/{id}", wrap = "actix_web::middleware::Compress::default()")]
 async fn study(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, Rejection> {
     let entry = state.studies.get(id.as_str()).ok_or_else(|| unknown_study(&id))?;
     Ok(HttpResponse::Ok()

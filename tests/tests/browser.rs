@@ -12,8 +12,8 @@ use chorus_shared::study::CompiledStudy;
 use chorus_shared::Analysis;
 use chorus_tests::invited::{invite, invited_study};
 use chorus_tests::{
-    analyses_of, assert_no_text_of, cached, demo_server_with_release, first_conversations, fixture, workspace_root,
-    write_sharegpt_sample, ServerProcess,
+    analyses_of, assert_no_text_of, cached, demo_server_with_release, first_conversations, fixture, http,
+    workspace_root, write_sharegpt_sample, ServerProcess,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -88,6 +88,30 @@ fn check_requests(out: &Value, base: &str, export: &Path) {
     assert_no_text_of(export, &sent);
 }
 
+/// `path` comes gzip-compressed to a client that accepts it, smaller, and decompresses to
+/// `plain`.
+fn assert_compressed(server: &ServerProcess, path: &str, plain: &[u8]) {
+    let mut response = ureq::get(&format!("{}{path}", server.url))
+        .header("Accept-Encoding", "gzip")
+        .call()
+        .unwrap();
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(encoding.as_deref(), Some("gzip"), "{path}");
+    let sent = response.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap();
+    assert!(
+        sent.len() < plain.len(),
+        "{path}: {} bytes for {}",
+        sent.len(),
+        plain.len()
+    );
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&sent[..]), &mut unpacked).unwrap();
+    assert!(unpacked == plain, "{path} decompresses to other bytes");
+}
+
 #[test]
 fn a_contributor_donates_from_the_page() {
     let export = fixture("chatgpt-export.zip");
@@ -102,6 +126,9 @@ fn a_contributor_donates_from_the_page() {
         None,
         &["--www", www.to_str().unwrap(), "--study-file", study.to_str().unwrap()],
     );
+    // The compiled study, compressed as a browser asks for it, is byte for byte what it was.
+    let study_json = http(&server.url, "GET", "/api/v1/studies/every-conversation", None).1;
+    assert_compressed(&server, "/api/v1/studies/every-conversation", study_json.as_bytes());
     let shots = screenshots();
     let out = node(
         "contribute.mjs",
