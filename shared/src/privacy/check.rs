@@ -8,6 +8,7 @@ use super::accountant::{self, Accounting, Guarantee};
 use super::oracle::Oracle;
 use super::PrivacyPlan;
 use chorus_messages::Channel;
+use std::cmp::Ordering;
 
 impl PrivacyPlan {
     /// Checks the plan for a study of `categories` categories and embeddings of `dim` floats:
@@ -59,7 +60,8 @@ impl PrivacyPlan {
                 spent.contributor.epsilon
             ));
         }
-        if !(spent.contributor.epsilon <= self.contributor_epsilon_cap) {
+        let within_cap = spent.contributor.epsilon.partial_cmp(&self.contributor_epsilon_cap);
+        if !matches!(within_cap, Some(Ordering::Less | Ordering::Equal)) {
             return Err(format!(
                 "a contributor spends ε = {}, past the study's cap of {}",
                 spent.contributor.epsilon, self.contributor_epsilon_cap
