@@ -12,7 +12,7 @@ pub mod weights;
 pub use tuned::TunedEmbedding;
 use tuned::TunedPlans;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokenizers::{Tokenizer, TruncationParams};
 use tract_onnx::pb::GraphProto;
 use tract_onnx::prelude::tract_ndarray::{Array2, ArrayView2, Axis};
@@ -44,9 +44,12 @@ pub enum EmbedError {
 
 pub struct Embedder {
     tokenizer: Tokenizer,
-    /// The pinned model; with a study's tuned layers, only its layers below them, whose hidden
-    /// states both `tuned` plans take.
-    plan: Stage,
+    /// Where the planned graph ends: the whole pinned model without a cut; with a study's tuned
+    /// layers, the hidden states below them, which both `tuned` plans take.
+    cut: Option<String>,
+    /// The graph up to `cut`, planned at its first use, so that an embedder that is given tuned
+    /// layers before it runs never plans the whole model for nothing.
+    plan: OnceLock<Stage>,
     /// The pinned model file, from which a study's tuned upper layers are planned.
     model: Arc<[u8]>,
     tokenizer_json: Arc<[u8]>,
@@ -74,15 +77,6 @@ struct Encoded {
 impl Embedder {
     /// Loads the model and tokenizer from their bytes, refusing any file that is not the pinned one.
     pub fn new(model_onnx: &[u8], tokenizer_json: &[u8]) -> Result<Self, EmbedError> {
-        Self::with_graph(model_onnx, tokenizer_json, |_| Ok(None))
-    }
-
-    /// The pinned model, its graph edited by `edit` before it is planned.
-    fn with_graph(
-        model_onnx: &[u8],
-        tokenizer_json: &[u8],
-        edit: impl FnOnce(&mut GraphProto) -> Result<Option<String>, String>,
-    ) -> Result<Self, EmbedError> {
         let pins = pins::pins();
         for (pin, bytes) in [(&pins.model, model_onnx), (&pins.tokenizer, tokenizer_json)] {
             let found = pins::sha256_hex(bytes);
@@ -102,14 +96,28 @@ impl Embedder {
             }))
             .map_err(|e| EmbedError::Load(e.to_string()))?;
         tokenizer.with_padding(None);
-        let plan = load_plan(model_onnx, edit)?;
         Ok(Embedder {
             tokenizer,
-            plan,
+            cut: None,
+            plan: OnceLock::new(),
             model: model_onnx.into(),
             tokenizer_json: tokenizer_json.into(),
             tuned: None,
         })
+    }
+
+    /// The graph up to the cut (the whole model without one), planned on first use.
+    fn plan(&self) -> Result<&Stage, EmbedError> {
+        if let Some(stage) = self.plan.get() {
+            return Ok(stage);
+        }
+        let stage = load_plan(&self.model, |graph| {
+            if let Some(cut) = &self.cut {
+                *graph = split::below(graph, cut);
+            }
+            Ok(None)
+        })?;
+        Ok(self.plan.get_or_init(|| stage))
     }
 
     /// Embeds a batch of texts, padded to the longest of them. Each result has [`DIM`] floats
@@ -125,7 +133,7 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let encoded = self.encode(texts)?;
-        let mut outputs = self.plan.run(&encoded, None)?;
+        let mut outputs = self.plan()?.run(&encoded, None)?;
         if let Some(tuned) = &self.tuned {
             outputs = tuned.pinned.run(&encoded, Some(outputs.remove(0)))?;
         }
@@ -289,45 +297,41 @@ fn load_plan(
     model_onnx: &[u8],
     edit: impl FnOnce(&mut GraphProto) -> Result<Option<String>, String>,
 ) -> Result<Stage, EmbedError> {
-    plan_graph(model_onnx, edit).map_err(|e| EmbedError::Load(format!("{e:#}")))
-}
+    let plan = || -> TractResult<Stage> {
+        let onnx = tract_onnx::onnx().with_ignore_value_info(true);
+        let mut proto = onnx.proto_model_for_read(&mut &*model_onnx)?;
+        let graph = proto
+            .graph
+            .as_mut()
+            .ok_or_else(|| TractError::msg("the ONNX file has no graph"))?;
+        let hidden_input = edit(graph).map_err(TractError::msg)?;
+        surgery::gather_before_dequantize(graph);
+        let mut model = onnx.model_for_proto_model(&proto)?;
 
-fn plan_graph(
-    model_onnx: &[u8],
-    edit: impl FnOnce(&mut GraphProto) -> Result<Option<String>, String>,
-) -> TractResult<Stage> {
-    let onnx = tract_onnx::onnx().with_ignore_value_info(true);
-    let mut proto = onnx.proto_model_for_read(&mut &*model_onnx)?;
-    let graph = proto
-        .graph
-        .as_mut()
-        .ok_or_else(|| TractError::msg("the ONNX file has no graph"))?;
-    let hidden_input = edit(graph).map_err(TractError::msg)?;
-    surgery::gather_before_dequantize(graph);
-    let mut model = onnx.model_for_proto_model(&proto)?;
-
-    let batch = model.symbols.sym("B");
-    let seq = model.symbols.sym("S");
-    let mut roles = Vec::new();
-    for (i, outlet) in model.input_outlets()?.to_vec().into_iter().enumerate() {
-        let role = match model.node(outlet.node).name.as_str() {
-            "input_ids" => 0,
-            "attention_mask" => 1,
-            "token_type_ids" => 2,
-            other if hidden_input.as_deref() == Some(other) => 3,
-            other => return Err(TractError::msg(format!("unexpected model input `{other}`"))),
-        };
-        roles.push(role);
-        let fact = match role {
-            3 => f32::fact([batch.to_dim(), seq.to_dim(), DIM.to_dim()]),
-            _ => i64::fact([batch.to_dim(), seq.to_dim()]),
-        };
-        model.set_input_fact(i, fact.into())?;
-    }
-    let mut model = model.into_optimized()?;
-    elementwise::replace_generic_binaries(&mut model)?;
-    Ok(Stage {
-        plan: model.into_runnable()?,
-        input_roles: roles,
-    })
+        let batch = model.symbols.sym("B");
+        let seq = model.symbols.sym("S");
+        let mut roles = Vec::new();
+        for (i, outlet) in model.input_outlets()?.to_vec().into_iter().enumerate() {
+            let role = match model.node(outlet.node).name.as_str() {
+                "input_ids" => 0,
+                "attention_mask" => 1,
+                "token_type_ids" => 2,
+                other if hidden_input.as_deref() == Some(other) => 3,
+                other => return Err(TractError::msg(format!("unexpected model input `{other}`"))),
+            };
+            roles.push(role);
+            let fact = match role {
+                3 => f32::fact([batch.to_dim(), seq.to_dim(), DIM.to_dim()]),
+                _ => i64::fact([batch.to_dim(), seq.to_dim()]),
+            };
+            model.set_input_fact(i, fact.into())?;
+        }
+        let mut model = model.into_optimized()?;
+        elementwise::replace_generic_binaries(&mut model)?;
+        Ok(Stage {
+            plan: model.into_runnable()?,
+            input_roles: roles,
+        })
+    };
+    plan().map_err(|e| EmbedError::Load(format!("{e:#}")))
 }

@@ -1,5 +1,5 @@
-//! The pinned graph cut between two transformer layers: the layers below the cut, which also
-//! output their hidden states, and the layers above it as a graph of its own that takes those
+//! The pinned graph cut between two transformer layers: the layers below the cut, which output
+//! their hidden states, and the layers above it as a graph of its own that takes those
 //! hidden states as input. Running the upper part on the lower part's hidden states computes
 //! exactly what the whole graph computes; running it with other weights for the upper layers
 //! (one study's, say) reuses the lower layers' work.
@@ -16,13 +16,6 @@ pub fn hidden_state_after(graph: &GraphProto, layers: usize) -> Option<String> {
         .filter(|n| n.op_type == "LayerNormalization")
         .nth(2 * layers)
         .and_then(|n| n.output.first().cloned())
-}
-
-/// The whole graph, also outputting the tensor `boundary` (after its own outputs).
-pub fn with_extra_output(graph: &GraphProto, boundary: &str) -> GraphProto {
-    let mut graph = graph.clone();
-    graph.output.push(hidden_state_info(&graph, boundary));
-    graph
 }
 
 /// The part of the graph that computes its outputs from `boundary`: the nodes and initializers

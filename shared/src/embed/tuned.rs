@@ -4,6 +4,8 @@
 //! the tuned one, and a text that needs only the tuned one runs no layer twice.
 
 use super::{layer, load_plan, pinned_graph, pool, split, token_states_of, weights, EmbedError, Embedder, Stage};
+use std::sync::OnceLock;
+use tract_onnx::pb::GraphProto;
 
 /// A text's embedding by the pinned model and through a study's tuned upper layers.
 pub struct TunedEmbedding {
@@ -43,12 +45,10 @@ impl Embedder {
             pinned: upper(&graph)?,
             tuned: upper(&tuned_graph)?,
         };
-        let lower = load_plan(&self.model, |g| {
-            *g = split::below(g, &boundary);
-            Ok(None)
-        })?;
+        // The lower layers are planned at their first use: the whole model never is.
         Ok(Embedder {
-            plan: lower,
+            cut: Some(boundary),
+            plan: OnceLock::new(),
             tuned: Some(tuned),
             ..self
         })
@@ -63,7 +63,7 @@ impl Embedder {
             return Ok(Some(Vec::new()));
         }
         let encoded = self.encode(texts)?;
-        let boundary = self.plan.run(&encoded, None)?.remove(0);
+        let boundary = self.plan()?.run(&encoded, None)?.remove(0);
         let pinned = plans.pinned.run(&encoded, Some(boundary.clone()))?;
         let tuned = plans.tuned.run(&encoded, Some(boundary))?;
         let pinned = token_states_of(&pinned[0], &encoded.lengths)?;
@@ -88,7 +88,7 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let encoded = self.encode(texts)?;
-        let boundary = self.plan.run(&encoded, None)?.remove(0);
+        let boundary = self.plan()?.run(&encoded, None)?.remove(0);
         let tuned = plans.tuned.run(&encoded, Some(boundary))?;
         Ok(token_states_of(&tuned[0], &encoded.lengths)?
             .iter()
@@ -99,26 +99,23 @@ impl Embedder {
     /// The pinned model's first `layers` transformer layers only: its [`Embedder::token_states`]
     /// are the hidden states after them (what fine-tuned upper layers start from).
     pub fn lower_layers(&self, layers: usize) -> Result<Self, EmbedError> {
-        Self::with_graph(&self.model, &self.tokenizer_json, |graph| {
-            let boundary = split::hidden_state_after(graph, layers)
-                .ok_or_else(|| format!("the model has fewer than {layers} layers"))?;
-            *graph = split::below(graph, &boundary);
-            Ok(None)
+        let boundary = split::hidden_state_after(&pinned_graph(&self.model)?, layers)
+            .ok_or_else(|| EmbedError::Load(format!("the model has fewer than {layers} layers")))?;
+        Ok(Embedder {
+            cut: Some(boundary),
+            ..Embedder::new(&self.model, &self.tokenizer_json)?
         })
     }
 
     /// How many transformer layers the pinned model has.
     pub fn layer_count(&self) -> Result<usize, EmbedError> {
-        let graph = pinned_graph(&self.model)?;
-        Ok((0..)
-            .take_while(|&l| split::hidden_state_after(&graph, l + 1).is_some())
-            .count())
+        Ok(layers_in(&pinned_graph(&self.model)?))
     }
 
     /// The pinned graph's transformer layers from `first` up, as plain arrays.
     pub fn pinned_layers(&self, first: usize) -> Result<Vec<layer::Layer>, EmbedError> {
         let graph = pinned_graph(&self.model)?;
-        (first..self.layer_count()?)
+        (first..layers_in(&graph))
             .map(|l| weights::read_layer(&graph, l).map_err(EmbedError::Load))
             .collect()
     }
@@ -141,9 +138,15 @@ impl Embedder {
     pub fn tuned_weights(&self, tuned: &weights::TunedLayers) -> Result<Vec<layer::Layer>, EmbedError> {
         let mut graph = pinned_graph(&self.model)?;
         weights::replace_initializers(&mut graph, tuned).map_err(EmbedError::Load)?;
-        (tuned.first..)
-            .take_while(|&l| split::hidden_state_after(&graph, l + 1).is_some())
+        (tuned.first..layers_in(&graph))
             .map(|l| weights::read_layer(&graph, l).map_err(EmbedError::Load))
             .collect()
     }
+}
+
+/// How many transformer layers `graph` has.
+fn layers_in(graph: &GraphProto) -> usize {
+    (0..)
+        .take_while(|&l| split::hidden_state_after(graph, l + 1).is_some())
+        .count()
 }
