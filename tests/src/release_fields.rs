@@ -122,9 +122,11 @@ fn walk(value: &Value, path: String, number: &mut dyn FnMut(String)) {
 }
 
 /// Every published share and interval bound of a release lies in [0, 1], every published cell's
-/// share within its interval, and a withheld cell carries no number.
+/// share within its interval, no published cell's count or interval below k (the rule publishes
+/// a cell because its count is reliably at least k), and a withheld cell carries no number.
 pub fn impossible_values(release: &Value) -> Vec<String> {
     let mut bad = Vec::new();
+    let k = release["privacy"]["k"].as_f64().unwrap_or(f64::NAN);
     let mut cells: Vec<(String, &Value)> = Vec::new();
     for (name, facet) in release["facets"].as_object().into_iter().flatten() {
         for key in ["cells", "debiased"] {
@@ -158,6 +160,13 @@ pub fn impossible_values(release: &Value) -> Vec<String> {
         let unit = |x: f64| (0.0..=1.0).contains(&x);
         if !(unit(share) && unit(lo) && unit(hi) && lo <= share && share <= hi) {
             bad.push(format!("{table}: {cell}"));
+        }
+        let (count, count_lo) = (
+            cell["count"].as_f64().unwrap_or(f64::NAN),
+            cell["count_ci95"][0].as_f64().unwrap_or(f64::NAN),
+        );
+        if !(count >= k && count_lo >= k) {
+            bad.push(format!("{table}: a published count below k = {k}: {cell}"));
         }
     }
     bad

@@ -13,6 +13,8 @@ pub struct Cells {
     candidates: Vec<Candidate>,
     /// For each published cell, the share its estimate had to clear.
     published: Vec<Option<f64>>,
+    /// k over the reports: the least share the rule lets a published cell have.
+    floor: f64,
 }
 
 /// A table's place among the release's cells.
@@ -37,6 +39,7 @@ impl Cells {
     /// reports that shares are of.
     pub fn decide(&mut self, k: f64, total: f64) {
         self.published = publish(&self.candidates, k, total);
+        self.floor = (k / total).clamp(0.0, 1.0);
     }
 
     pub fn tested(&self) -> usize {
@@ -50,7 +53,15 @@ impl Cells {
     /// Cell `i` of a table: its share, interval, unbiased estimate, standard error and count
     /// when published, else why it is withheld. A published cell's share and interval account
     /// for its having been selected: the median and 95% interval of its estimate given that it
-    /// cleared the threshold ([`selective_interval`]), in [0, 1].
+    /// cleared the threshold ([`selective_interval`]), in [k / reports, 1].
+    ///
+    /// Why not below k / reports: the rule publishes a cell because its count is reliably at
+    /// least k, yet the selective median of an estimate that only just cleared its bar falls
+    /// towards 0 (such an estimate is what a small share would give, once selected). A release
+    /// that published a cell with a count of 0 would contradict itself, and a reader dividing by
+    /// that share would get infinities. The shares the floor removes are those of a phantom
+    /// cell, which the rule keeps to fewer than one release in twenty, so only a phantom's
+    /// interval can miss because of it.
     pub fn estimate(&self, table: TableRange, i: usize, total: f64) -> Estimate {
         assert!(i < table.len, "cell {i} of a table of {}", table.len);
         let c = self.candidates[table.start + i];
@@ -67,7 +78,7 @@ impl Cells {
             Some((b_lo, b_hi)) => (b_lo - (c.unbiased - 1.96 * c.se - lo).max(0.0), b_hi),
             None => (lo, hi),
         };
-        let (lo, hi) = (lo.clamp(0.0, 1.0), hi.clamp(0.0, 1.0));
+        let (lo, hi) = (lo.clamp(self.floor, 1.0), hi.clamp(self.floor, 1.0));
         let share = median.clamp(lo, hi);
         Estimate::Published(Published {
             share: round(share),
@@ -89,4 +100,47 @@ pub fn withheld(reason: Withheld) -> Estimate {
 
 pub fn round(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published(estimate: Estimate) -> Published {
+        match estimate {
+            Estimate::Published(p) => p,
+            Estimate::Withheld(w) => panic!("withheld: {w:?}"),
+        }
+    }
+
+    /// An estimate that only just cleared its bar keeps a share, an interval and a count of at
+    /// least k (its selective median alone would be near 0); one far above its bar is the
+    /// estimate ± 1.96 standard errors, as before.
+    #[test]
+    fn a_published_cell_is_never_below_k() {
+        let (k, total) = (10.0, 1000.0);
+        let candidate = |unbiased, se| Candidate {
+            unbiased,
+            se,
+            tested: true,
+            interval: None,
+        };
+        let mut cells = Cells::default();
+        // Holm over two cells: the strong one first (z ≥ 1.96), then the marginal one at
+        // z ≥ 1.645, a bar of 0.01 + 1.645 × 0.2 = 0.339.
+        let table = cells.add([candidate(0.5, 0.01), candidate(0.36, 0.2)]);
+        cells.decide(k, total);
+        assert_eq!(cells.published(), 2);
+        let (_, median, _) = selective_interval(0.36, 0.2, 0.01 + 1.6449 * 0.2);
+        assert!(median < 0.0, "the selective median alone: {median}");
+        let marginal = published(cells.estimate(table, 1, total));
+        assert_eq!(marginal.share, 0.01);
+        assert_eq!(marginal.ci95[0], 0.01);
+        assert!(marginal.ci95[1] > 0.5, "{marginal:?}");
+        assert_eq!(marginal.count, k);
+        let strong = published(cells.estimate(table, 0, total));
+        assert!((strong.share - 0.5).abs() < 1e-3, "{strong:?}");
+        assert!((strong.ci95[0] - (0.5 - 1.96 * 0.01)).abs() < 1e-3, "{strong:?}");
+        assert_eq!(strong.count, 500.0);
+    }
 }

@@ -238,7 +238,8 @@ pub enum Estimate {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Published {
-    /// The value's share, in [0, 1], given that the cell cleared the threshold.
+    /// The value's share given that the cell cleared the threshold, in [k / reports, 1]: the
+    /// rule publishes a cell because its count is reliably at least k.
     pub share: f64,
     pub ci95: [f64; 2],
     /// The raw unbiased estimate (its noise can take it slightly outside [0, 1]).
