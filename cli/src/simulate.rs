@@ -135,9 +135,7 @@ fn simulate(
 
 /// One channel: the server's estimate from the reports beside the true shares.
 fn facet_document(channel: &ChannelPlan, reports: &[Report], truth: &[f64]) -> Value {
-    let estimate = channel
-        .oracle
-        .estimate(reports.iter().filter_map(|r| r.channels.get(&channel.channel)));
+    let estimate = channel.estimate(reports.iter().filter_map(|r| r.channels.get(&channel.channel)));
     let tvd = 0.5
         * estimate
             .projected

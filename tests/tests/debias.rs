@@ -189,7 +189,7 @@ fn judge(study: &CompiledStudy, labels: &[usize], probabilities: &[Vec<f32>], si
             Some(&validation.debiased_rms_error),
             population as u64,
         );
-        let devices = plan.oracle.estimate(values.iter().copied());
+        let devices = plan.estimate(values.iter().copied());
         for (c, &t) in truth.iter().enumerate() {
             debiased.add(population, corrected.ci95[c], t, k);
             let (lo, hi) = share_ci95(devices.shares[c], devices.standard_errors[c]);

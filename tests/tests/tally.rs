@@ -25,7 +25,11 @@ fn running_sums_estimate_what_the_estimators_over_all_reports_do() {
     for facet in tally.facets() {
         assert_eq!(
             facet.estimate,
-            facet.oracle.estimate(values(facet.channel)),
+            study
+                .privacy
+                .channel(facet.channel)
+                .unwrap()
+                .estimate(values(facet.channel)),
             "{:?}",
             facet.channel
         );

@@ -189,7 +189,8 @@ impl Tally {
         self.contributors_by_reports.values().sum()
     }
 
-    /// Every channel's estimate.
+    /// Every channel's estimate. A device draws the category it reports from its classifier's
+    /// probabilities, so that channel's standard errors carry the draws' variance too.
     pub fn facets(&self) -> Vec<FacetEstimate> {
         self.channels
             .iter()
@@ -197,7 +198,7 @@ impl Tally {
                 channel: c.plan.channel,
                 labels: c.plan.labels.clone(),
                 oracle: c.plan.oracle,
-                estimate: c.plan.oracle.estimate_from_supports(&c.supports, c.n),
+                estimate: c.plan.estimate_from_supports(&c.supports, c.n),
             })
             .collect()
     }

@@ -133,6 +133,26 @@ pub struct ChannelPlan {
     pub oracle: Oracle,
 }
 
+impl ChannelPlan {
+    /// The server's estimate of this channel's distribution from how many of `n` reports support
+    /// each value: the oracle's, and for the category, whose value each device draws from its
+    /// classifier's probabilities, with the draws' variance too
+    /// ([`oracle::FrequencyEstimate::with_drawn_values`]).
+    pub fn estimate_from_supports(&self, supports: &[f64], n: usize) -> oracle::FrequencyEstimate {
+        let estimate = self.oracle.estimate_from_supports(supports, n);
+        match self.channel {
+            Channel::Category => estimate.with_drawn_values(),
+            _ => estimate,
+        }
+    }
+
+    /// [`ChannelPlan::estimate_from_supports`] over these reports of the channel.
+    pub fn estimate<'a>(&self, reports: impl IntoIterator<Item = &'a Privatized>) -> oracle::FrequencyEstimate {
+        let (supports, n) = self.oracle.support_counts(reports);
+        self.estimate_from_supports(&supports, n)
+    }
+}
+
 /// A study's privacy settings, compiled: what the client runs and the server estimates with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrivacyPlan {

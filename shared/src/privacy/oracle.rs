@@ -67,6 +67,23 @@ pub struct FrequencyEstimate {
 }
 
 impl FrequencyEstimate {
+    /// This estimate when each device drew the value it reported from its own probabilities
+    /// (the category: [`super::PrivacyPlan::privatize_channel`]), and what is estimated is the
+    /// mean of those probabilities. The draws add their own variance, Σᵢ πᵢ(1 − πᵢ) over the
+    /// devices' probabilities πᵢ of a value, to what the oracle's noise gives; the server does
+    /// not see the πᵢ, but that sum is at most n·f(1 − f) for the value's share f (x(1 − x) is
+    /// concave), so each share's variance grows by f(1 − f)/n with f its estimate in [0, 1]:
+    /// without it, the category's published intervals covered 0.932 of 1,164 in 300 simulated
+    /// releases instead of 0.95.
+    pub fn with_drawn_values(mut self) -> FrequencyEstimate {
+        let n = self.n.max(1) as f64;
+        for (se, &share) in self.standard_errors.iter_mut().zip(&self.shares) {
+            let f = share.clamp(0.0, 1.0);
+            *se = (*se * *se + f * (1.0 - f) / n).sqrt();
+        }
+        self
+    }
+
     /// 95% confidence interval of each share (normal approximation), clipped to [0, 1].
     pub fn ci95(&self) -> Vec<(f64, f64)> {
         self.shares
@@ -233,6 +250,12 @@ impl Oracle {
 
     /// Unbiased estimate of the distribution of the true values behind `reports`.
     pub fn estimate<'a>(&self, reports: impl IntoIterator<Item = &'a Privatized>) -> FrequencyEstimate {
+        let (supports, n) = self.support_counts(reports);
+        self.estimate_from_supports(&supports, n)
+    }
+
+    /// How many of `reports` support each value, and how many reports there are.
+    pub fn support_counts<'a>(&self, reports: impl IntoIterator<Item = &'a Privatized>) -> (Vec<f64>, usize) {
         let mut supported = vec![false; self.domain()];
         let mut supports = vec![0f64; self.domain()];
         let mut n = 0usize;
@@ -243,7 +266,7 @@ impl Oracle {
                 *s += f64::from(u8::from(yes));
             }
         }
-        self.estimate_from_supports(&supports, n)
+        (supports, n)
     }
 
     /// The estimate from `supports` (how many of `n` reports support each value): the same as
