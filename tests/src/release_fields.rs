@@ -123,10 +123,18 @@ fn walk(value: &Value, path: String, number: &mut dyn FnMut(String)) {
 
 /// Every published share and interval bound of a release lies in [0, 1], every published cell's
 /// share within its interval, no published cell's count or interval below k (the rule publishes
-/// a cell because its count is reliably at least k), and a withheld cell carries no number.
+/// a cell because its count is reliably at least k), no published cell one whose estimate had to
+/// exceed a share of 1 to clear its bar (only noise could publish it), and a withheld cell
+/// carries no number.
 pub fn impossible_values(release: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     let k = release["privacy"]["k"].as_f64().unwrap_or(f64::NAN);
+    let total = release["counts"]["reports"].as_f64().unwrap_or(f64::NAN).max(1.0);
+    let publication = &release["publication"];
+    let strictest = chorus_server::release::publish::normal_upper_quantile(
+        publication["family_error"].as_f64().unwrap_or(f64::NAN)
+            / publication["cells_tested"].as_f64().unwrap_or(f64::NAN).max(1.0),
+    );
     let mut cells: Vec<(String, &Value)> = Vec::new();
     for (name, facet) in release["facets"].as_object().into_iter().flatten() {
         for key in ["cells", "debiased"] {
@@ -167,6 +175,11 @@ pub fn impossible_values(release: &Value) -> Vec<String> {
         );
         if !(count >= k && count_lo >= k) {
             bad.push(format!("{table}: a published count below k = {k}: {cell}"));
+        }
+        // The release rounds the standard error to 1e-6.
+        let bar = k / total + strictest * cell["se"].as_f64().unwrap_or(f64::NAN);
+        if bar.is_nan() || bar > 1.0 + 1e-5 {
+            bad.push(format!("{table}: published, though its bar is {bar}: {cell}"));
         }
     }
     bad

@@ -3,7 +3,7 @@
 //! then written as published (its share in [0, 1], its interval, its unbiased estimate and
 //! standard error, its count) or withheld with the reason.
 
-use super::publish::{publish, selective_interval, Candidate};
+use super::publish::{leave_out_the_unreachable, publish, selective_interval, Candidate};
 use chorus_shared::release::document::{Estimate, Published, Withheld, WithheldCell};
 
 /// Every candidate cell of a release, in the order the tables were added; each table knows
@@ -38,6 +38,7 @@ impl Cells {
     /// Applies the publication rule to every cell at once: `total` is the (noisy) number of
     /// reports that shares are of.
     pub fn decide(&mut self, k: f64, total: f64) {
+        leave_out_the_unreachable(&mut self.candidates, k, total);
         self.published = publish(&self.candidates, k, total);
         self.floor = (k / total).clamp(0.0, 1.0);
     }
@@ -142,5 +143,31 @@ mod tests {
         assert!((strong.share - 0.5).abs() < 1e-3, "{strong:?}");
         assert!((strong.ci95[0] - (0.5 - 1.96 * 0.01)).abs() < 1e-3, "{strong:?}");
         assert_eq!(strong.count, 500.0);
+    }
+
+    /// A cell whose estimate would have to exceed a share of 1 to clear its bar is not tested
+    /// (however high its noisy estimate came out) and does not count among the cells tested.
+    #[test]
+    fn a_cell_only_noise_could_publish_is_not_tested() {
+        let (k, total) = (10.0, 1000.0);
+        let candidate = |unbiased, se| Candidate {
+            unbiased,
+            se,
+            tested: true,
+            interval: None,
+        };
+        let mut cells = Cells::default();
+        // Two cells tested: the strictest bar is 0.01 + 1.96 se, above 1 for se = 0.6.
+        let table = cells.add([candidate(0.5, 0.01), candidate(1.9, 0.6)]);
+        cells.decide(k, total);
+        assert_eq!((cells.tested(), cells.published()), (1, 1));
+        assert_eq!(cells.estimate(table, 1, total), withheld(Withheld::TooFewReports));
+        published(cells.estimate(table, 0, total));
+        // With a standard error of 0.45 the bar (0.892) is reachable: tested, and published.
+        let mut cells = Cells::default();
+        let table = cells.add([candidate(0.5, 0.01), candidate(1.9, 0.45)]);
+        cells.decide(k, total);
+        assert_eq!((cells.tested(), cells.published()), (2, 2));
+        published(cells.estimate(table, 1, total));
     }
 }

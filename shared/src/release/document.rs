@@ -263,7 +263,9 @@ pub enum Withheld {
     /// Its count is not reliably at least k.
     #[serde(rename = "below k")]
     BelowK,
-    /// Its cross-tab row or column holds too few reports to test it.
+    /// Too few reports to test it: its cross-tab row or column is expected to hold too few, or
+    /// its channel's noise is such that its estimate would have to exceed a share of 1 to clear
+    /// its bar.
     #[serde(rename = "too few reports")]
     TooFewReports,
 }
