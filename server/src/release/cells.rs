@@ -1,7 +1,7 @@
 //! A release's tables of cells before and after the publication rule: every estimate becomes a
 //! [`Candidate`]; the rule ([`super::publish`]) decides over all of them at once; each cell is
-//! then written as published (its share in [0, 1], its interval, its unbiased estimate and
-//! standard error, its count) or withheld with the reason.
+//! then written as published (its share in [k / reports, 1], its interval, its unbiased estimate
+//! and standard error, its count) or withheld with the reason.
 
 use super::publish::{leave_out_the_unreachable, publish, selective_interval, Candidate};
 use chorus_shared::release::document::{Estimate, Published, Withheld, WithheldCell};
@@ -107,6 +107,15 @@ pub fn round(x: f64) -> f64 {
 mod tests {
     use super::*;
 
+    fn candidate(unbiased: f64, se: f64) -> Candidate {
+        Candidate {
+            unbiased,
+            se,
+            tested: true,
+            interval: None,
+        }
+    }
+
     fn published(estimate: Estimate) -> Published {
         match estimate {
             Estimate::Published(p) => p,
@@ -120,12 +129,6 @@ mod tests {
     #[test]
     fn a_published_cell_is_never_below_k() {
         let (k, total) = (10.0, 1000.0);
-        let candidate = |unbiased, se| Candidate {
-            unbiased,
-            se,
-            tested: true,
-            interval: None,
-        };
         let mut cells = Cells::default();
         // Holm over two cells: the strong one first (z ≥ 1.96), then the marginal one at
         // z ≥ 1.645, a bar of 0.01 + 1.645 × 0.2 = 0.339.
@@ -150,12 +153,6 @@ mod tests {
     #[test]
     fn a_cell_only_noise_could_publish_is_not_tested() {
         let (k, total) = (10.0, 1000.0);
-        let candidate = |unbiased, se| Candidate {
-            unbiased,
-            se,
-            tested: true,
-            interval: None,
-        };
         let mut cells = Cells::default();
         // Two cells tested: the strictest bar is 0.01 + 1.96 se, above 1 for se = 0.6.
         let table = cells.add([candidate(0.5, 0.01), candidate(1.9, 0.6)]);

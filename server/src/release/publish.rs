@@ -143,9 +143,8 @@ pub fn rule(k: u32, min_reports: u32) -> String {
          tests a row or column only when it is expected to hold at least {min_reports} of the \
          reports that carry both of its channels, and a cell is not tested when its estimate would \
          have to exceed a share of 1 to clear its bar (its channel holds too few reports for its \
-         noise). This threshold is about reliability, not \
-         privacy: privacy comes from the noise each device adds and from the central mechanism \
-         on the counts the server sees.",
+         noise). This threshold is about reliability, not privacy: privacy comes from the noise \
+         each device adds and from the central mechanism on the counts the server sees.",
         FAMILY_ERROR * 100.0
     )
 }

@@ -17,11 +17,12 @@ interval. A cell is published only because its estimate cleared the threshold, s
 are those of the estimate given that it did (the median and the middle 95% of a normal estimate \
 truncated at the threshold): far above the threshold they are the estimate and ±1.96 standard \
 errors, just above it the interval reaches lower, but never below k over the reports, since the \
-rule published the cell because its count is reliably at least k. unbiased and se: the raw unbiased estimate \
-(its noise can take it slightly outside [0, 1]) and its standard error; count and count_ci95: \
-share and interval times the (noisy) number of reports. A withheld cell says why: 'below k' (its \
-count is not reliably at least k) or 'too few reports' (its cross-tab row or column holds too few \
-reports to test it, or its estimate would have to exceed a share of 1 to clear its bar) — a withheld cell is not a zero. Counts carry noise twice (the reports' local \
+rule published the cell because its count is reliably at least k. unbiased and se: the raw \
+unbiased estimate (its noise can take it slightly outside [0, 1]) and its standard error; count \
+and count_ci95: share and interval times the (noisy) number of reports. A withheld cell says why: \
+'below k' (its count is not reliably at least k) or 'too few reports' (its cross-tab row or \
+column holds too few reports to test it, or its estimate would have to exceed a share of 1 to \
+clear its bar) — a withheld cell is not a zero. Counts carry noise twice (the reports' local \
 noise and the central noise on the total), so published counts can add up to more than the \
 reports.";
 
