@@ -36,9 +36,7 @@ impl Analyzer {
         if study.format != COMPILED_FORMAT {
             return Err(AnalyzerError::FormatMismatch { found: study.format });
         }
-        study
-            .check_shapes(crate::embed::DIM)
-            .map_err(AnalyzerError::Malformed)?;
+        study.check_shapes().map_err(AnalyzerError::Malformed)?;
         let embedder = match &study.tuned_layers {
             Some(tuned) => embedder
                 .with_tuned_layers(tuned)
@@ -62,26 +60,27 @@ impl Analyzer {
         let request = facets::request_text(conversation);
         // With the study's tuned layers: the pinned embedding (topics, concern, the embedding
         // channel) and the tuned one (the category) from one run of the lower layers.
-        let (embedding, tuned_request) = match self.embedder.embed_tuned(&[&request])? {
+        // With the layered input, the request's embedding followed by its layers' means.
+        let layered = self.study.category_input.layered();
+        let (request_for_category, tuned) = match self.embedder.embed_tuned(&[&request])? {
             Some(mut both) => {
                 let both = both.remove(0);
-                (both.pinned, Some(both.tuned))
+                (both.tuned, Some(both.pinned))
             }
+            None if layered => (self.embedder.embed_layers(&[&request])?.remove(0), None),
             None => (self.embedder.embed(&[&request])?.remove(0), None),
         };
+        let embedding = tuned.unwrap_or_else(|| request_for_category[..crate::embed::DIM].to_vec());
         // Embedded apart from the request: in one batch the shorter text would be padded.
-        let reply = match self.study.category_input {
-            CategoryInput::Request => None,
-            CategoryInput::RequestAndReply => match facets::reply_text(conversation) {
-                Some(reply) => Some(self.embedder.embed_through_tuned(&[&reply])?.remove(0)),
-                None => None,
-            },
+        let reply = match (self.study.category_input, facets::reply_text(conversation)) {
+            (CategoryInput::Request, _) | (_, None) => None,
+            (_, Some(reply)) if layered => Some(self.embedder.embed_layers(&[&reply])?.remove(0)),
+            (_, Some(reply)) => Some(self.embedder.embed_through_tuned(&[&reply])?.remove(0)),
         };
         let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
-        let request_for_category = tuned_request.as_deref().unwrap_or(&embedding);
         let probabilities = self
             .study
-            .category_probabilities(request_for_category, reply.as_deref());
+            .category_probabilities(&request_for_category, reply.as_deref());
         Ok(Analysis {
             id: conversation.id.clone(),
             language: text.language.to_owned(),

@@ -63,7 +63,12 @@ fn main() {
         let xs: Vec<Vec<f32>> = train.iter().map(|&i| features[i].clone()).collect();
         let ys: Vec<usize> = train.iter().map(|&i| set.labels[i]).collect();
         let model = Classifier::train_linear(&xs, &ys, classes, TrainOptions::default());
-        let neighbours = Neighbours::index(&Projection::fit(&features), &xs, &ys, classes);
+        let neighbours = Neighbours::index(
+            &Projection::fit(&features, 2 * chorus_shared::embed::DIM),
+            &xs,
+            &ys,
+            classes,
+        );
         let right = |weight: f64| {
             let correct = (held.iter())
                 .filter(|&&i| {

@@ -61,7 +61,7 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
         Some(tuned) => embedder().with_tuned_layers(tuned).unwrap(),
         None => embedder(),
     };
-    let (embedded, _) = embed_training_set(&embedder, &set, &[], |_, _| {}).unwrap();
+    let (embedded, _) = embed_training_set(&embedder, &set, study.category_input, &[], |_, _| {}).unwrap();
     let category_embedding = |text: &str, pinned: &[f32]| match study.tuned_layers {
         Some(_) => embedder.embed_through_tuned(&[text]).unwrap().remove(0),
         None => pinned.to_vec(),

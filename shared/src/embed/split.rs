@@ -72,3 +72,13 @@ pub fn below(graph: &GraphProto, boundary: &str) -> GraphProto {
         ..graph.clone()
     }
 }
+
+/// The whole graph with the hidden states `extra` as outputs after its own.
+pub fn with_outputs(graph: &GraphProto, extra: &[String]) -> GraphProto {
+    let mut output = graph.output.clone();
+    output.extend(extra.iter().map(|name| hidden_state_info(graph, name)));
+    GraphProto {
+        output,
+        ..graph.clone()
+    }
+}

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused (9: the access mode;
 /// 10: the concern scale's descriptions; 11: the steward; 12: what the category classifier reads;
-/// 13: fine-tuned upper layers).
-pub const COMPILED_FORMAT: u32 = 13;
+/// 13: fine-tuned upper layers; 14: the pinned layers' means).
+pub const COMPILED_FORMAT: u32 = 14;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -109,8 +109,8 @@ impl CompiledStudy {
             .flat_map(|c| c.examples.iter().map(move |e| (c.level, e.clone())))
             .collect();
         let concern_refs: Vec<&str> = concern_texts.iter().map(|(_, t)| t.as_str()).collect();
-        let (embedded, concern) = embed_training_set(embedder, &training, &concern_refs, progress)?;
         let category_input = category_input(study);
+        let (embedded, concern) = embed_training_set(embedder, &training, category_input, &concern_refs, progress)?;
         let folds = fold_assignment(study, CONFUSION_FOLDS);
         let tuning = (tuning.map(|t| tuned_spaces(embedder, &training, category_input, t))).transpose()?;
         let features = match &tuning {
@@ -126,13 +126,13 @@ impl CompiledStudy {
             by_fold: tuning.as_ref().map(|t| &t.by_fold[..]),
         };
         // With labelled examples, the neighbours' public projection (labels play no part in it).
-        let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features));
+        let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features, category_input.compared()));
         let (classifier, neighbours, category_confusion) = train_classifier(study, &set, options, projection.as_ref())?;
         let privacy = PrivacyPlan::build(
             &study.privacy,
             &category_ids(study),
             &topic_ids(study),
-            &embedded.requests,
+            &embedded.request_embeddings(),
         )?;
         let category_validation = category_confusion.as_ref().and_then(|_| {
             let oracle = privacy.channel(chorus_messages::Channel::Category).map(|c| c.oracle);

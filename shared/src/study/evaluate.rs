@@ -10,7 +10,7 @@ use super::training::{
 };
 use super::tuning::{check_tuning, tuned_spaces, Tuning};
 use super::Study;
-use crate::embed::Embedder;
+use crate::embed::{Embedder, DIM};
 use crate::facets::language_of;
 use crate::stable_hash::fnv1a;
 use serde::Serialize;
@@ -50,6 +50,9 @@ pub struct Evaluation {
 pub struct Steps {
     /// Logistic regression on the request alone (when the study's classifier reads more).
     pub request_only: Option<f64>,
+    /// Logistic regression on the request's and reply's embeddings alone (when the study's
+    /// input adds the layers' means).
+    pub without_layers: Option<f64>,
     /// Logistic regression on the study's input.
     pub regression: f64,
     /// Blended with the nearest labelled examples' vote (when the study has them).
@@ -102,8 +105,8 @@ pub fn cross_validate(
     let training = training_set(study);
     let labels = &training.labels;
     let fold_of = fold_assignment(study, folds);
-    let (embedded, _) = embed_training_set(embedder, &training, &[], progress)?;
     let input = category_input(study);
+    let (embedded, _) = embed_training_set(embedder, &training, input, &[], progress)?;
     let features = embedded.features(input);
     let set = Labelled {
         vectors: &features,
@@ -113,7 +116,7 @@ pub fn cross_validate(
         folds,
         by_fold: None,
     };
-    let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features));
+    let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features, input.compared()));
     let pinned = cross_validate_vectors(&set, options, projection.as_ref());
     let tuning = (tuning.map(|t| tuned_spaces(embedder, &training, input, t))).transpose()?;
     // What ships: the classifier on the tuned layers' embeddings when the study tunes them.
@@ -124,20 +127,30 @@ pub fn cross_validate(
                 by_fold: Some(&tuning.by_fold),
                 ..set
             };
-            cross_validate_vectors(&tuned, options, Some(&Projection::fit(&tuning.features)))
+            cross_validate_vectors(
+                &tuned,
+                options,
+                Some(&Projection::fit(&tuning.features, input.compared())),
+            )
         }
         None => pinned.clone(),
     };
     let confusion = validated.hard.clone();
-    let request_only = (input != CategoryInput::Request).then(|| {
-        let requests = Labelled {
-            vectors: &embedded.requests,
-            ..set
-        };
-        cross_validate_vectors(&requests, options, None).regression_accuracy
+    let requests = embedded.request_embeddings();
+    let regression_on = |vectors: &[Vec<f32>]| {
+        let set = Labelled { vectors, ..set };
+        cross_validate_vectors(&set, options, None).regression_accuracy
+    };
+    let request_only = (input != CategoryInput::Request).then(|| regression_on(&requests));
+    let without_layers = input.layered().then(|| {
+        let plain = (requests.iter().zip(&embedded.replies))
+            .map(|(request, reply)| CategoryInput::RequestAndReply.features(request, reply.as_ref().map(|r| &r[..DIM])))
+            .collect::<Vec<_>>();
+        regression_on(&plain)
     });
     let steps = Steps {
         request_only,
+        without_layers,
         regression: pinned.regression_accuracy,
         with_neighbours: projection.as_ref().map(|_| accuracy(&pinned.hard)),
         fine_tuned: tuning.as_ref().map(|_| FineTunedSteps {
@@ -146,7 +159,7 @@ pub fn cross_validate(
         }),
     };
     let learning_curve = learning_curve(&set, &training.texts, options, projection.as_ref());
-    let vectors = &embedded.requests;
+    let vectors = &requests;
     // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
     let taxonomy_examples = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
     let prototype_texts: Vec<String> = study

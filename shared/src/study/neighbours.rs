@@ -28,17 +28,19 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// The top principal components of unit-length `inputs`. Labels play no part: fitting it on
-    /// every labelled example, held out or not, leaks nothing about their categories.
-    pub fn fit(inputs: &[Vec<f32>]) -> Projection {
-        let unit: Vec<Vec<f32>> = inputs.iter().map(|x| unit(x.clone())).collect();
+    /// The top principal components of the first `compared` floats of `inputs`, at unit
+    /// length. Labels play no part: fitting it on every labelled example, held out or not,
+    /// leaks nothing about their categories.
+    pub fn fit(inputs: &[Vec<f32>], compared: usize) -> Projection {
+        let unit: Vec<Vec<f32>> = inputs.iter().map(|x| unit(x[..compared].to_vec())).collect();
         let (mean, components) = crate::privacy::embedding::principal_components(&unit, DIMENSIONS);
         Projection { mean, components }
     }
 
-    /// `x` at unit length, centred, projected, at unit length again.
+    /// The first floats of `x` it was fitted on, at unit length, centred, projected, at unit
+    /// length again.
     pub fn project(&self, x: &[f32]) -> Vec<f32> {
-        let x = unit(x.to_vec());
+        let x = unit(x[..self.mean.len()].to_vec());
         let centred: Vec<f32> = x.iter().zip(&self.mean).map(|(a, m)| a - m).collect();
         unit(
             self.components
@@ -176,7 +178,7 @@ mod tests {
                 labels.push(label);
             }
         }
-        let projection = Projection::fit(&inputs);
+        let projection = Projection::fit(&inputs, 3);
         let neighbours = Neighbours::index(&projection, &inputs, &labels, 2);
         assert_eq!(neighbours.points.len(), inputs.len() * projection.components.len());
         assert!(neighbours.vote(&at(3.25))[0] > 0.99);

@@ -3,25 +3,22 @@
 //! study from the server; a malformed one (a server's fault or an operator's malice) must be
 //! refused with an error, not panic the page's worker halfway through an export.
 
-use super::classifier::{CategoryInput, Classifier};
+use super::classifier::Classifier;
 use super::compiled::CompiledStudy;
 use super::neighbours::Neighbours;
 use crate::codebook::Codebook;
 
 impl CompiledStudy {
-    /// Checks the shapes the analysis relies on, for embeddings of `dim` floats.
-    pub fn check_shapes(&self, dim: usize) -> Result<(), String> {
+    /// Checks the shapes the analysis relies on, for the pinned model's embeddings.
+    pub fn check_shapes(&self) -> Result<(), String> {
+        let dim = crate::embed::DIM;
         let classes = self.categories.len();
         if classes == 0 {
             return Err("the study has no categories".into());
         }
-        let input = match self.category_input {
-            CategoryInput::Request => dim,
-            CategoryInput::RequestAndReply => 2 * dim,
-        };
-        check_classifier(&self.classifier, classes, input)?;
+        check_classifier(&self.classifier, classes, self.category_input.width())?;
         if let Some(neighbours) = &self.neighbours {
-            check_neighbours(neighbours, classes, input)?;
+            check_neighbours(neighbours, classes, self.category_input.compared())?;
         }
         if let Some(confusion) = &self.category_confusion {
             if confusion.len() != classes || confusion.iter().any(|row| row.len() != classes) {

@@ -5,7 +5,7 @@ use super::calibration::{fit_temperature, Calibration};
 use super::classifier::{argmax, softmax, Classifier, TrainOptions};
 use super::neighbours::{Neighbours, Projection};
 use super::{CategoryInput, Study, CATEGORY_MIN_EXAMPLES};
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::{EmbedError, Embedder, DIM};
 use crate::facets::pii;
 use crate::privacy::PrivacyError;
 
@@ -71,17 +71,19 @@ pub fn training_set(study: &Study) -> TrainingSet {
 
 /// What a study's category classifier reads: the request and the reply's opening when most of
 /// its labelled examples carry their reply (a classifier trained on requests alone would meet
-/// replies it never learned from), else the request alone.
+/// replies it never learned from), else the request alone; with the pinned layers' means
+/// unless the study tunes its upper layers (whose embedding alone the classifier reads).
 pub fn category_input(study: &Study) -> CategoryInput {
     let with_reply = study.examples.iter().filter(|e| e.reply.is_some()).count();
-    if with_reply * 2 > study.examples.len() {
-        CategoryInput::RequestAndReply
-    } else {
-        CategoryInput::Request
+    match (with_reply * 2 > study.examples.len(), study.fine_tune_layers) {
+        (false, _) => CategoryInput::Request,
+        (true, 0) => CategoryInput::RequestAndReplyLayers,
+        (true, _) => CategoryInput::RequestAndReply,
     }
 }
 
-/// A training set's embeddings: each request's, and each reply's where there is one.
+/// A training set's embeddings: each request's, and each reply's where there is one; with the
+/// layered input, each followed by its layers' means ([`Embedder::embed_layers`]).
 pub struct EmbeddedSet {
     pub requests: Vec<Vec<f32>>,
     pub replies: Vec<Option<Vec<f32>>>,
@@ -96,13 +98,20 @@ impl EmbeddedSet {
             .map(|(request, reply)| input.features(request, reply.as_deref()))
             .collect()
     }
+
+    /// Each request's embedding (without its layers' means).
+    pub fn request_embeddings(&self) -> Vec<Vec<f32>> {
+        self.requests.iter().map(|r| r[..DIM].to_vec()).collect()
+    }
 }
 
-/// Embeds a training set's requests and replies, then `extra` texts (returned apart);
-/// `progress` receives the number of texts embedded so far and the total.
+/// Embeds a training set's requests and replies as the classifier reading `input` sees them,
+/// then `extra` texts (returned apart, embeddings only); `progress` receives the number of
+/// texts embedded so far and the total.
 pub fn embed_training_set(
     embedder: &Embedder,
     set: &TrainingSet,
+    input: CategoryInput,
     extra: &[&str],
     mut progress: impl FnMut(usize, usize),
 ) -> Result<(EmbeddedSet, Vec<Vec<f32>>), EmbedError> {
@@ -112,12 +121,15 @@ pub fn embed_training_set(
         .chain(extra.iter().copied())
         .collect();
     let (total, mut done) = (all.len(), 0);
-    let mut vectors = embedder
-        .embed_many(&all, |n| {
-            done += n;
-            progress(done, total)
-        })?
-        .into_iter();
+    let mut count = |n| {
+        done += n;
+        progress(done, total)
+    };
+    let mut vectors = match input.layered() {
+        true => embedder.embed_layers_many(&all, &mut count)?,
+        false => embedder.embed_many(&all, &mut count)?,
+    }
+    .into_iter();
     let requests: Vec<Vec<f32>> = vectors.by_ref().take(set.texts.len()).collect();
     let reply_vectors: Vec<Option<Vec<f32>>> = set
         .replies
@@ -129,7 +141,7 @@ pub fn embed_training_set(
             requests,
             replies: reply_vectors,
         },
-        vectors.collect(),
+        vectors.map(|v| v[..DIM].to_vec()).collect(),
     ))
 }
 

@@ -134,7 +134,7 @@ pub(crate) fn tuned_spaces(
     let mut by_fold = Vec::with_capacity(tuning.folds);
     for layers in &tuning.by_fold {
         let vectors = features_through(layers)?;
-        let projection = Some(Projection::fit(&vectors));
+        let projection = Some(Projection::fit(&vectors, input.compared()));
         by_fold.push(FoldSpace { vectors, projection });
     }
     Ok(StudyTuning {
