@@ -1,7 +1,7 @@
 //! The embedder against onnxruntime: the same pinned model file and tokenizer, run by
 //! onnxruntime in Python (fixtures/reference-embeddings.json), must give the same vectors.
 
-use chorus_shared::embed::{cosine, pins::pins, EmbedError, Embedder, DIM};
+use chorus_shared::embed::{cosine, pins::pins, EmbedError, Embedder, DIM, POOLED_LAYERS};
 use chorus_tests::{cached, fixture};
 use serde_json::Value;
 
@@ -45,6 +45,36 @@ fn matches_onnxruntime_one_by_one_and_batched() {
         assert!(max_diff < 1e-4, "text {i}: max difference {max_diff}");
         // Padding a text to the batch's longest must not change its embedding.
         assert!(cosine(&single, &batched[i]) > 0.99999, "text {i} changed when batched");
+    }
+}
+
+/// The means the category classifier reads besides the embedding: the hidden states after
+/// the pooled layers, as onnxruntime computes them (fixtures/reference-layer-means.json), after
+/// the very embedding `embed` gives.
+#[test]
+fn the_layers_means_match_onnxruntime() {
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(fixture("reference-layer-means.json")).unwrap()).unwrap();
+    let vectors = reference["vectors"].as_array().unwrap();
+    assert_eq!(reference["vectors"][0]["layers"], serde_json::json!(POOLED_LAYERS));
+    let texts: Vec<&str> = vectors.iter().map(|v| v["text"].as_str().unwrap()).collect();
+    let e = embedder();
+    let layered = e.embed_layers(&texts).unwrap();
+    let embedded = e.embed(&texts).unwrap();
+    for (i, (layered, vector)) in layered.iter().zip(vectors).enumerate() {
+        assert_eq!(layered.len(), (1 + POOLED_LAYERS.len()) * DIM);
+        assert_eq!(layered[..DIM], embedded[i][..], "text {i}: the embedding comes first");
+        for (l, expected) in vector["means"].as_array().unwrap().iter().enumerate() {
+            let mean = &layered[(l + 1) * DIM..(l + 2) * DIM];
+            let max_diff = (mean.iter().zip(expected.as_array().unwrap()))
+                .map(|(a, b)| (a - b.as_f64().unwrap() as f32).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                max_diff < 1e-4,
+                "text {i}, layer {}: max difference {max_diff}",
+                POOLED_LAYERS[l]
+            );
+        }
     }
 }
 

@@ -16,6 +16,10 @@ impl CompiledStudy {
         if classes == 0 {
             return Err("the study has no categories".into());
         }
+        if self.tuned_layers.is_some() && self.category_input.layered() {
+            // A device with tuned layers runs the pinned upper layers for the request alone.
+            return Err("the category classifier reads both tuned layers and the pinned layers' means".into());
+        }
         check_classifier(&self.classifier, classes, self.category_input.width())?;
         if let Some(neighbours) = &self.neighbours {
             check_neighbours(neighbours, classes, self.category_input.compared())?;
