@@ -6,7 +6,7 @@
 //! finetune_fold FOLD [EPOCHS] [LAYERS]
 //! ```
 
-use chorus_shared::embed::{pins::pins, Embedder};
+use chorus_shared::embed::{pins::pins, Embedder, DIM};
 use chorus_shared::study::finetune::{embed_all, fine_tune, FineTuneOptions, Item};
 use chorus_shared::study::neighbours::{Neighbours, Projection};
 use chorus_shared::study::{fold_assignment, training_set, Classifier, Study, StudyContents, TrainOptions};
@@ -52,23 +52,17 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
+    // The pinned middle layers' means, which the shipped classifier reads besides the embeddings.
+    let layered = embedder.embed_layers_many(&texts, |_| {}).unwrap();
+    let means: Vec<&[f32]> = layered.iter().map(|l| &l[DIM..]).collect();
     let pinned = embedder.pinned_layers(first).unwrap();
     let train: Vec<usize> = (0..n).filter(|&i| folds[i] != Some(fold)).collect();
     let held: Vec<usize> = (0..n).filter(|&i| folds[i] == Some(fold)).collect();
-    let score = |layers: &[chorus_shared::embed::layer::Layer], what: &str| {
-        let vectors = embed_all(layers, &states);
-        let features: Vec<Vec<f32>> = (0..n)
-            .map(|i| [&vectors[i][..], &vectors[n + i][..]].concat())
-            .collect();
+    let score_features = |features: &[Vec<f32>], what: &str| {
         let xs: Vec<Vec<f32>> = train.iter().map(|&i| features[i].clone()).collect();
         let ys: Vec<usize> = train.iter().map(|&i| set.labels[i]).collect();
         let model = Classifier::train_linear(&xs, &ys, classes, TrainOptions::default());
-        let neighbours = Neighbours::index(
-            &Projection::fit(&features, 2 * chorus_shared::embed::DIM),
-            &xs,
-            &ys,
-            classes,
-        );
+        let neighbours = Neighbours::index(&Projection::fit(features, 2 * DIM), &xs, &ys, classes);
         let right = |weight: f64| {
             let correct = (held.iter())
                 .filter(|&&i| {
@@ -90,6 +84,19 @@ fn main() {
             right(0.4),
             right(0.6)
         );
+    };
+    let score = |layers: &[chorus_shared::embed::layer::Layer], what: &str| {
+        let vectors = embed_all(layers, &states);
+        for with_means in [false, true] {
+            let features: Vec<Vec<f32>> = (0..n)
+                .map(|i| match with_means {
+                    true => [&vectors[i][..], &vectors[n + i][..], means[i], means[n + i]].concat(),
+                    false => [&vectors[i][..], &vectors[n + i][..]].concat(),
+                })
+                .collect();
+            let what = format!("{what}{}", if with_means { " + pinned layers' means" } else { "" });
+            score_features(&features, &what);
+        }
     };
     score(&pinned, "pinned");
 
