@@ -72,10 +72,14 @@ impl Analyzer {
         };
         let embedding = tuned.unwrap_or_else(|| request_for_category[..crate::embed::DIM].to_vec());
         // Embedded apart from the request: in one batch the shorter text would be padded.
-        let reply = match (self.study.category_input, facets::reply_text(conversation)) {
-            (CategoryInput::Request, _) | (_, None) => None,
-            (_, Some(reply)) if layered => Some(self.embedder.embed_layers(&[&reply])?.remove(0)),
-            (_, Some(reply)) => Some(self.embedder.embed_through_tuned(&[&reply])?.remove(0)),
+        let reply_text = match self.study.category_input {
+            CategoryInput::Request => None,
+            _ => facets::reply_text(conversation),
+        };
+        let reply = match reply_text {
+            None => None,
+            Some(reply) if layered => Some(self.embedder.embed_layers(&[&reply])?.remove(0)),
+            Some(reply) => Some(self.embedder.embed_through_tuned(&[&reply])?.remove(0)),
         };
         let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
         let probabilities = self

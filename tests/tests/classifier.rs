@@ -143,7 +143,7 @@ fn a_malformed_compiled_study_is_refused() {
     // A classifier trained on the layers' means, sent as one that reads the embeddings alone.
     let mut input = shipped.clone();
     input.category_input = chorus_shared::study::CategoryInput::RequestAndReply;
-    let mut projection = shipped;
+    let mut projection = shipped.clone();
     projection.privacy.embedding.as_mut().unwrap().components[0].pop();
     for malformed in [label, points, codebook, concern, understated, input, projection] {
         let error = Analyzer::new(embedder(), malformed).err().expect("refused");
@@ -152,4 +152,18 @@ fn a_malformed_compiled_study_is_refused() {
             "{error}"
         );
     }
+    // Tuned layers replace the pinned upper ones that the layers' means are read from: the
+    // check names that, before any weight of the tuned layers is looked at.
+    let mut tuned_and_layered = shipped;
+    tuned_and_layered.tuned_layers = Some(chorus_shared::embed::weights::TunedLayers {
+        first: 4,
+        tensors: Vec::new(),
+    });
+    let error = Analyzer::new(embedder(), tuned_and_layered).err().expect("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("reads both tuned layers and the pinned layers' means"),
+        "{error}"
+    );
 }

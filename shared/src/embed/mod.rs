@@ -74,6 +74,9 @@ struct Stage {
 
 /// The tensors a batch of texts gives the model: token ids, attention mask, token type ids
 /// (batch × longest, padded after each text), and each text's length in tokens.
+/// The pinned model's outputs for a batch, and each text's token count.
+type PinnedOutputs = (TVec<TValue>, Vec<usize>);
+
 struct Encoded {
     batch: usize,
     seq: usize,
@@ -145,15 +148,10 @@ impl Embedder {
     /// The model's output for each token of each text (its tokens × [`DIM`]; padding left out),
     /// the texts run as one batch padded to the longest.
     pub fn token_states(&self, texts: &[&str]) -> Result<Vec<Array2<f32>>, EmbedError> {
-        if texts.is_empty() {
-            return Ok(Vec::new());
+        match self.run_pinned(texts)? {
+            Some((outputs, lengths)) => token_states_of(&outputs[0], &lengths),
+            None => Ok(Vec::new()),
         }
-        let encoded = self.encode(texts)?;
-        let mut outputs = self.plan()?.run(&encoded, None)?;
-        if let Some(tuned) = &self.tuned {
-            outputs = tuned.pinned.run(&encoded, Some(outputs.remove(0)))?;
-        }
-        token_states_of(&outputs[0], &encoded.lengths)
     }
 
     /// Each text's embedding followed by the mean of its hidden states after each of
@@ -165,18 +163,31 @@ impl Embedder {
                 "an embedder with tuned layers does not pool the pinned layers".into(),
             ));
         }
-        if texts.is_empty() {
+        let Some((outputs, lengths)) = self.run_pinned(texts)? else {
             return Ok(Vec::new());
-        }
-        let encoded = self.encode(texts)?;
-        let outputs = self.plan()?.run(&encoded, None)?;
+        };
         let mut layered = vec![Vec::with_capacity(outputs.len() * DIM); texts.len()];
         for output in &outputs {
-            for (text, states) in layered.iter_mut().zip(token_states_of(output, &encoded.lengths)?) {
+            for (text, states) in layered.iter_mut().zip(token_states_of(output, &lengths)?) {
                 text.extend(pool(&states.view()));
             }
         }
         Ok(layered)
+    }
+
+    /// The pinned model's outputs for a batch of texts (the last layer's hidden states first;
+    /// with tuned layers, the pinned upper layers run on the cut's output) and each text's
+    /// token count; `None` for no texts.
+    fn run_pinned(&self, texts: &[&str]) -> Result<Option<PinnedOutputs>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(None);
+        }
+        let encoded = self.encode(texts)?;
+        let mut outputs = self.plan()?.run(&encoded, None)?;
+        if let Some(tuned) = &self.tuned {
+            outputs = tuned.pinned.run(&encoded, Some(outputs.remove(0)))?;
+        }
+        Ok(Some((outputs, encoded.lengths)))
     }
 
     fn encode(&self, texts: &[&str]) -> Result<Encoded, EmbedError> {
