@@ -4,12 +4,19 @@
 //!
 //! ```text
 //! finetune_fold FOLD [EPOCHS] [LAYERS]
+//! POOL_EXPORT=EXPORT POOL_SIZE=N finetune_fold FOLD [EPOCHS] [LAYERS]
 //! ```
+//! With `POOL_EXPORT`, it also measures distilling the tuned classifier into the pinned one: the
+//! tuned classifier labels the export's first N conversations that are not labelled examples,
+//! and the shipped classifier (pinned embeddings and layers' means) is trained on the fold's
+//! labelled examples and those it labelled with a probability of at least a half.
 
 use chorus_shared::embed::{pins::pins, Embedder, DIM};
 use chorus_shared::study::finetune::{embed_all, fine_tune, FineTuneOptions, Item};
 use chorus_shared::study::neighbours::{Neighbours, Projection};
-use chorus_shared::study::{fold_assignment, training_set, Classifier, Study, StudyContents, TrainOptions};
+use chorus_shared::study::{
+    fold_assignment, training_set, CategoryInput, Classifier, Study, StudyContents, TrainOptions,
+};
 use chorus_tests::{cached, workspace_root};
 use std::time::Instant;
 
@@ -63,26 +70,10 @@ fn main() {
         let ys: Vec<usize> = train.iter().map(|&i| set.labels[i]).collect();
         let model = Classifier::train_linear(&xs, &ys, classes, TrainOptions::default());
         let neighbours = Neighbours::index(&Projection::fit(features, 2 * DIM), &xs, &ys, classes);
-        let right = |weight: f64| {
-            let correct = (held.iter())
-                .filter(|&&i| {
-                    let scores = model.scores(&features[i]);
-                    let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let total: f64 = scores.iter().map(|s| (s - max).exp()).sum();
-                    let p: Vec<f64> = scores.iter().map(|s| (s - max).exp() / total).collect();
-                    let blended = Neighbours::blend_scores(&p, &neighbours.vote(&features[i]), weight);
-                    chorus_shared::study::argmax(&blended) == set.labels[i]
-                })
-                .count();
-            correct as f64 / held.len() as f64
-        };
+        let [regression, b2, b4, b6] = held_accuracy(&model, &neighbours, features, &held, &set.labels);
         println!(
-            "fold {fold} ({} held out), {what}: regression {:.3}, blend 0.2 {:.3}, 0.4 {:.3}, 0.6 {:.3}",
+            "fold {fold} ({} held out), {what}: regression {regression:.3}, blend 0.2 {b2:.3}, 0.4 {b4:.3}, 0.6 {b6:.3}",
             held.len(),
-            right(0.0),
-            right(0.2),
-            right(0.4),
-            right(0.6)
         );
     };
     let score = |layers: &[chorus_shared::embed::layer::Layer], what: &str| {
@@ -126,4 +117,133 @@ fn main() {
         }
     });
     score(&tuned, &format!("fine-tuned ({epochs} epochs)"));
+    if let Ok(export) = std::env::var("POOL_EXPORT") {
+        let size = std::env::var("POOL_SIZE").map_or(20_000, |n| n.parse().expect("POOL_SIZE is a number"));
+        let labelled = labelled_conversations(&read("examples.jsonl"));
+        let pool: Vec<_> = chorus_tests::first_conversations(std::path::Path::new(&export), size)
+            .into_iter()
+            .filter(|c| !labelled.contains(base_id(&c.id)))
+            .collect();
+        let teacher = Teacher {
+            lower: &lower,
+            tuned: &tuned,
+            states: &states,
+            train: &train,
+            labels: &set.labels,
+            classes,
+        };
+        let pseudo = teacher.label(&pool);
+        let features: Vec<Vec<f32>> = (0..n).map(|i| layered_features(&layered, n, i)).collect();
+        let texts = pool_texts(&pool);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let pool_layered = embedder.embed_layers_many(&refs, |_| {}).unwrap();
+        let confident: Vec<usize> = (0..pool.len()).filter(|&j| pseudo[j].1 >= 0.5).collect();
+        let mut xs: Vec<Vec<f32>> = train.iter().map(|&i| features[i].clone()).collect();
+        let mut ys: Vec<usize> = train.iter().map(|&i| set.labels[i]).collect();
+        let neighbours = Neighbours::index(&Projection::fit(&features, 2 * DIM), &xs, &ys, classes);
+        xs.extend((confident.iter()).map(|&j| layered_features(&pool_layered, pool.len(), j)));
+        ys.extend(confident.iter().map(|&j| pseudo[j].0));
+        let student = Classifier::train_linear(&xs, &ys, classes, TrainOptions::default());
+        let [regression, b2, b4, b6] = held_accuracy(&student, &neighbours, &features, &held, &set.labels);
+        println!(
+            "fold {fold}, pinned + means, also trained on the {} of {} pool conversations the tuned classifier labelled with p >= 0.5: regression {regression:.3}, blend 0.2 {b2:.3}, 0.4 {b4:.3}, 0.6 {b6:.3}",
+            confident.len(),
+            pool.len()
+        );
+    }
+}
+
+/// The shipped classifier's input for text `i` of `n` requests followed by their replies.
+fn layered_features(layered: &[Vec<f32>], n: usize, i: usize) -> Vec<f32> {
+    CategoryInput::RequestAndReplyLayers.features(&layered[i], Some(&layered[n + i]))
+}
+
+/// Held-out accuracy of the regression alone and blended with the neighbours' vote at 0.2,
+/// 0.4 and 0.6.
+fn held_accuracy(
+    model: &Classifier,
+    neighbours: &Neighbours,
+    features: &[Vec<f32>],
+    held: &[usize],
+    labels: &[usize],
+) -> [f64; 4] {
+    [0.0, 0.2, 0.4, 0.6].map(|weight| {
+        let correct = (held.iter())
+            .filter(|&&i| {
+                let p: Vec<f64> = model
+                    .probabilities(&features[i])
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect();
+                let blended = Neighbours::blend_scores(&p, &neighbours.vote(&features[i]), weight);
+                chorus_shared::study::argmax(&blended) == labels[i]
+            })
+            .count();
+        correct as f64 / held.len() as f64
+    })
+}
+
+/// The ShareGPT conversation a labelled example came from (`sharegpt_id` without its part).
+fn labelled_conversations(examples_jsonl: &str) -> std::collections::HashSet<String> {
+    (examples_jsonl.lines())
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|e| e["sharegpt_id"].as_str().map(|id| base_id(id).to_owned()))
+        .collect()
+}
+
+/// The conversations' requests, then their replies' openings (the request's for none), as a
+/// device reads them.
+fn pool_texts(pool: &[chorus_shared::Conversation]) -> Vec<String> {
+    let request = chorus_shared::facets::request_text;
+    (pool.iter().map(request))
+        .chain(
+            pool.iter()
+                .map(|c| chorus_shared::facets::reply_text(c).unwrap_or_else(|| request(c))),
+        )
+        .collect()
+}
+
+fn base_id(id: &str) -> &str {
+    id.split('_').next().unwrap_or(id)
+}
+
+/// The tuned classifier of one fold: regression and neighbours' vote on the tuned embeddings.
+struct Teacher<'a> {
+    lower: &'a Embedder,
+    tuned: &'a [chorus_shared::embed::layer::Layer],
+    states: &'a [tract_onnx::prelude::tract_ndarray::Array2<f32>],
+    train: &'a [usize],
+    labels: &'a [usize],
+    classes: usize,
+}
+
+impl Teacher<'_> {
+    /// Each conversation's most probable category under the blend (vote at 0.4) and its probability.
+    fn label(&self, pool: &[chorus_shared::Conversation]) -> Vec<(usize, f64)> {
+        let vectors = embed_all(self.tuned, self.states);
+        let n = self.states.len() / 2;
+        let features: Vec<Vec<f32>> = (0..n)
+            .map(|i| [&vectors[i][..], &vectors[n + i][..]].concat())
+            .collect();
+        let xs: Vec<Vec<f32>> = self.train.iter().map(|&i| features[i].clone()).collect();
+        let ys: Vec<usize> = self.train.iter().map(|&i| self.labels[i]).collect();
+        let model = Classifier::train_linear(&xs, &ys, self.classes, TrainOptions::default());
+        let neighbours = Neighbours::index(&Projection::fit(&features, 2 * DIM), &xs, &ys, self.classes);
+        let texts = pool_texts(pool);
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let pool_vectors = embed_all(self.tuned, &self.lower.token_states_many(&refs, |_| {}).unwrap());
+        let m = pool.len();
+        (0..m)
+            .map(|j| {
+                let x = [&pool_vectors[j][..], &pool_vectors[m + j][..]].concat();
+                let p: Vec<f64> = model.probabilities(&x).iter().map(|&v| f64::from(v)).collect();
+                let mixture: Vec<f64> = Neighbours::blend_scores(&p, &neighbours.vote(&x), 0.4)
+                    .iter()
+                    .map(|s| s.exp())
+                    .collect();
+                let best = chorus_shared::study::argmax(&mixture);
+                (best, mixture[best])
+            })
+            .collect()
+    }
 }
