@@ -116,6 +116,18 @@ mod tests {
         }
     }
 
+    /// k and the number of reports of the tests below.
+    const K: f64 = 10.0;
+    const TOTAL: f64 = 1000.0;
+
+    /// One table of these candidates, decided at [`K`] among [`TOTAL`] reports.
+    fn decided(candidates: [Candidate; 2]) -> (Cells, TableRange) {
+        let mut cells = Cells::default();
+        let table = cells.add(candidates);
+        cells.decide(K, TOTAL);
+        (cells, table)
+    }
+
     fn published(estimate: Estimate) -> Published {
         match estimate {
             Estimate::Published(p) => p,
@@ -128,21 +140,18 @@ mod tests {
     /// estimate ± 1.96 standard errors, as before.
     #[test]
     fn a_published_cell_is_never_below_k() {
-        let (k, total) = (10.0, 1000.0);
-        let mut cells = Cells::default();
         // Holm over two cells: the strong one first (z ≥ 1.96), then the marginal one at
         // z ≥ 1.645, a bar of 0.01 + 1.645 × 0.2 = 0.339.
-        let table = cells.add([candidate(0.5, 0.01), candidate(0.36, 0.2)]);
-        cells.decide(k, total);
+        let (cells, table) = decided([candidate(0.5, 0.01), candidate(0.36, 0.2)]);
         assert_eq!(cells.published(), 2);
         let (_, median, _) = selective_interval(0.36, 0.2, 0.01 + 1.6449 * 0.2);
         assert!(median < 0.0, "the selective median alone: {median}");
-        let marginal = published(cells.estimate(table, 1, total));
+        let marginal = published(cells.estimate(table, 1, TOTAL));
         assert_eq!(marginal.share, 0.01);
         assert_eq!(marginal.ci95[0], 0.01);
         assert!(marginal.ci95[1] > 0.5, "{marginal:?}");
-        assert_eq!(marginal.count, k);
-        let strong = published(cells.estimate(table, 0, total));
+        assert_eq!(marginal.count, K);
+        let strong = published(cells.estimate(table, 0, TOTAL));
         assert!((strong.share - 0.5).abs() < 1e-3, "{strong:?}");
         assert!((strong.ci95[0] - (0.5 - 1.96 * 0.01)).abs() < 1e-3, "{strong:?}");
         assert_eq!(strong.count, 500.0);
@@ -152,19 +161,14 @@ mod tests {
     /// (however high its noisy estimate came out) and does not count among the cells tested.
     #[test]
     fn a_cell_only_noise_could_publish_is_not_tested() {
-        let (k, total) = (10.0, 1000.0);
-        let mut cells = Cells::default();
         // Two cells tested: the strictest bar is 0.01 + 1.96 se, above 1 for se = 0.6.
-        let table = cells.add([candidate(0.5, 0.01), candidate(1.9, 0.6)]);
-        cells.decide(k, total);
+        let (cells, table) = decided([candidate(0.5, 0.01), candidate(1.9, 0.6)]);
         assert_eq!((cells.tested(), cells.published()), (1, 1));
-        assert_eq!(cells.estimate(table, 1, total), withheld(Withheld::TooFewReports));
-        published(cells.estimate(table, 0, total));
+        assert_eq!(cells.estimate(table, 1, TOTAL), withheld(Withheld::TooFewReports));
+        published(cells.estimate(table, 0, TOTAL));
         // With a standard error of 0.45 the bar (0.892) is reachable: tested, and published.
-        let mut cells = Cells::default();
-        let table = cells.add([candidate(0.5, 0.01), candidate(1.9, 0.45)]);
-        cells.decide(k, total);
+        let (cells, table) = decided([candidate(0.5, 0.01), candidate(1.9, 0.45)]);
         assert_eq!((cells.tested(), cells.published()), (2, 2));
-        published(cells.estimate(table, 1, total));
+        published(cells.estimate(table, 1, TOTAL));
     }
 }
