@@ -74,15 +74,15 @@ struct Stage {
 
 /// The tensors a batch of texts gives the model: token ids, attention mask, token type ids
 /// (batch × longest, padded after each text), and each text's length in tokens.
-/// The pinned model's outputs for a batch, and each text's token count.
-type PinnedOutputs = (TVec<TValue>, Vec<usize>);
-
 struct Encoded {
     batch: usize,
     seq: usize,
     inputs: [Vec<i64>; 3],
     lengths: Vec<usize>,
 }
+
+/// The pinned model's outputs for a batch, and each text's token count.
+type PinnedOutputs = (TVec<TValue>, Vec<usize>);
 
 impl Embedder {
     /// Loads the model and tokenizer from their bytes, refusing any file that is not the pinned one.
