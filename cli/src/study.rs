@@ -82,14 +82,15 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
                 )
             });
             eprintln!(
-                "chorus: {}-fold held-out accuracy {:.3} on {} examples (request alone {}, with the reply {}, regression \
-                 {:.3}, with neighbours {}{tuned}; prototype fallback {:.3}); expected calibration error {:.3} ({:.3} \
+                "chorus: {}-fold held-out accuracy {:.3} on {} examples (request alone {}, with the reply {}, with the layers' \
+                 means {}, regression {:.3}, with neighbours {}{tuned}; prototype fallback {:.3}); expected calibration error {:.3} ({:.3} \
                  uncalibrated)",
                 folds,
                 evaluation.accuracy,
                 evaluation.held_out,
                 step(evaluation.steps.request_only),
                 step(evaluation.steps.without_layers),
+                step(evaluation.steps.without_words),
                 evaluation.steps.regression,
                 step(evaluation.steps.with_neighbours),
                 evaluation.prototype_accuracy,

@@ -372,7 +372,7 @@ fn names(study: &CompiledStudy, centroid: &[f64]) -> Vec<(String, f64)> {
     let Some(x) = back_project(study, centroid) else {
         return Vec::new();
     };
-    let probabilities = study.category_probabilities(&x, None);
+    let probabilities = study.category_probabilities_of_embedding(&x);
     let mut ranked: Vec<(String, f64)> = study
         .categories
         .iter()

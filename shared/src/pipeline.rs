@@ -76,15 +76,17 @@ impl Analyzer {
             CategoryInput::Request => None,
             _ => facets::reply_text(conversation),
         };
-        let reply = match reply_text {
+        let reply = match reply_text.as_deref() {
             None => None,
-            Some(reply) if layered => Some(self.embedder.embed_layers(&[&reply])?.remove(0)),
-            Some(reply) => Some(self.embedder.embed_through_tuned(&[&reply])?.remove(0)),
+            Some(reply) if layered => Some(self.embedder.embed_layers(&[reply])?.remove(0)),
+            Some(reply) => Some(self.embedder.embed_through_tuned(&[reply])?.remove(0)),
         };
         let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
-        let probabilities = self
-            .study
-            .category_probabilities(&request_for_category, reply.as_deref());
+        let probabilities = self.study.category_probabilities(
+            &request_for_category,
+            reply.as_deref(),
+            (&request, reply_text.as_deref()),
+        );
         Ok(Analysis {
             id: conversation.id.clone(),
             language: text.language.to_owned(),

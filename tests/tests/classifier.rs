@@ -3,17 +3,20 @@
 //! reply as well as its request.
 
 use chorus_shared::conversation::{Conversation, Role, Turn};
+use chorus_shared::facets::{reply_text, request_text};
 use chorus_shared::pipeline::Analyzer;
+use chorus_shared::study::argmax;
 use chorus_tests::{chorus_bin, compile_study, embedder};
 use serde_json::Value;
 
 /// The README's figures, to three decimals. Training and evaluation are deterministic, so the
 /// tolerance only absorbs the last digit of a different CPU's arithmetic.
-const README: [(&str, f64); 4] = [
+const README: [(&str, f64); 5] = [
     ("request_only", 0.616),
     ("without_layers", 0.651),
-    ("regression", 0.685),
-    ("with_neighbours", 0.705),
+    ("without_words", 0.685),
+    ("regression", 0.696),
+    ("with_neighbours", 0.714),
 ];
 const TOLERANCE: f64 = 0.005;
 
@@ -102,6 +105,57 @@ fn a_device_reads_the_first_reply_where_the_request_says_little() {
     );
 }
 
+/// A device's category is the compiled classifier's on what it embedded and on those texts'
+/// words: the words are read from the very texts that were embedded, and they count.
+#[test]
+fn a_device_reads_the_words_of_the_texts_it_embeds() {
+    let study = compile_study(None);
+    let words = study
+        .words
+        .as_ref()
+        .expect("the default study's classifier reads words");
+    assert_eq!(words.len(), chorus_shared::study::VOCABULARY);
+    let analyzer = Analyzer::new(embedder(), study.clone()).unwrap();
+    let pinned = embedder();
+    let mut moved = 0;
+    let cases = [
+        (
+            "Write a short essay on the causes of the French Revolution.",
+            "The French Revolution had many causes, among them the fiscal crisis of the crown,",
+        ),
+        (
+            "Translate into German: the meeting is moved to Tuesday.",
+            "Das Treffen wird auf Dienstag verschoben.",
+        ),
+        (
+            "Why does my SQL query with a LEFT JOIN return duplicate rows?",
+            "A LEFT JOIN returns one row for every match in the right table, so when",
+        ),
+    ];
+    for (request, reply) in cases {
+        let c = conversation(request, reply);
+        let device = analyzer.analyze(&c, true).unwrap().category_probabilities.unwrap();
+        let (request, reply) = (request_text(&c), reply_text(&c).unwrap());
+        // Apart, as a device embeds them: in one batch the shorter would be padded.
+        let embedded = [&request, &reply].map(|text| pinned.embed_layers(&[text]).unwrap().remove(0));
+        let expected = study.category_probabilities(&embedded[0], Some(&embedded[1]), (&request, Some(&reply)));
+        let worst = device
+            .iter()
+            .zip(&expected)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst < 1e-5, "device {device:?}, compiled {expected:?}");
+        let wordless = study.category_probabilities(&embedded[0], Some(&embedded[1]), ("", Some("")));
+        moved += usize::from(wordless.iter().zip(&expected).any(|(a, b)| (a - b).abs() > 0.01));
+    }
+    assert_eq!(moved, cases.len(), "the words moved every conversation's probabilities");
+
+    // A discovered cluster is named from its centroid, a request embedding alone: what else the
+    // regression reads stands at its training mean.
+    let sql = pinned.embed(&[cases[2].0]).unwrap().remove(0);
+    let named = study.category_probabilities_of_embedding(&sql);
+    assert_eq!(study.categories[argmax(&named)].id, "software_development", "{named:?}");
+}
+
 /// Every language the study buckets reports by is one its classifier has labelled examples in
 /// (the README says so; translated examples carry those the public corpus lacks).
 #[test]
@@ -145,7 +199,25 @@ fn a_malformed_compiled_study_is_refused() {
     input.category_input = chorus_shared::study::CategoryInput::RequestAndReply;
     let mut projection = shipped.clone();
     projection.privacy.embedding.as_mut().unwrap().components[0].pop();
-    for malformed in [label, points, codebook, concern, understated, input, projection] {
+    // A vocabulary one word short of what the regression reads, and one out of order (a
+    // device finds words by binary search).
+    let mut short = shipped.clone();
+    let words = short.words.as_mut().unwrap();
+    words.vocabulary.pop();
+    words.idf.pop();
+    let mut unsorted = shipped.clone();
+    unsorted.words.as_mut().unwrap().vocabulary.swap(0, 1);
+    for malformed in [
+        label,
+        points,
+        codebook,
+        concern,
+        understated,
+        input,
+        projection,
+        short,
+        unsorted,
+    ] {
         let error = Analyzer::new(embedder(), malformed).err().expect("refused");
         assert!(
             error.to_string().starts_with("the compiled study is malformed"),

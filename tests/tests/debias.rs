@@ -76,8 +76,10 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
         .iter()
         .map(|e| study.categories.iter().position(|c| c.id == e.category).unwrap())
         .collect();
-    let probabilities = (requests.iter().zip(&replies))
-        .map(|(request, reply)| study.category_probabilities(request, reply.as_deref()))
+    let probabilities = (requests.iter().zip(&replies).zip(set.texts.iter().zip(&set.replies)))
+        .map(|((request, reply), (text, reply_text))| {
+            study.category_probabilities(request, reply.as_deref(), (text, reply_text.as_deref()))
+        })
         .collect();
     (study, labels, probabilities)
 }

@@ -3,9 +3,9 @@
 //! examples, the nearest category prototype (the mean embedding of its name, description and
 //! examples).
 
+use super::design::Design;
 use crate::embed::{DIM, POOLED_LAYERS};
 use serde::{Deserialize, Serialize};
-use tract_onnx::prelude::tract_ndarray::ArrayView2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -171,18 +171,10 @@ impl Classifier {
     pub fn train_linear(xs: &[Vec<f32>], ys: &[usize], classes: usize, options: TrainOptions) -> Classifier {
         assert_eq!(xs.len(), ys.len());
         assert!(!xs.is_empty(), "training needs examples");
-        let n = xs.len();
-        let d = xs[0].len();
         let (mean, scale) = moments(xs);
-        let dim = d + 1;
-        // Standardised design matrix with a constant column for the bias.
-        let mut z = vec![0f64; n * dim];
-        for (i, x) in xs.iter().enumerate() {
-            let row = &mut z[i * dim..(i + 1) * dim];
-            row[..d].copy_from_slice(&standardise(x, &mean, &scale));
-            row[d] = 1.0;
-        }
-        let lipschitz = 0.5 * top_eigenvalue(&z, n, dim) + options.l2;
+        let design = Design::new(xs, &mean, &scale);
+        let dim = design.width();
+        let lipschitz = 0.5 * design.top_eigenvalue() + options.l2;
         let step = 1.0 / lipschitz;
 
         let mut w = vec![0f64; classes * dim];
@@ -190,7 +182,7 @@ impl Classifier {
         let mut lookahead = w.clone();
         let mut grad = vec![0f64; classes * dim];
         for t in 0..options.iterations {
-            gradient(&z, ys, n, dim, classes, &lookahead, options.l2, &mut grad);
+            gradient(&design, ys, classes, &lookahead, options.l2, &mut grad);
             let momentum = t as f64 / (t as f64 + 3.0);
             for j in 0..w.len() {
                 let next = lookahead[j] - step * grad[j];
@@ -202,7 +194,7 @@ impl Classifier {
         Classifier::Linear {
             mean,
             scale,
-            weights: w.iter().map(|&v| v as f32).collect(),
+            weights: design.in_input_order(&w, classes),
             classes,
         }
     }
@@ -236,60 +228,24 @@ fn moments(xs: &[Vec<f32>]) -> (Vec<f32>, Vec<f32>) {
     )
 }
 
-/// Gradient of mean cross-entropy + (l2/2)·|weights|² (biases unpenalised) at `w`, as two
-/// matrix products (the logits Z·Wᵀ, then residualsᵀ·Z): at the layered input's 3,000 floats
-/// a row-by-row loop made training several times slower.
-#[allow(clippy::too_many_arguments)]
-fn gradient(z: &[f64], ys: &[usize], n: usize, dim: usize, classes: usize, w: &[f64], l2: f64, grad: &mut [f64]) {
-    let z = ArrayView2::from_shape((n, dim), z).expect("the design matrix is n × dim");
-    let weights = ArrayView2::from_shape((classes, dim), w).expect("the weights are classes × dim");
-    let mut residuals = z.dot(&weights.t());
+/// Gradient of mean cross-entropy + (l2/2)·|weights|² (biases unpenalised) at `w` (in the
+/// design's column order), as two matrix products: the logits Z·Wᵀ, then residualsᵀ·Z.
+fn gradient(design: &Design, ys: &[usize], classes: usize, w: &[f64], l2: f64, grad: &mut [f64]) {
+    let n = design.rows() as f64;
+    let mut residuals = design.scores(w, classes);
     for (mut row, &y) in residuals.rows_mut().into_iter().zip(ys) {
         let p = softmax(&row.to_vec());
         for (c, r) in row.iter_mut().enumerate() {
-            *r = (p[c] - if y == c { 1.0 } else { 0.0 }) / n as f64;
+            *r = (p[c] - if y == c { 1.0 } else { 0.0 }) / n;
         }
     }
-    let product = residuals.t().dot(&z);
-    grad.iter_mut().zip(product.iter()).for_each(|(g, v)| *g = *v);
+    design.transposed_product(&residuals, grad);
+    let dim = design.width();
     for c in 0..classes {
-        for j in 0..dim - 1 {
+        for j in (0..dim).filter(|&j| !design.is_bias(j)) {
             grad[c * dim + j] += l2 * w[c * dim + j];
         }
     }
-}
-
-/// Largest eigenvalue of ZᵀZ/n by power iteration from a fixed start (deterministic).
-fn top_eigenvalue(z: &[f64], n: usize, dim: usize) -> f64 {
-    let mut v = vec![1.0 / (dim as f64).sqrt(); dim];
-    let mut eigenvalue = 0.0;
-    for _ in 0..100 {
-        let mut next = vec![0f64; dim];
-        for i in 0..n {
-            let row = &z[i * dim..(i + 1) * dim];
-            let proj = dot(row, &v) / n as f64;
-            next.iter_mut().zip(row).for_each(|(a, r)| *a += proj * r);
-        }
-        eigenvalue = next.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if eigenvalue == 0.0 {
-            break;
-        }
-        v = next.iter().map(|x| x / eigenvalue).collect();
-    }
-    eigenvalue
-}
-
-/// Dot product with eight independent sums, which the compiler can vectorise.
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0f64; 8];
-    let chunks = a.len() / 8;
-    for k in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[k * 8 + l] * b[k * 8 + l];
-        }
-    }
-    let tail: f64 = a[chunks * 8..].iter().zip(&b[chunks * 8..]).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f64>() + tail
 }
 
 pub(crate) fn softmax(scores: &[f64]) -> Vec<f64> {

@@ -4,11 +4,12 @@
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
 use super::neighbours::{category_probabilities, Neighbours, Projection};
 use super::training::{
-    category_input, cross_validate_vectors, embed_training_set, fold_assignment, train_category_model, training_set,
-    CompileError, Labelled,
+    category_input, cross_validate_vectors, embed_training_set, fit_words, fold_assignment, train_category_model,
+    training_set, with_words, CompileError, Labelled,
 };
 use super::tuning::{check_tuning, tuned_spaces, Tuning};
 use super::validation::{validate_debiasing, DebiasValidation};
+use super::words::Words;
 use super::{Access, Category, ReleaseConfig, Steward, Study};
 use crate::codebook::Codebook;
 use crate::embed::weights::TunedLayers;
@@ -18,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused (9: the access mode;
 /// 10: the concern scale's descriptions; 11: the steward; 12: what the category classifier reads;
-/// 13: fine-tuned upper layers; 14: the pinned layers' means).
-pub const COMPILED_FORMAT: u32 = 14;
+/// 13: fine-tuned upper layers; 14: the pinned layers' means; 15: the texts' words).
+pub const COMPILED_FORMAT: u32 = 15;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -43,6 +44,10 @@ pub struct CompiledStudy {
     /// pinned embedding). None: the classifier reads the pinned embeddings too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuned_layers: Option<TunedLayers>,
+    /// The words the category classifier reads after the embeddings (request's, then
+    /// reply's); none: it reads the embeddings alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<Words>,
     pub classifier: Classifier,
     /// The labelled examples whose vote is blended with the classifier's (studies with
     /// labelled examples).
@@ -113,9 +118,10 @@ impl CompiledStudy {
         let (embedded, concern) = embed_training_set(embedder, &training, category_input, &concern_refs, progress)?;
         let folds = fold_assignment(study, CONFUSION_FOLDS);
         let tuning = (tuning.map(|t| tuned_spaces(embedder, &training, category_input, t))).transpose()?;
+        let words = fit_words(category_input, &training);
         let features = match &tuning {
             Some(t) => t.features.clone(),
-            None => embedded.features(category_input),
+            None => with_words(embedded.features(category_input), words.as_ref(), &training),
         };
         let set = Labelled {
             vectors: &features,
@@ -148,6 +154,7 @@ impl CompiledStudy {
             categories: study.categories.clone(),
             category_input,
             tuned_layers: tuning.map(|t| t.layers),
+            words,
             classifier,
             neighbours,
             concern_threshold: study.concern_threshold,
@@ -197,10 +204,36 @@ impl CompiledStudy {
     }
 
     /// The category classifier's probabilities for a conversation with this request embedding
-    /// and, when it has a reply, this embedding of the reply's opening.
-    pub fn category_probabilities(&self, request: &[f32], reply: Option<&[f32]>) -> Vec<f32> {
-        let x = self.category_input.features(request, reply);
+    /// and, when it has a reply, this embedding of the reply's opening; `texts` are the request
+    /// and the reply's opening that were embedded (their words, for a classifier that reads them).
+    pub fn category_probabilities(
+        &self,
+        request: &[f32],
+        reply: Option<&[f32]>,
+        texts: (&str, Option<&str>),
+    ) -> Vec<f32> {
+        let mut x = self.category_input.features(request, reply);
+        if let Some(words) = &self.words {
+            x.extend(words.text_features(texts.0, texts.1));
+        }
         category_probabilities(&self.classifier, self.neighbours.as_ref(), &x)
+    }
+
+    /// The category probabilities of a conversation known only by its request embedding (a
+    /// discovered cluster's centroid): its reply's embedding taken to be the request's, and
+    /// what else the regression reads (the layers' means, the words) at the regression's
+    /// training mean, where it moves no score.
+    pub fn category_probabilities_of_embedding(&self, embedding: &[f32]) -> Vec<f32> {
+        let mut x = self.category_input.features(embedding, None);
+        if let Classifier::Linear { mean, .. } = &self.classifier {
+            x.extend_from_slice(&mean[x.len().min(mean.len())..]);
+        }
+        category_probabilities(&self.classifier, self.neighbours.as_ref(), &x)
+    }
+
+    /// How many floats the category classifier reads: its embeddings' and its words'.
+    pub fn category_width(&self) -> usize {
+        self.category_input.width() + self.words.as_ref().map_or(0, |w| 2 * w.len())
     }
 
     /// Concern level 1–5 of a conversation: the highest level whose terms appear in what the

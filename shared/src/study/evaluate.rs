@@ -6,7 +6,8 @@
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
 use super::neighbours::Projection;
 use super::training::{
-    category_input, cross_validate_vectors, embed_training_set, fold_assignment, training_set, CompileError, Labelled,
+    category_input, cross_validate_vectors, embed_training_set, fit_words, fold_assignment, training_set, with_words,
+    CompileError, Labelled,
 };
 use super::tuning::{check_tuning, tuned_spaces, Tuning};
 use super::Study;
@@ -53,6 +54,9 @@ pub struct Steps {
     /// Logistic regression on the request's and reply's embeddings alone (when the study's
     /// input adds the layers' means).
     pub without_layers: Option<f64>,
+    /// Logistic regression on the embeddings and the layers' means, without the texts' words
+    /// (when the study's classifier reads words).
+    pub without_words: Option<f64>,
     /// Logistic regression on the study's input.
     pub regression: f64,
     /// Blended with the nearest labelled examples' vote (when the study has them).
@@ -107,7 +111,8 @@ pub fn cross_validate(
     let fold_of = fold_assignment(study, folds);
     let input = category_input(study);
     let (embedded, _) = embed_training_set(embedder, &training, input, &[], progress)?;
-    let features = embedded.features(input);
+    let words = fit_words(input, &training);
+    let features = with_words(embedded.features(input), words.as_ref(), &training);
     let set = Labelled {
         vectors: &features,
         labels,
@@ -148,9 +153,11 @@ pub fn cross_validate(
             .collect::<Vec<_>>();
         regression_on(&plain)
     });
+    let without_words = words.is_some().then(|| regression_on(&embedded.features(input)));
     let steps = Steps {
         request_only,
         without_layers,
+        without_words,
         regression: pinned.regression_accuracy,
         with_neighbours: projection.as_ref().map(|_| accuracy(&pinned.hard)),
         fine_tuned: tuning.as_ref().map(|_| FineTunedSteps {

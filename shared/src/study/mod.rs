@@ -22,6 +22,7 @@
 pub mod calibration;
 mod classifier;
 mod compiled;
+mod design;
 mod evaluate;
 pub mod finetune;
 pub mod neighbours;
@@ -29,13 +30,14 @@ mod shapes;
 mod training;
 pub mod tuning;
 mod validation;
+pub mod words;
 
 pub use classifier::{argmax, CategoryInput, Classifier, TrainOptions};
 pub use compiled::{CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT, CONFUSION_FOLDS};
 pub use evaluate::{cross_validate, CategoryScore, Evaluation, FineTunedSteps};
 pub use training::{
     category_input, embed_training_set, example_text, fold_assignment, training_set, CompileError, EmbeddedSet,
-    TrainingSet,
+    TrainingSet, VOCABULARY,
 };
 pub use validation::{AtReports, DebiasValidation, MARGIN as DEBIAS_MARGIN};
 

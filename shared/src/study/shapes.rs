@@ -20,7 +20,12 @@ impl CompiledStudy {
             // A device with tuned layers runs the pinned upper layers for the request alone.
             return Err("the category classifier reads both tuned layers and the pinned layers' means".into());
         }
-        check_classifier(&self.classifier, classes, self.category_input.width())?;
+        if let Some(words) = &self.words {
+            if words.idf.len() != words.len() || !words.vocabulary.is_sorted_by(|a, b| a < b) {
+                return Err("its words are not a sorted vocabulary with one weight per word".into());
+            }
+        }
+        check_classifier(&self.classifier, classes, self.category_width())?;
         if let Some(neighbours) = &self.neighbours {
             check_neighbours(neighbours, classes, self.category_input.compared())?;
         }

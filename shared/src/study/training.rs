@@ -4,6 +4,7 @@
 use super::calibration::{fit_temperature, Calibration};
 use super::classifier::{argmax, softmax, Classifier, TrainOptions};
 use super::neighbours::{Neighbours, Projection};
+use super::words::Words;
 use super::{CategoryInput, Study, CATEGORY_MIN_EXAMPLES};
 use crate::embed::{EmbedError, Embedder, DIM};
 use crate::facets::pii;
@@ -80,6 +81,35 @@ pub fn category_input(study: &Study) -> CategoryInput {
         (true, 0) => CategoryInput::RequestAndReplyLayers,
         (true, _) => CategoryInput::RequestAndReply,
     }
+}
+
+/// Words in the vocabulary of a classifier that reads words. On the default study 1,000 did
+/// about as well as 2,000 with the neighbours' vote (scikit-learn reference runs: +0.7 and +0.7
+/// points), and each word widens the regression by two floats.
+pub const VOCABULARY: usize = 1000;
+
+/// The words the category classifier reads beside the embeddings, fitted to the training set's
+/// requests and replies (each one text): for the layered input, the classifier of a study
+/// with replies that does not fine-tune; none otherwise.
+pub fn fit_words(input: CategoryInput, set: &TrainingSet) -> Option<Words> {
+    input.layered().then(|| {
+        let texts: Vec<&str> = (set.texts.iter())
+            .chain(set.replies.iter().flatten())
+            .map(String::as_str)
+            .collect();
+        Words::fit(&texts, VOCABULARY)
+    })
+}
+
+/// Each item's classifier input: its embeddings' features, then its words' when the
+/// classifier reads words.
+pub fn with_words(mut features: Vec<Vec<f32>>, words: Option<&Words>, set: &TrainingSet) -> Vec<Vec<f32>> {
+    if let Some(words) = words {
+        for ((x, text), reply) in features.iter_mut().zip(&set.texts).zip(&set.replies) {
+            x.extend(words.text_features(text, reply.as_deref()));
+        }
+    }
+    features
 }
 
 /// A training set's embeddings: each request's, and each reply's where there is one; with the
