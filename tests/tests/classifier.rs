@@ -145,14 +145,16 @@ fn a_device_reads_the_words_of_the_texts_it_embeds() {
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(worst < 1e-5, "device {device:?}, compiled {expected:?}");
         let wordless = study.category_probabilities(&embedded[0], Some(&embedded[1]), ("", Some("")));
-        moved += usize::from(wordless.iter().zip(&expected).any(|(a, b)| (a - b).abs() > 0.01));
+        // Ten times the tolerance above: a device that dropped the words would fail it. (A
+        // confident case moves little: the SQL question's probabilities move by under 0.01.)
+        moved += usize::from(wordless.iter().zip(&expected).any(|(a, b)| (a - b).abs() > 1e-4));
     }
     assert_eq!(moved, cases.len(), "the words moved every conversation's probabilities");
 
     // A discovered cluster is named from its centroid, a request embedding alone: what else the
     // regression reads stands at its training mean.
-    let sql = pinned.embed(&[cases[2].0]).unwrap().remove(0);
-    let named = study.category_probabilities_of_embedding(&sql);
+    let code = "Write a Python function that sorts a list of dictionaries by one of their keys.";
+    let named = study.category_probabilities_of_embedding(&pinned.embed(&[code]).unwrap().remove(0));
     assert_eq!(study.categories[argmax(&named)].id, "software_development", "{named:?}");
 }
 
