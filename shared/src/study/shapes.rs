@@ -29,6 +29,7 @@ impl CompiledStudy {
         if let Some(neighbours) = &self.neighbours {
             check_neighbours(neighbours, classes, self.category_input.compared())?;
         }
+        self.check_finite()?;
         if let Some(confusion) = &self.category_confusion {
             if confusion.len() != classes || confusion.iter().any(|row| row.len() != classes) {
                 return Err(format!("the category confusion is not {classes} × {classes}"));
@@ -43,6 +44,43 @@ impl CompiledStudy {
             None => Ok(()),
         }
     }
+}
+
+impl CompiledStudy {
+    /// Every weight the device's arithmetic reads is a finite number. One NaN among the
+    /// classifier's weights or the words' idf makes every probability NaN, and the device would
+    /// report the first category for every conversation: a wrong answer that no shape check sees.
+    fn check_finite(&self) -> Result<(), String> {
+        let classifier = match &self.classifier {
+            Classifier::Linear {
+                mean, scale, weights, ..
+            } => finite(mean.iter().chain(scale).chain(weights)),
+            Classifier::Prototypes { centroids } => finite(centroids.iter().flatten()),
+        };
+        let words = (self.words.iter()).all(|w| finite(w.idf.iter()));
+        let neighbours = self.neighbours.iter().all(|n| {
+            let projection = &n.projection;
+            finite(projection.mean.iter().chain(projection.components.iter().flatten()))
+        });
+        let concern = finite(self.concern_prototypes.iter().flat_map(|p| &p.embedding));
+        let confusion = (self.category_confusion.iter().flatten().flatten()).all(|v| v.is_finite() && *v >= 0.0);
+        let topics = (self.codebook.iter())
+            .flat_map(|c| c.levels.iter().flatten())
+            .all(|topic| finite(topic.centroid.iter()));
+        match [classifier, words, neighbours, concern, confusion, topics] {
+            [true, true, true, true, true, true] => Ok(()),
+            [false, ..] => Err("the category classifier has a weight that is not a finite number".into()),
+            [_, false, ..] => Err("a word's weight is not a finite number".into()),
+            [_, _, false, ..] => Err("the neighbours' projection has a value that is not a finite number".into()),
+            [_, _, _, false, ..] => Err("a concern example's embedding is not finite".into()),
+            [.., false, _] => Err("the category confusion has a sum that is negative or not finite".into()),
+            [.., false] => Err("a topic's centroid is not finite".into()),
+        }
+    }
+}
+
+fn finite<'a>(mut values: impl Iterator<Item = &'a f32>) -> bool {
+    values.all(|v| v.is_finite())
 }
 
 fn check_classifier(classifier: &Classifier, classes: usize, input: usize) -> Result<(), String> {
