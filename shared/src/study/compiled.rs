@@ -3,6 +3,7 @@
 
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
 use super::neighbours::{category_probabilities, Neighbours, Projection};
+use super::regressions::Regressions;
 use super::training::{
     category_input, cross_validate_vectors, embed_training_set, fit_words, fold_assignment, train_category_model,
     training_set, with_words, CompileError, Labelled,
@@ -130,6 +131,7 @@ impl CompiledStudy {
             classes: study.categories.len(),
             folds: CONFUSION_FOLDS,
             by_fold: tuning.as_ref().map(|t| &t.by_fold[..]),
+            regressions: &Regressions::default(),
         };
         // With labelled examples, the neighbours' public projection (labels play no part in it).
         let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features, category_input.compared()));
@@ -283,8 +285,13 @@ fn train_classifier(
         }
     }
     let validated = cross_validate_vectors(set, options, projection);
-    let (classifier, neighbours) =
-        train_category_model((set.vectors, set.labels, set.classes), options, projection, &validated);
+    let (classifier, neighbours) = train_category_model(
+        (set.vectors, set.labels, set.classes),
+        set.regressions,
+        options,
+        projection,
+        &validated,
+    );
     Ok((classifier, neighbours, Some(validated.soft)))
 }
 

@@ -5,6 +5,7 @@
 
 use super::classifier::{CategoryInput, Classifier, TrainOptions};
 use super::neighbours::Projection;
+use super::regressions::Regressions;
 use super::training::{
     category_input, cross_validate_vectors, embed_training_set, fit_words, fold_assignment, training_set, with_words,
     CompileError, Labelled,
@@ -120,6 +121,7 @@ pub fn cross_validate(
         classes,
         folds,
         by_fold: None,
+        regressions: &Regressions::default(),
     };
     let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features, input.compared()));
     let pinned = cross_validate_vectors(&set, options, projection.as_ref());

@@ -26,6 +26,7 @@ mod design;
 mod evaluate;
 pub mod finetune;
 pub mod neighbours;
+mod regressions;
 mod shapes;
 mod training;
 pub mod tuning;

@@ -4,6 +4,7 @@
 use super::calibration::{fit_temperature, Calibration};
 use super::classifier::{argmax, softmax, Classifier, TrainOptions};
 use super::neighbours::{Neighbours, Projection};
+use super::regressions::Regressions;
 use super::words::Words;
 use super::{CategoryInput, Study, CATEGORY_MIN_EXAMPLES};
 use crate::embed::{EmbedError, Embedder, DIM};
@@ -232,6 +233,8 @@ pub(crate) struct Labelled<'a> {
     /// layers tuned without that fold (and the neighbours' projection fitted to them), which
     /// that fold's model is trained and scored on; `vectors` are the shipped layers'.
     pub by_fold: Option<&'a [FoldSpace]>,
+    /// Where its regressions are trained: once per distinct training input.
+    pub regressions: &'a Regressions,
 }
 
 /// Every item's vector as one fold's tuned layers embed it, and the projection fitted to them.
@@ -274,7 +277,7 @@ pub(crate) fn cross_validate_vectors(
             let train: Vec<usize> = (0..vectors.len()).filter(|&i| fold_of[i] != Some(fold)).collect();
             let xs: Vec<Vec<f32>> = train.iter().map(|&i| vectors[i].clone()).collect();
             let ys: Vec<usize> = train.iter().map(|&i| labels[i]).collect();
-            let model = Classifier::train_linear(&xs, &ys, classes, options);
+            let model = set.regressions.train(&xs, &ys, classes, options);
             let neighbours = projection.map(|p| Neighbours::index(p, &xs, &ys, classes));
             (held.into_iter())
                 .map(|i| {
@@ -349,12 +352,15 @@ pub(crate) fn cross_validate_vectors(
 /// The category model trained on all of `xs`, calibrated as cross-validation found best.
 pub(crate) fn train_category_model(
     set: (&[Vec<f32>], &[usize], usize),
+    regressions: &Regressions,
     options: TrainOptions,
     projection: Option<&Projection>,
     validated: &CrossValidation,
 ) -> (Classifier, Option<Neighbours>) {
     let (xs, ys, classes) = set;
-    let classifier = Classifier::train_linear(xs, ys, classes, options).with_temperature(validated.temperature);
+    let classifier = regressions
+        .train(xs, ys, classes, options)
+        .with_temperature(validated.temperature);
     let neighbours = projection
         .zip(validated.blend)
         .map(|(p, (weight, temperature))| Neighbours {

@@ -151,10 +151,12 @@ fn train_without(set: &Labelled<'_>, options: TrainOptions, projection: Option<&
         classes,
         folds,
         by_fold: None,
+        regressions: set.regressions,
     };
     // Trained and calibrated as the shipped classifier is, from its inner folds.
     let validated = cross_validate_vectors(&training, options, projection);
-    let (model, neighbours) = train_category_model((&xs, &ys, classes), options, projection, &validated);
+    let (model, neighbours) =
+        train_category_model((&xs, &ys, classes), set.regressions, options, projection, &validated);
     let confusion = validated.soft;
     Fold {
         probabilities: (test.iter())
@@ -303,5 +305,55 @@ impl Errors {
                 .map(|c| (self.debiased.iter().map(|e| e[c] * e[c]).sum::<f64>() / n as f64).sqrt())
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::classifier::TrainOptions;
+    use super::super::regressions::Regressions;
+    use super::super::training::{cross_validate_vectors, train_category_model, Labelled};
+    use super::validate_debiasing;
+
+    /// Three noisy classes in two dimensions, five folds of 24 sampled items each.
+    fn items() -> (Vec<Vec<f32>>, Vec<usize>, Vec<Option<usize>>) {
+        let xs: Vec<Vec<f32>> = (0..120)
+            .map(|i| {
+                let c = (i % 3) as f32;
+                vec![c + ((i * 37) % 11) as f32 / 8.0, c * 0.5 - ((i * 17) % 7) as f32 / 6.0]
+            })
+            .collect();
+        let ys = (0..120).map(|i| i % 3).collect();
+        let folds = (0..120).map(|i| Some((i / 3) % 5)).collect();
+        (xs, ys, folds)
+    }
+
+    /// Compiling trains each distinct regression once: everything, each fold left out (the
+    /// confusion's and the nested validation's outer models), each pair of folds left out (the
+    /// nested validation's inner models, (a, b) as (b, a)). The memo gives what training again
+    /// gives (`regressions::tests`), so the results are those of training every time.
+    #[test]
+    fn compiling_trains_each_distinct_regression_once() {
+        let (xs, ys, fold_of) = items();
+        let options = TrainOptions {
+            iterations: 50,
+            ..TrainOptions::default()
+        };
+        let regressions = Regressions::default();
+        let set = Labelled {
+            vectors: &xs,
+            labels: &ys,
+            fold_of: &fold_of,
+            classes: 3,
+            folds: 5,
+            by_fold: None,
+            regressions: &regressions,
+        };
+        let validated = cross_validate_vectors(&set, options, None);
+        assert_eq!(regressions.len(), 5);
+        train_category_model((&xs, &ys, 3), &regressions, options, None, &validated);
+        let validation = validate_debiasing(&set, options, None, None);
+        assert!(validation.is_some());
+        assert_eq!(regressions.len(), 1 + 5 + 10, "instead of 1 + 5 + 5 × (1 + 4)");
     }
 }
