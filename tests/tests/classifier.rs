@@ -19,6 +19,9 @@ const README: [(&str, f64); 5] = [
     ("with_neighbours", 0.720),
 ];
 const TOLERANCE: f64 = 0.005;
+/// The README's learning curve: held-out accuracy with an eighth, a quarter and half of the
+/// sampled labels (the fourth point is the headline figure).
+const README_CURVE: [f64; 3] = [0.633, 0.658, 0.696];
 /// The default study's uniformly sampled labelled examples, each held out once.
 const SAMPLED: usize = 9416;
 
@@ -67,6 +70,12 @@ fn the_default_study_classifies_as_the_readme_says() {
         "{curve:?}"
     );
     assert_eq!(curve[3], (SAMPLED as u64, number(&evaluation["accuracy"])));
+    for ((sampled, measured), figure) in curve.iter().zip(README_CURVE) {
+        assert!(
+            (measured - figure).abs() <= TOLERANCE,
+            "{sampled} labels: {measured}, the README says {figure}"
+        );
+    }
 
     // Held-out figures per language account for every held-out example.
     let languages = evaluation["per_language"].as_array().unwrap();
@@ -74,6 +83,42 @@ fn the_default_study_classifies_as_the_readme_says() {
     assert_eq!(support, SAMPLED as u64);
     assert_eq!(languages[0]["language"], "en");
     assert!(languages.len() >= 10, "{languages:?}");
+}
+
+/// The README's figures for the correction's nested validation in the compiled default study:
+/// mean TVD from the true mix without noise (devices, debiased, classify-and-count), then through
+/// the category channel at (reports, debiased, devices).
+const README_VALIDATION: [f64; 3] = [0.145, 0.053, 0.116];
+const README_THROUGH_THE_CHANNEL: [(usize, f64, f64); 3] =
+    [(3_000, 0.219, 0.201), (10_000, 0.144, 0.168), (100_000, 0.071, 0.147)];
+/// The validation is deterministic (fixed folds, mixes and noise seeds); a TVD is a mean over
+/// 105 mixes, so a different CPU's last digits move it by far less than this.
+const TVD_TOLERANCE: f64 = 0.002;
+
+#[test]
+fn the_default_study_validates_its_correction_as_the_readme_says() {
+    let validation = compile_study(None).category_validation.expect("validated");
+    assert_eq!(validation.mixes, 105, "each fold's 21 shifted mixes");
+    let without_noise = [validation.tvd_devices, validation.tvd_debiased, validation.tvd_counted];
+    for (measured, figure) in without_noise.into_iter().zip(README_VALIDATION) {
+        assert!(
+            (measured - figure).abs() <= TVD_TOLERANCE,
+            "without noise: {without_noise:?}, the README says {README_VALIDATION:?}"
+        );
+    }
+    for (reports, debiased, devices) in README_THROUGH_THE_CHANNEL {
+        let at = (validation.noisy.iter())
+            .find(|at| at.reports == reports)
+            .unwrap_or_else(|| panic!("no figures at {reports} reports"));
+        assert!(
+            (at.tvd_debiased - debiased).abs() <= TVD_TOLERANCE && (at.tvd_devices - devices).abs() <= TVD_TOLERANCE,
+            "{reports} reports: {at:?}, the README says {debiased} against {devices}"
+        );
+    }
+    // The verdict the README states: the correction loses at 1,000 and 3,000 reports and wins
+    // from 10,000 on.
+    let wins = |reports: f64| validation.debias_at(reports);
+    assert!(!wins(1_000.0) && !wins(3_000.0) && wins(10_000.0) && wins(100_000.0));
 }
 
 fn conversation(request: &str, reply: &str) -> Conversation {
