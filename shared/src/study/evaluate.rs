@@ -33,6 +33,10 @@ pub struct Evaluation {
     pub per_category: Vec<CategoryScore>,
     /// Held-out accuracy by the detected language of the request.
     pub per_language: Vec<LanguageScore>,
+    /// Held-out accuracy on the examples two independent readings gave the same category
+    /// (when the study's examples say): what the classifier gets right where the labels are
+    /// not themselves in doubt.
+    pub agreed: Option<AgreedScore>,
     /// Held-out accuracy with fewer of the uniformly sampled labelled examples: what more
     /// labels buy (with the pinned embeddings: fine-tuning is not repeated for each subset).
     pub learning_curve: Vec<CurvePoint>,
@@ -79,6 +83,12 @@ pub struct CategoryScore {
     pub support: u32,
     pub recall: f64,
     pub precision: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgreedScore {
+    pub held_out: u32,
+    pub accuracy: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,6 +221,7 @@ pub fn cross_validate(
         accuracy: ratio(correct, held_out),
         steps,
         per_language: per_language(&validated.predictions, &training.texts, labels),
+        agreed: agreed(study, &validated.predictions, labels, taxonomy_examples),
         learning_curve,
         prototype_accuracy: ratio(prototype_correct, held_out),
         per_category,
@@ -219,6 +230,24 @@ pub fn cross_validate(
         blend: validated.blend,
         calibration: validated.calibration.summary(),
         uncalibrated: validated.uncalibrated.summary(),
+    })
+}
+
+/// Accuracy on the held-out examples whose two readings agreed; `first` is the index of the
+/// study's first labelled example in the training set (the taxonomy's examples come before).
+fn agreed(study: &Study, predictions: &[(usize, usize)], labels: &[usize], first: usize) -> Option<AgreedScore> {
+    let agreed = |item: usize| {
+        let example = item.checked_sub(first).and_then(|i| study.examples.get(i));
+        example.is_some_and(|e| e.agreed == Some(true))
+    };
+    let (mut held_out, mut right) = (0, 0);
+    for &(item, predicted) in predictions.iter().filter(|(item, _)| agreed(*item)) {
+        held_out += 1;
+        right += u32::from(predicted == labels[item]);
+    }
+    (held_out > 0).then(|| AgreedScore {
+        held_out,
+        accuracy: ratio(right, held_out),
     })
 }
 

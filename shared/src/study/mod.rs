@@ -215,6 +215,12 @@ pub struct LabelledExample {
     /// reads its first words as a device reads a conversation's ([`crate::facets::reply_text`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+    /// Whether two independent readings gave the example this category (`false`: they did
+    /// not; the category is the one a third reading agreed with, or the first reading's when
+    /// all three differed). Held-out accuracy on the examples the readings agreed on does not
+    /// count the labels' own doubt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreed: Option<bool>,
 }
 
 /// Who runs a study, why, and how long its reports are kept: what a contributor is told before
@@ -506,6 +512,21 @@ description = "Poetry"
         assert_eq!(s.version.len(), 16);
         let other = Study::parse(STUDY, examples("{\"text\":\"a sonnet\",\"category\":\"poems\"}\n")).unwrap();
         assert_ne!(s.version, other.version);
+    }
+
+    #[test]
+    fn an_example_says_whether_its_readings_agreed() {
+        let jsonl = "{\"text\":\"fix my loop\",\"category\":\"code\",\"agreed\":true}\n\
+                     {\"text\":\"a sonnet\",\"category\":\"poems\",\"agreed\":false}\n\
+                     {\"text\":\"an ode\",\"category\":\"poems\"}\n";
+        let s = Study::parse(STUDY, examples(jsonl)).unwrap();
+        let agreed: Vec<_> = s.examples.iter().map(|e| e.agreed).collect();
+        assert_eq!(agreed, [Some(true), Some(false), None]);
+        let err = Study::parse(
+            STUDY,
+            examples("{\"text\":\"x\",\"category\":\"code\",\"agreed\":\"yes\"}"),
+        );
+        assert!(err.unwrap_err().to_string().contains("line 1"));
     }
 
     #[test]
