@@ -6,7 +6,7 @@ use chorus_shared::embed::pins::pins;
 use chorus_shared::embed::Embedder;
 use chorus_shared::study::tuning::{self, Tuning, TUNING_FORMAT};
 use chorus_shared::study::{CompiledStudy, Study, StudyContents, TrainOptions, COMPILED_FORMAT, CONFUSION_FOLDS};
-use chorus_shared::Analyzer;
+use chorus_shared::{Analyzer, SOURCE_DIGEST};
 use std::path::{Path, PathBuf};
 
 const DEFAULT_STUDY: &str = include_str!("../../studies/default/study.toml");
@@ -68,11 +68,15 @@ pub fn load_study(args: &StudyArgs) -> Result<Study, String> {
     Study::parse(&text, contents).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// The study compiled against the embedder, from the cache when it was compiled before
-/// (compiling embeds every labelled example, which takes a while).
+/// The study compiled against the embedder, from the cache when this build compiled it before
+/// (compiling embeds every labelled example, which takes a while); keyed by the code's
+/// [`SOURCE_DIGEST`] too, so that new training code never serves a study the old one compiled.
 pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStudy, String> {
     let model = &pins().model.sha256[..16];
-    let name = format!("{}-{}-{model}-f{COMPILED_FORMAT}.json", study.id, study.version);
+    let name = format!(
+        "{}-{}-{model}-f{COMPILED_FORMAT}-{SOURCE_DIGEST}.json",
+        study.id, study.version
+    );
     cached(&cache_dir().join("studies").join(name), || {
         let tuning = study_tuning(study, embedder, CONFUSION_FOLDS)?;
         let mut progress = Progress::new("compiling the study", None);
@@ -97,7 +101,10 @@ pub fn study_tuning(study: &Study, embedder: &Embedder, folds: usize) -> Result<
         return Ok(None);
     }
     let model = &pins().model.sha256[..16];
-    let name = format!("{}-{}-{model}-t{TUNING_FORMAT}-k{folds}.json", study.id, study.version);
+    let name = format!(
+        "{}-{}-{model}-t{TUNING_FORMAT}-k{folds}-{SOURCE_DIGEST}.json",
+        study.id, study.version
+    );
     cached(&cache_dir().join("tuning").join(name), || {
         let mut progress = Progress::new("fine-tuning the upper layers", Some("runs"));
         let tuning = tuning::tune(study, embedder, folds, |done, total| {

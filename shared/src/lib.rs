@@ -29,6 +29,11 @@ pub mod stable_hash;
 pub mod study;
 pub mod tokens;
 
+/// A digest of this crate's source (`build.rs`): caches of compiled studies and tuned layers are
+/// keyed by it besides the study, the model and the format, because a change to the code that
+/// trains, embeds or prepares texts can change what a study compiles to without a new format.
+pub const SOURCE_DIGEST: &str = env!("CHORUS_SHARED_SOURCE_DIGEST");
+
 pub use analysis::Analysis;
 pub use conversation::{Conversation, Role, Turn};
 pub use pipeline::Analyzer;
