@@ -37,3 +37,16 @@ pub const SOURCE_DIGEST: &str = env!("CHORUS_SHARED_SOURCE_DIGEST");
 pub use analysis::Analysis;
 pub use conversation::{Conversation, Role, Turn};
 pub use pipeline::Analyzer;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_source_digest_is_eight_bytes_of_hex() {
+        let digest = super::SOURCE_DIGEST;
+        assert_eq!(digest.len(), 16, "{digest}");
+        assert!(
+            digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{digest}"
+        );
+    }
+}
