@@ -64,6 +64,7 @@ fn the_default_study_classifies_as_the_readme_says() {
         (measured - README_AGREED_ACCURACY).abs() <= TOLERANCE,
         "on the examples whose readings agreed: {measured}, the README says {README_AGREED_ACCURACY}"
     );
+    assert!(measured > number(&evaluation["accuracy"]), "{measured}");
 
     // The probabilities the category channel draws from are calibrated, and were not before.
     let calibrated = number(&evaluation["calibration"]["expected_calibration_error"]);
