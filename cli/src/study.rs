@@ -83,7 +83,7 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
             });
             eprintln!(
                 "chorus: {}-fold held-out accuracy {:.3} on {} examples (request alone {}, with the reply {}, with the layers' \
-                 means {}, regression {:.3}, with neighbours {}{tuned}; prototype fallback {:.3}); expected calibration error {:.3} ({:.3} \
+                 means {}, with the words of the request and the reply's opening {}, regression {:.3}, with neighbours {}{tuned}; prototype fallback {:.3}); expected calibration error {:.3} ({:.3} \
                  uncalibrated)",
                 folds,
                 evaluation.accuracy,
@@ -91,6 +91,7 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
                 step(evaluation.steps.request_only),
                 step(evaluation.steps.without_layers),
                 step(evaluation.steps.without_words),
+                step(evaluation.steps.without_replies_words),
                 evaluation.steps.regression,
                 step(evaluation.steps.with_neighbours),
                 evaluation.prototype_accuracy,

@@ -7,7 +7,7 @@ use crate::analysis::Analysis;
 use crate::conversation::Conversation;
 use crate::embed::{EmbedError, Embedder};
 use crate::facets;
-use crate::study::{argmax, CategoryInput, CompiledStudy, COMPILED_FORMAT};
+use crate::study::{argmax, CategoryInput, CategoryTexts, CompiledStudy, COMPILED_FORMAT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzerError {
@@ -82,11 +82,18 @@ impl Analyzer {
             Some(reply) => Some(self.embedder.embed_through_tuned(&[reply])?.remove(0)),
         };
         let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
-        let probabilities = self.study.category_probabilities(
-            &request_for_category,
-            reply.as_deref(),
-            (&request, reply_text.as_deref()),
-        );
+        // Only a classifier that reads the replies' words needs them cut and scrubbed.
+        let replies_text = (self.study.words.as_ref())
+            .filter(|w| w.replies)
+            .and_then(|_| facets::replies_text(conversation));
+        let texts = CategoryTexts {
+            request: &request,
+            reply: reply_text.as_deref(),
+            replies: replies_text.as_deref(),
+        };
+        let probabilities = self
+            .study
+            .category_probabilities(&request_for_category, reply.as_deref(), texts);
         Ok(Analysis {
             id: conversation.id.clone(),
             language: text.language.to_owned(),

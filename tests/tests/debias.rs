@@ -12,7 +12,7 @@
 use chorus_messages::{Channel, Privatized};
 use chorus_server::analyze::debias_category;
 use chorus_shared::codebook::kmeans::SplitMix;
-use chorus_shared::facets::reply_excerpt;
+use chorus_shared::facets::{replies_excerpt, reply_excerpt};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::oracle::share_ci95;
 use chorus_shared::stable_hash::fnv1a;
@@ -54,6 +54,7 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
     let set = TrainingSet {
         texts: test.iter().map(|e| example_text(&e.text)).collect(),
         replies: test.iter().map(|e| e.reply.as_deref().map(reply_excerpt)).collect(),
+        all_replies: test.iter().map(|e| e.replies.as_deref().map(replies_excerpt)).collect(),
         labels: Vec::new(),
     };
     let embedder = match &study.tuned_layers {
@@ -76,10 +77,8 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
         .iter()
         .map(|e| study.categories.iter().position(|c| c.id == e.category).unwrap())
         .collect();
-    let probabilities = (requests.iter().zip(&replies).zip(set.texts.iter().zip(&set.replies)))
-        .map(|((request, reply), (text, reply_text))| {
-            study.category_probabilities(request, reply.as_deref(), (text, reply_text.as_deref()))
-        })
+    let probabilities = (requests.iter().zip(&replies).enumerate())
+        .map(|(i, (request, reply))| study.category_probabilities(request, reply.as_deref(), set.category_texts(i)))
         .collect();
     (study, labels, probabilities)
 }

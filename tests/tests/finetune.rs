@@ -7,7 +7,7 @@ use chorus_shared::conversation::{Conversation, Role, Turn};
 use chorus_shared::embed::{pins::pins, weights};
 use chorus_shared::facets::{reply_text, request_text};
 use chorus_shared::pipeline::Analyzer;
-use chorus_shared::study::{finetune, CompiledStudy};
+use chorus_shared::study::{finetune, CategoryTexts, CompiledStudy};
 use chorus_tests::{cached, compile_study, embedder, workspace_root};
 use serde_json::Value;
 use tract_onnx::prelude::*;
@@ -89,14 +89,19 @@ fn a_tuned_study_ships_its_layers_and_devices_classify_through_them_as_trained()
         let request = trained_embedding(&request_text(&c));
         let reply = reply_text(&c).map(|r| trained_embedding(&r));
         let texts = (request_text(&c), reply_text(&c));
-        let expected = compiled.category_probabilities(&request, reply.as_deref(), (&texts.0, texts.1.as_deref()));
+        let texts = CategoryTexts {
+            request: &texts.0,
+            reply: texts.1.as_deref(),
+            replies: None,
+        };
+        let expected = compiled.category_probabilities(&request, reply.as_deref(), texts);
         let got = analysis.category_probabilities.unwrap();
         let worst = got.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(worst < 1e-3, "device {got:?}, as trained {expected:?}");
         // The embedding channel and topics still read the pinned embedding.
         let pinned_embedding = base.embed(&[&request_text(&c)]).unwrap().remove(0);
         assert_eq!(analysis.embedding.unwrap(), pinned_embedding);
-        let untuned = compiled.category_probabilities(&pinned_embedding, None, (&texts.0, None));
+        let untuned = compiled.category_probabilities(&pinned_embedding, None, CategoryTexts { reply: None, ..texts });
         differs += usize::from(untuned != expected);
     }
     assert_eq!(differs, 12, "the classifier reads the tuned embeddings");

@@ -86,6 +86,33 @@ pub fn reply_excerpt(reply: &str) -> String {
     pii::scrub(&excerpt)
 }
 
+/// Longest excerpt of the assistant's replies whose words the category classifier reads, in
+/// characters (about 300 words). On the default study's labelled examples (scikit-learn
+/// reference runs) the words of the replies' first 1,000 characters added 1.2 points of
+/// held-out accuracy to the request's and the reply opening's words, of the first 3,000 1.8.
+/// Counting words costs a device nothing next to embedding a text; the cap bounds it and the
+/// labelled examples' size.
+pub const MAX_REPLIES_CHARS: usize = 2000;
+
+/// The assistant's replies, joined, as the category classifier reads their words: their first
+/// [`MAX_REPLIES_CHARS`] characters, PII-scrubbed (replies before the first request, a
+/// greeting, do not count). `None` when the conversation has no reply. Never embedded and
+/// never sent: only the category its words help choose is reported.
+pub fn replies_text(conversation: &Conversation) -> Option<String> {
+    let replies: Vec<&str> = (conversation.turns.iter())
+        .skip_while(|t| t.role != Role::User)
+        .filter(|t| t.role == Role::Assistant && !t.text.trim().is_empty())
+        .map(|t| t.text.as_str())
+        .collect();
+    (!replies.is_empty()).then(|| replies_excerpt(&replies.join("\n")))
+}
+
+/// [`replies_text`] of the replies' joined text; labelled examples' replies go through it too.
+pub fn replies_excerpt(replies: &str) -> String {
+    let excerpt: String = replies.chars().take(MAX_REPLIES_CHARS).collect();
+    pii::scrub(&excerpt)
+}
+
 fn is_meaningful_title(title: &str) -> bool {
     const PLACEHOLDERS: [&str; 5] = ["new chat", "untitled", "new conversation", "chat", "conversation"];
     !title.is_empty() && !PLACEHOLDERS.contains(&title.to_lowercase().as_str())
@@ -146,6 +173,25 @@ mod tests {
         let unspaced = conv(None, &[(Role::User, "你好"), (Role::Assistant, &"好".repeat(500))]);
         assert_eq!(reply_text(&unspaced).unwrap().chars().count(), MAX_REPLY_CHARS);
         assert_eq!(reply_text(&conv(None, &[(Role::User, "hello")])), None);
+    }
+
+    #[test]
+    fn replies_text_joins_every_reply_after_the_first_request_cut_and_scrubbed() {
+        let c = conv(
+            None,
+            &[
+                (Role::Assistant, "Welcome"),
+                (Role::User, "Write to Bob"),
+                (Role::Assistant, "Here is the e-mail to bob@example.com"),
+                (Role::User, "Shorter"),
+                (Role::Assistant, " "),
+                (Role::Assistant, "Dear Bob"),
+            ],
+        );
+        assert_eq!(replies_text(&c).unwrap(), "Here is the e-mail to [email]\nDear Bob");
+        let long = conv(None, &[(Role::User, "hi"), (Role::Assistant, &"word ".repeat(1000))]);
+        assert_eq!(replies_text(&long).unwrap().chars().count(), MAX_REPLIES_CHARS);
+        assert_eq!(replies_text(&conv(None, &[(Role::User, "hello")])), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use super::training::{
 };
 use super::tuning::{check_tuning, tuned_spaces, Tuning};
 use super::validation::{validate_debiasing, DebiasValidation};
-use super::words::Words;
+use super::words::{CategoryTexts, Words};
 use super::{Access, Category, ReleaseConfig, Steward, Study};
 use crate::codebook::Codebook;
 use crate::embed::weights::TunedLayers;
@@ -20,8 +20,9 @@ use serde::{Deserialize, Serialize};
 
 /// Changes whenever compiled studies from older code must not be reused (9: the access mode;
 /// 10: the concern scale's descriptions; 11: the steward; 12: what the category classifier reads;
-/// 13: fine-tuned upper layers; 14: the pinned layers' means; 15: the texts' words).
-pub const COMPILED_FORMAT: u32 = 15;
+/// 13: fine-tuned upper layers; 14: the pinned layers' means; 15: the texts' words; 16: the
+/// replies' words).
+pub const COMPILED_FORMAT: u32 = 16;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -207,16 +208,12 @@ impl CompiledStudy {
 
     /// The category classifier's probabilities for a conversation with this request embedding
     /// and, when it has a reply, this embedding of the reply's opening; `texts` are the request
-    /// and the reply's opening that were embedded (their words, for a classifier that reads them).
-    pub fn category_probabilities(
-        &self,
-        request: &[f32],
-        reply: Option<&[f32]>,
-        texts: (&str, Option<&str>),
-    ) -> Vec<f32> {
+    /// and the reply's opening that were embedded, and the replies (their words, for a
+    /// classifier that reads them).
+    pub fn category_probabilities(&self, request: &[f32], reply: Option<&[f32]>, texts: CategoryTexts) -> Vec<f32> {
         let mut x = self.category_input.features(request, reply);
         if let Some(words) = &self.words {
-            x.extend(words.text_features(texts.0, texts.1));
+            x.extend(words.text_features(texts));
         }
         category_probabilities(&self.classifier, self.neighbours.as_ref(), &x)
     }
@@ -235,7 +232,7 @@ impl CompiledStudy {
 
     /// How many floats the category classifier reads: its embeddings' and its words'.
     pub fn category_width(&self) -> usize {
-        self.category_input.width() + self.words.as_ref().map_or(0, |w| 2 * w.len())
+        self.category_input.width() + self.words.as_ref().map_or(0, Words::width)
     }
 
     /// Concern level 1–5 of a conversation: the highest level whose terms appear in what the

@@ -11,6 +11,7 @@ use super::training::{
     CompileError, Labelled,
 };
 use super::tuning::{check_tuning, tuned_spaces, Tuning};
+use super::words::Words;
 use super::Study;
 use crate::embed::{Embedder, DIM};
 use crate::facets::language_of;
@@ -62,6 +63,9 @@ pub struct Steps {
     /// Logistic regression on the embeddings and the layers' means, without the texts' words
     /// (when the study's classifier reads words).
     pub without_words: Option<f64>,
+    /// The same with the request's and the reply opening's words, without the replies' (when
+    /// the study's classifier reads the replies' words).
+    pub without_replies_words: Option<f64>,
     /// Logistic regression on the study's input.
     pub regression: f64,
     /// Blended with the nearest labelled examples' vote (when the study has them).
@@ -166,10 +170,18 @@ pub fn cross_validate(
         regression_on(&plain)
     });
     let without_words = words.is_some().then(|| regression_on(&embedded.features(input)));
+    let without_replies_words = (words.as_ref().filter(|w| w.replies)).map(|w| {
+        let fewer = Words {
+            replies: false,
+            ..w.clone()
+        };
+        regression_on(&with_words(embedded.features(input), Some(&fewer), &training))
+    });
     let steps = Steps {
         request_only,
         without_layers,
         without_words,
+        without_replies_words,
         regression: pinned.regression_accuracy,
         with_neighbours: projection.as_ref().map(|_| accuracy(&pinned.hard)),
         fine_tuned: tuning.as_ref().map(|_| FineTunedSteps {

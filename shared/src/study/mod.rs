@@ -41,6 +41,7 @@ pub use training::{
     TrainingSet, VOCABULARY,
 };
 pub use validation::{AtReports, DebiasValidation, MARGIN as DEBIAS_MARGIN};
+pub use words::CategoryTexts;
 
 use crate::codebook::Codebook;
 use crate::embed::pins::sha256_hex;
@@ -215,6 +216,11 @@ pub struct LabelledExample {
     /// reads its first words as a device reads a conversation's ([`crate::facets::reply_text`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+    /// The conversation's assistant replies, joined, when known (their first
+    /// [`crate::facets::MAX_REPLIES_CHARS`] characters are read): the classifier reads their
+    /// words as a device reads a conversation's ([`crate::facets::replies_text`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies: Option<String>,
     /// Whether two independent readings gave the example this category (`false`: they did
     /// not; the category is the one a third reading agreed with, or the first reading's when
     /// all three differed). Held-out accuracy on the examples the readings agreed on does not

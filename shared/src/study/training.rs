@@ -5,7 +5,7 @@ use super::calibration::{fit_temperature, Calibration};
 use super::classifier::{argmax, softmax, Classifier, TrainOptions};
 use super::neighbours::{Neighbours, Projection};
 use super::regressions::Regressions;
-use super::words::Words;
+use super::words::{CategoryTexts, Words};
 use super::{CategoryInput, Study, CATEGORY_MIN_EXAMPLES};
 use crate::embed::{EmbedError, Embedder, DIM};
 use crate::facets::pii;
@@ -39,6 +39,9 @@ pub struct TrainingSet {
     /// The opening of each item's first reply when it has one, prepared like a conversation's
     /// ([`crate::facets::reply_excerpt`]).
     pub replies: Vec<Option<String>>,
+    /// Each item's assistant replies when it has them, prepared like a conversation's
+    /// ([`crate::facets::replies_excerpt`]): what their words are read from.
+    pub all_replies: Vec<Option<String>>,
     /// Category indices.
     pub labels: Vec<usize>,
 }
@@ -49,26 +52,39 @@ pub fn training_set(study: &Study) -> TrainingSet {
     let mut set = TrainingSet {
         texts: Vec::new(),
         replies: Vec::new(),
+        all_replies: Vec::new(),
         labels: Vec::new(),
     };
-    let mut push = |text: String, reply: Option<&str>, label: usize| {
+    let mut push = |text: String, reply: Option<&str>, replies: Option<&str>, label: usize| {
         set.texts.push(text);
         set.replies.push(reply.map(crate::facets::reply_excerpt));
+        set.all_replies.push(replies.map(crate::facets::replies_excerpt));
         set.labels.push(label);
     };
     for (c, category) in study.categories.iter().enumerate() {
         if study.examples.is_empty() {
-            push(format!("{}: {}", category.name, category.description), None, c);
+            push(format!("{}: {}", category.name, category.description), None, None, c);
         }
         for e in &category.examples {
-            push(example_text(e), None, c);
+            push(example_text(e), None, None, c);
         }
     }
     for e in &study.examples {
         let label = study.category_index(&e.category).expect("examples were validated");
-        push(example_text(&e.text), e.reply.as_deref(), label);
+        push(example_text(&e.text), e.reply.as_deref(), e.replies.as_deref(), label);
     }
     set
+}
+
+impl TrainingSet {
+    /// Item `i`'s texts, as the classifier reads their words.
+    pub fn category_texts(&self, i: usize) -> CategoryTexts<'_> {
+        CategoryTexts {
+            request: &self.texts[i],
+            reply: self.replies[i].as_deref(),
+            replies: self.all_replies[i].as_deref(),
+        }
+    }
 }
 
 /// What a study's category classifier reads: the request and the reply's opening when most of
@@ -90,15 +106,21 @@ pub fn category_input(study: &Study) -> CategoryInput {
 pub const VOCABULARY: usize = 1000;
 
 /// The words the category classifier reads beside the embeddings, fitted to the training set's
-/// requests and replies (each one text): for the layered input, the classifier of a study
-/// with replies that does not fine-tune; none otherwise.
+/// requests and reply openings (each one text): for the layered input, the classifier of a
+/// study with replies that does not fine-tune; none otherwise. It reads the replies' words
+/// too when most items with a reply carry their replies (a classifier that learned them from
+/// a few would meet them on every device).
 pub fn fit_words(input: CategoryInput, set: &TrainingSet) -> Option<Words> {
     input.layered().then(|| {
         let texts: Vec<&str> = (set.texts.iter())
             .chain(set.replies.iter().flatten())
             .map(String::as_str)
             .collect();
-        Words::fit(&texts, VOCABULARY)
+        let with_replies = set.all_replies.iter().flatten().count();
+        Words {
+            replies: with_replies * 2 > set.replies.iter().flatten().count(),
+            ..Words::fit(&texts, VOCABULARY)
+        }
     })
 }
 
@@ -106,8 +128,8 @@ pub fn fit_words(input: CategoryInput, set: &TrainingSet) -> Option<Words> {
 /// classifier reads words.
 pub fn with_words(mut features: Vec<Vec<f32>>, words: Option<&Words>, set: &TrainingSet) -> Vec<Vec<f32>> {
     if let Some(words) = words {
-        for ((x, text), reply) in features.iter_mut().zip(&set.texts).zip(&set.replies) {
-            x.extend(words.text_features(text, reply.as_deref()));
+        for (i, x) in features.iter_mut().enumerate() {
+            x.extend(words.text_features(set.category_texts(i)));
         }
     }
     features

@@ -20,6 +20,11 @@ const MIN_TEXTS: usize = 2;
 pub struct Words {
     pub vocabulary: Vec<String>,
     pub idf: Vec<f32>,
+    /// Whether the classifier also reads the words of the assistant's replies
+    /// ([`crate::facets::replies_text`]), a third block after the request's and the reply
+    /// opening's: for a study whose labelled examples carry their replies.
+    #[serde(default)]
+    pub replies: bool,
 }
 
 impl Words {
@@ -46,6 +51,7 @@ impl Words {
                 .map(|(_, df)| (((1.0 + n) / (1.0 + *df as f64)).ln() + 1.0) as f32)
                 .collect(),
             vocabulary: common.into_iter().map(|(w, _)| w).collect(),
+            replies: false,
         }
     }
 
@@ -57,10 +63,22 @@ impl Words {
         self.vocabulary.is_empty()
     }
 
-    /// The classifier's word features: the request's, then the reply's (the request's again
-    /// when there is no reply, as for the embeddings).
-    pub fn text_features(&self, request: &str, reply: Option<&str>) -> Vec<f32> {
-        [self.features(request), self.features(reply.unwrap_or(request))].concat()
+    /// How many floats the classifier's word features are: a block of the vocabulary's size
+    /// per text it reads.
+    pub fn width(&self) -> usize {
+        self.len() * if self.replies { 3 } else { 2 }
+    }
+
+    /// The classifier's word features: the request's, then the reply opening's (the request's
+    /// again when there is no reply, as for the embeddings), then, when it reads them, the
+    /// replies' (the opening's when only that is known).
+    pub fn text_features(&self, texts: CategoryTexts) -> Vec<f32> {
+        let reply = texts.reply.unwrap_or(texts.request);
+        let mut x = [self.features(texts.request), self.features(reply)].concat();
+        if self.replies {
+            x.extend(self.features(texts.replies.unwrap_or(reply)));
+        }
+        x
     }
 
     /// `text`'s weight for each word of the vocabulary: `(1 + ln count) × idf`, at unit length
@@ -79,6 +97,15 @@ impl Words {
         crate::embed::normalize(&mut x);
         x
     }
+}
+
+/// The texts of a conversation whose words the category classifier reads, prepared as a device
+/// prepares them ([`crate::facets`]): the request, the opening of the first reply, the replies.
+#[derive(Debug, Clone, Copy)]
+pub struct CategoryTexts<'a> {
+    pub request: &'a str,
+    pub reply: Option<&'a str>,
+    pub replies: Option<&'a str>,
 }
 
 /// A text's words: lowercase runs of letters, digits and underscores, two characters or more.
@@ -114,5 +141,25 @@ mod tests {
         let [query, sql] = [x[0], x[1]];
         assert!((sql / query - (1.0 + 2f32.ln())).abs() < 1e-5);
         assert!(words.features("nothing known here").iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn the_replies_words_are_a_third_block_read_only_when_the_study_has_them() {
+        let mut words = Words::fit(&["sql query", "sql essay", "essay query"], 10);
+        let texts = CategoryTexts {
+            request: "sql",
+            reply: None,
+            replies: Some("an essay"),
+        };
+        assert_eq!(words.text_features(texts).len(), words.width());
+        assert_eq!(words.width(), 6);
+        words.replies = true;
+        let x = words.text_features(texts);
+        assert_eq!((x.len(), words.width()), (9, 9));
+        // No reply: the request stands for it; the replies are read as they are.
+        assert_eq!(x[..3], x[3..6]);
+        assert_eq!(x[6..], words.features("an essay"));
+        let without = words.text_features(CategoryTexts { replies: None, ..texts });
+        assert_eq!(without[6..], without[..3], "no replies: the opening, here the request");
     }
 }
