@@ -14,10 +14,8 @@
 use chorus_shared::embed::{pins::pins, Embedder, DIM};
 use chorus_shared::study::finetune::{embed_all, fine_tune, FineTuneOptions, Item};
 use chorus_shared::study::neighbours::{Neighbours, Projection};
-use chorus_shared::study::{
-    fold_assignment, training_set, CategoryInput, Classifier, Study, StudyContents, TrainOptions,
-};
-use chorus_tests::{cached, workspace_root};
+use chorus_shared::study::{fold_assignment, training_set, CategoryInput, Classifier, TrainOptions};
+use chorus_tests::{cached, default_study, workspace_root};
 use std::time::Instant;
 
 fn main() {
@@ -26,12 +24,7 @@ fn main() {
     let tuned_layers = args.get(2).copied().unwrap_or(2);
     let dir = workspace_root().join("studies/default");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    let (examples, codebook) = (read("examples.jsonl"), read("codebook.json"));
-    let contents = StudyContents {
-        labelled_examples: Some(&examples),
-        codebook: Some(&codebook),
-    };
-    let study = Study::parse(&read("study.toml"), contents).unwrap();
+    let study = default_study();
     let set = training_set(&study);
     let folds = fold_assignment(&study, 5);
     let classes = study.categories.len();

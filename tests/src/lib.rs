@@ -173,6 +173,18 @@ pub fn write_chatgpt_export(corpus: &Path, n: usize, out: &Path) -> u64 {
     std::fs::metadata(out).unwrap().len()
 }
 
+/// The default study as shipped, parsed with its labelled examples and codebook (not compiled).
+pub fn default_study() -> chorus_shared::study::Study {
+    let dir = workspace_root().join("studies/default");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let (examples, codebook) = (read("examples.jsonl"), read("codebook.json"));
+    let contents = chorus_shared::study::StudyContents {
+        labelled_examples: Some(&examples),
+        codebook: Some(&codebook),
+    };
+    chorus_shared::study::Study::parse(&read("study.toml"), contents).expect("the default study parses")
+}
+
 /// A study compiled by the `chorus` binary (which caches it), loaded for use in a test.
 pub fn compile_study(study_toml: Option<&Path>) -> chorus_shared::study::CompiledStudy {
     // Tests of one binary run in parallel threads: each call gets a file of its own.

@@ -99,18 +99,25 @@ pub const MAX_REPLIES_CHARS: usize = 2000;
 /// greeting, do not count). `None` when the conversation has no reply. Never embedded and
 /// never sent: only the category its words help choose is reported.
 pub fn replies_text(conversation: &Conversation) -> Option<String> {
-    let replies: Vec<&str> = (conversation.turns.iter())
+    let mut replies = (conversation.turns.iter())
         .skip_while(|t| t.role != Role::User)
         .filter(|t| t.role == Role::Assistant && !t.text.trim().is_empty())
         .map(|t| t.text.as_str())
-        .collect();
-    (!replies.is_empty()).then(|| replies_excerpt(&replies.join("\n")))
+        .peekable();
+    replies.peek()?;
+    // The replies joined by newlines, read only as far as the excerpt goes: a conversation
+    // with megabytes of replies is not copied whole.
+    let joined = (replies.enumerate()).flat_map(|(i, text)| (i > 0).then_some('\n').into_iter().chain(text.chars()));
+    Some(excerpt_of(joined))
 }
 
 /// [`replies_text`] of the replies' joined text; labelled examples' replies go through it too.
 pub fn replies_excerpt(replies: &str) -> String {
-    let excerpt: String = replies.chars().take(MAX_REPLIES_CHARS).collect();
-    pii::scrub(&excerpt)
+    excerpt_of(replies.chars())
+}
+
+fn excerpt_of(chars: impl Iterator<Item = char>) -> String {
+    pii::scrub(&chars.take(MAX_REPLIES_CHARS).collect::<String>())
 }
 
 fn is_meaningful_title(title: &str) -> bool {
@@ -191,6 +198,20 @@ mod tests {
         assert_eq!(replies_text(&c).unwrap(), "Here is the e-mail to [email]\nDear Bob");
         let long = conv(None, &[(Role::User, "hi"), (Role::Assistant, &"word ".repeat(1000))]);
         assert_eq!(replies_text(&long).unwrap().chars().count(), MAX_REPLIES_CHARS);
+        // Cut inside the second reply: the same as cutting the joined replies.
+        let (first, second) = ("é".repeat(MAX_REPLIES_CHARS - 10), "mot ".repeat(100));
+        let two = conv(
+            None,
+            &[
+                (Role::User, "hi"),
+                (Role::Assistant, &first),
+                (Role::Assistant, &second),
+            ],
+        );
+        assert_eq!(
+            replies_text(&two).unwrap(),
+            replies_excerpt(&format!("{first}\n{second}"))
+        );
         assert_eq!(replies_text(&conv(None, &[(Role::User, "hello")])), None);
     }
 

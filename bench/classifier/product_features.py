@@ -1,0 +1,139 @@
+"""Reference fits on the product's own classifier inputs and folds: what the held-out figure
+owes to the folds, and whether another form of the words or of the vote would add to it.
+
+The inputs are dumped by the product (`classifier_features`: the embeddings and layers' means
+from tract, the words' tf-idf blocks, the labels and `fold_assignment`'s folds), so that
+scikit-learn fits exactly what `chorus study evaluate` fits:
+
+    cargo run --release -p chorus-tests --example classifier_features -- /tmp/features
+    pip install scikit-learn
+    python bench/classifier/product_features.py /tmp/features [VARIANT...]
+
+VARIANTs: product (the product's form and folds), split_copies (folds drawn at random, which
+split the copies of a request), words_raw (the words' blocks unstandardised, scaled),
+vocabulary (word blocks rebuilt in Python: the vocabulary also from the replies, 2,000 words,
+the replies' own vocabulary), votes (the neighbours' vote in more dimensions, sharper, or
+also over the words). Each prints the regression's held-out accuracy and the blend's with the
+vote at each weight the product tries.
+"""
+import json, re, sys
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+DIR = sys.argv[1]
+meta = json.load(open(f"{DIR}/meta.json"))
+n, d = meta["rows"], meta["width"]
+F = np.fromfile(f"{DIR}/features.f32", dtype="<f4").reshape(n, d)
+y = np.array(meta["labels"])
+fold_of = np.array([-1 if f is None else f for f in meta["fold_of"]])
+classes = y.max() + 1
+DENSE = 384 * 8  # two texts' embeddings and three layers' means each
+dense, words = F[:, :DENSE], F[:, DENSE:]
+C = 0.0013  # the product's L2 penalty of 0.1 on the mean loss, for about 7,700 training rows
+
+
+def unit(x):
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def pca(x, k):
+    return unit(PCA(k, random_state=0).fit(x).transform(x))
+
+
+EMBEDDINGS = unit(np.hstack([unit(F[:, :384]), unit(F[:, 384:768])]))
+PRODUCT_SPACE = pca(EMBEDDINGS, 64)
+
+
+def product_folds():
+    return [(np.where(fold_of != f)[0], np.where(fold_of == f)[0]) for f in range(5)]
+
+
+def random_folds():
+    sampled, always = np.where(fold_of >= 0)[0], np.where(fold_of < 0)[0]
+    splits = StratifiedKFold(5, shuffle=True, random_state=0).split(sampled, y[sampled])
+    return [(np.concatenate([sampled[a], always]), sampled[b]) for a, b in splits]
+
+
+def vote(space, train, test, sharpness=20):
+    c = space[test] @ space[train].T
+    w = np.exp(sharpness * (c - c.max(1, keepdims=True)))
+    v = np.stack([w[:, y[train] == k].sum(1) for k in range(classes)], 1)
+    return v / v.sum(1, keepdims=True)
+
+
+def standardised(X):
+    def build(train, test):
+        s = StandardScaler().fit(X[train])
+        return s.transform(X[train]), s.transform(X[test])
+    return build
+
+
+def run(label, build=standardised(F), folds=None, space=PRODUCT_SPACE, sharpness=20):
+    probs, votes, truth = [], [], []
+    for train, test in folds or product_folds():
+        xtr, xte = build(train, test)
+        probs.append(LogisticRegression(C=C, max_iter=2000).fit(xtr, y[train]).predict_proba(xte))
+        votes.append(vote(space, train, test, sharpness))
+        truth.append(y[test])
+    p, v, t = map(np.concatenate, (probs, votes, truth))
+    blends = " ".join(f"{w}: {(((1 - w) * p + w * v).argmax(1) == t).mean():.4f}" for w in (0.2, 0.4, 0.6))
+    print(f"{label}: regression {(p.argmax(1) == t).mean():.4f}, with the vote {blends}", flush=True)
+
+
+def word_blocks(vocabulary_texts, size, replies_vocabulary_texts=None):
+    """The product's three word blocks rebuilt from the study's examples (the taxonomy's own
+    examples, first in the training set, get empty texts)."""
+    examples = [json.loads(l) for l in open("studies/default/examples.jsonl")]
+    empty = [""] * (n - len(examples))
+    request = empty + [e["text"][:1500] for e in examples]
+    opening = empty + [" ".join(e["reply"].split()[:24])[:200] if e.get("reply") else "" for e in examples]
+    replies = empty + [e.get("replies") or "" for e in examples]
+    opening = [o or r for o, r in zip(opening, request)]
+    replies = [r or o for r, o in zip(replies, opening)]
+    texts = {"request": request, "opening": opening, "replies": replies}
+    tokens = lambda t: [w for w in re.split(r"[^\w]", t.lower()) if len(w) >= 2]
+
+    def fit(keys, size):
+        corpus = [t for k in keys for t in texts[k] if t]
+        counts = CountVectorizer(tokenizer=tokens, lowercase=False, binary=True, token_pattern=None).fit(corpus)
+        df = np.asarray(counts.transform(corpus).sum(0)).ravel()
+        names = counts.get_feature_names_out()
+        keep = sorted((i for i in range(len(names)) if df[i] >= 2), key=lambda i: (-df[i], names[i]))[:size]
+        vocabulary = CountVectorizer(tokenizer=tokens, lowercase=False, vocabulary=[names[i] for i in keep], token_pattern=None)
+        return vocabulary, np.log((1 + len(corpus)) / (1 + df[keep])) + 1
+
+    def block(fitted, key):
+        vocabulary, idf = fitted
+        c = vocabulary.transform(texts[key]).toarray().astype(float)
+        c[c > 0] = 1 + np.log(c[c > 0])
+        return unit(c * idf)
+
+    shared = fit(vocabulary_texts, size)
+    own = fit(replies_vocabulary_texts, size) if replies_vocabulary_texts else shared
+    return np.hstack([block(shared, "request"), block(shared, "opening"), block(own, "replies")])
+
+
+for variant in sys.argv[2:] or ["product"]:
+    if variant == "product":
+        run("the product's form and folds")
+    elif variant == "split_copies":
+        run("folds drawn at random (copies of a request split)", folds=random_folds())
+        run("the product's folds", folds=product_folds())
+    elif variant == "words_raw":
+        for scale in (20, 40):
+            s = StandardScaler().fit(dense)
+            X = np.hstack([s.transform(dense), scale * words])
+            run(f"the words unstandardised, x{scale}", build=lambda a, b, X=X: (X[a], X[b]))
+    elif variant == "vocabulary":
+        run("word blocks rebuilt as the product builds them", standardised(np.hstack([dense, word_blocks(["request", "opening"], 1000)])))
+        run("the vocabulary also from the replies", standardised(np.hstack([dense, word_blocks(["request", "opening", "replies"], 1000)])))
+        run("2,000 words, also from the replies", standardised(np.hstack([dense, word_blocks(["request", "opening", "replies"], 2000)])))
+        run("the replies' own vocabulary", standardised(np.hstack([dense, word_blocks(["request", "opening"], 1000, ["replies"])])))
+    elif variant == "votes":
+        run("the vote in 128 dimensions", space=pca(EMBEDDINGS, 128))
+        run("the vote sharper (30)", sharpness=30)
+        run("the vote over the embeddings and the words", space=pca(np.hstack([EMBEDDINGS, unit(words)]), 128))
