@@ -1,5 +1,5 @@
 """The peer side of the native embedding comparison: onnxruntime (CPU) on the same model file,
-with the same tokenizer file, truncation (128 tokens) and padding policy (one text at a time,
+with the same tokenizer file, truncation (64 tokens, its MAX_TOKENS) and padding policy (one text at a time,
 no padding), mean pooling over the attention mask and L2 normalisation — what Chorus computes.
 
     python embed_ort.py MODEL.onnx TOKENIZER.json TEXTS.json THREADS [VECTORS.json]
@@ -22,7 +22,7 @@ def main():
     threads = int(threads)
     texts = json.load(open(texts_file, encoding="utf-8"))
     tokenizer = Tokenizer.from_file(tokenizer_file)
-    tokenizer.enable_truncation(128)
+    tokenizer.enable_truncation(64)  # shared/src/embed/mod.rs: MAX_TOKENS
     tokenizer.no_padding()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -6,8 +6,7 @@
 //! ```
 
 use chorus_shared::embed::{pins::pins, Embedder};
-use chorus_shared::study::words::Words;
-use chorus_shared::study::{category_input, embed_training_set, fold_assignment, training_set, VOCABULARY};
+use chorus_shared::study::{category_input, embed_training_set, fit_words, fold_assignment, training_set, with_words};
 use chorus_tests::{cached, default_study};
 
 fn main() {
@@ -24,21 +23,10 @@ fn main() {
         }
     })
     .unwrap();
-    let texts: Vec<&str> = (set.texts.iter())
-        .chain(set.replies.iter().flatten())
-        .map(String::as_str)
-        .collect();
-    let words = Words {
-        replies: true,
-        ..Words::fit(&texts, VOCABULARY)
-    };
-    let mut bytes = Vec::new();
-    let mut width = 0;
-    for (i, x) in embedded.features(input).into_iter().enumerate() {
-        let x = [x, words.text_features(set.category_texts(i))].concat();
-        width = x.len();
-        x.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
-    }
+    let words = fit_words(input, &set).expect("the default study reads words");
+    let features = with_words(embedded.features(input), Some(&words), &set);
+    let width = features[0].len();
+    let bytes: Vec<u8> = features.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("features.f32"), bytes).unwrap();
     let meta = serde_json::json!({

@@ -13,17 +13,17 @@ use std::collections::hash_map::Entry;
 /// The README's figures, to three decimals. Training and evaluation are deterministic, so the
 /// tolerance only absorbs the last digit of a different CPU's arithmetic.
 const README: [(&str, f64); 6] = [
-    ("request_only", 0.620),
-    ("without_layers", 0.663),
-    ("without_words", 0.704),
+    ("request_only", 0.618),
+    ("without_layers", 0.661),
+    ("without_words", 0.703),
     ("without_replies_words", 0.708),
-    ("regression", 0.730),
-    ("with_neighbours", 0.744),
+    ("regression", 0.731),
+    ("with_neighbours", 0.743),
 ];
 const TOLERANCE: f64 = 0.005;
 /// The README's learning curve: held-out accuracy with an eighth, a quarter and half of the
 /// sampled labels (the fourth point is the headline figure).
-const README_CURVE: [f64; 3] = [0.657, 0.687, 0.714];
+const README_CURVE: [f64; 3] = [0.655, 0.686, 0.716];
 /// The default study's uniformly sampled labelled examples, each held out once.
 const SAMPLED: usize = 9416;
 /// Of those, the examples two independent readings gave the same category, and the README's
@@ -104,7 +104,7 @@ fn the_default_study_classifies_as_the_readme_says() {
 /// The README's figures for the correction's nested validation in the compiled default study:
 /// mean TVD from the true mix without noise (devices, debiased, classify-and-count), then through
 /// the category channel at (reports, debiased, devices).
-const README_VALIDATION: [f64; 3] = [0.135, 0.053, 0.106];
+const README_VALIDATION: [f64; 3] = [0.135, 0.053, 0.105];
 const README_THROUGH_THE_CHANNEL: [(usize, f64, f64); 3] =
     [(3_000, 0.211, 0.193), (10_000, 0.139, 0.159), (100_000, 0.070, 0.137)];
 /// The validation is deterministic (fixed folds, mixes and noise seeds); a TVD is a mean over

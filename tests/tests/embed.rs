@@ -1,5 +1,6 @@
 //! The embedder against onnxruntime: the same pinned model file and tokenizer, run by
-//! onnxruntime in Python (fixtures/reference-embeddings.json), must give the same vectors.
+//! onnxruntime in Python (fixtures/reference-embeddings.json, written by
+//! fixtures/reference_embeddings.py at the embedder's MAX_TOKENS), must give the same vectors.
 
 use chorus_shared::embed::{cosine, pins::pins, EmbedError, Embedder, DIM, POOLED_LAYERS};
 use chorus_tests::{cached, fixture};

@@ -2,7 +2,7 @@
 // picks for this browser) or transformers.js (onnxruntime-web, one thread), both on the same
 // model file and tokenizer served from local disk; no remote model, no CDN.
 let embed = null;
-const MAX_TOKENS = 128; // as Chorus's embedder (shared/src/embed/mod.rs)
+const MAX_TOKENS = 64; // as Chorus's embedder (shared/src/embed/mod.rs)
 
 async function loadChorus() {
   const { default: init, TextEmbedder } = await import('/pkg/chorus_client.js');

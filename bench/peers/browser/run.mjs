@@ -23,7 +23,7 @@ const transformersDist = join(peers, 'node_modules', '@huggingface', 'transforme
 const ortDist = join(peers, 'node_modules', 'onnxruntime-web', 'dist');
 
 // all-MiniLM-L6-v2's public configuration, and its tokenizer without the file's own
-// truncation and padding: the worker truncates as Chorus does (128 tokens).
+// truncation and padding: the worker truncates as Chorus does (64 tokens).
 const tokenizer = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8'));
 tokenizer.truncation = null;
 tokenizer.padding = null;
@@ -43,7 +43,7 @@ const generated = {
   '/models/minilm/tokenizer_config.json': JSON.stringify({
     tokenizer_class: 'BertTokenizer',
     do_lower_case: true,
-    model_max_length: 128,
+    model_max_length: 64,
     clean_up_tokenization_spaces: true,
   }),
 };

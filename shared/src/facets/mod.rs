@@ -8,8 +8,8 @@ pub mod pii;
 
 use crate::conversation::{Conversation, Role};
 
-/// Longest request text kept, in characters. The embedder reads at most 128 tokens, which
-/// is about 500 characters of English; the margin covers denser scripts and code.
+/// Longest request text kept, in characters. The embedder reads at most 64 tokens (about 250
+/// characters of English); the category classifier counts the words of all of it.
 pub const MAX_REQUEST_CHARS: usize = 1500;
 
 /// Facets that come from the text alone.

@@ -37,8 +37,8 @@ pub use classifier::{argmax, CategoryInput, Classifier, TrainOptions};
 pub use compiled::{CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT, CONFUSION_FOLDS};
 pub use evaluate::{cross_validate, CategoryScore, Evaluation, FineTunedSteps};
 pub use training::{
-    category_input, embed_training_set, example_text, fold_assignment, training_set, CompileError, EmbeddedSet,
-    TrainingSet, VOCABULARY,
+    category_input, embed_training_set, example_text, fit_words, fold_assignment, training_set, with_words,
+    CompileError, EmbeddedSet, TrainingSet, VOCABULARY,
 };
 pub use validation::{AtReports, DebiasValidation, MARGIN as DEBIAS_MARGIN};
 pub use words::CategoryTexts;
