@@ -13,10 +13,11 @@ VARIANTs: product (the product's form and folds), split_copies (folds drawn at r
 split the copies of a request), words_raw (the words' blocks unstandardised, scaled),
 vocabulary (word blocks rebuilt in Python: the vocabulary also from the replies, 2,000 words,
 the replies' own vocabulary), votes (the neighbours' vote in more dimensions, sharper, or
-also over the words). Each prints the regression's held-out accuracy and the blend's with the
+also over the words), later_turns (the words of the user's turns after the first as a fourth
+block, from the public corpus `cargo xtask fetch` caches). Each prints the regression's held-out accuracy and the blend's with the
 vote at each weight the product tries.
 """
-import json, re, sys
+import json, os, re, sys
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import CountVectorizer
@@ -117,6 +118,35 @@ def word_blocks(vocabulary_texts, size, replies_vocabulary_texts=None):
     return np.hstack([block(shared, "request"), block(shared, "opening"), block(own, "replies")])
 
 
+def later_turns_block(corpus="~/.cache/chorus/corpus/sharegpt.json", size=1000):
+    """The words of the user's turns after the first (their first 2,000 characters), looked up
+    in the public corpus by each example's id (the file ends mid-record: read record by
+    record), as a fourth block with its own vocabulary; the taxonomy's examples get none."""
+    text = open(os.path.expanduser(corpus)).read()
+    decoder, at, later = json.JSONDecoder(), text.index("[") + 1, {}
+    while True:
+        while at < len(text) and text[at] in " ,\n\r\t":
+            at += 1
+        try:
+            record, at = decoder.raw_decode(text, at)
+        except ValueError:
+            break
+        users = [t["value"] for t in record.get("conversations", []) if t.get("from") == "human"]
+        later[record["id"]] = " ".join(users[1:])[:2000]
+    examples = [json.loads(l) for l in open("studies/default/examples.jsonl")]
+    texts = [""] * (n - len(examples)) + [later.get(e.get("sharegpt_id"), "") for e in examples]
+    tokens = lambda t: [w for w in re.split(r"[^\w]", t.lower()) if len(w) >= 2]
+    corpus_texts = [t for t in texts if t]
+    counts = CountVectorizer(tokenizer=tokens, lowercase=False, binary=True, token_pattern=None).fit(corpus_texts)
+    df = np.asarray(counts.transform(corpus_texts).sum(0)).ravel()
+    names = counts.get_feature_names_out()
+    keep = sorted((i for i in range(len(names)) if df[i] >= 2), key=lambda i: (-df[i], names[i]))[:size]
+    vocabulary = CountVectorizer(tokenizer=tokens, lowercase=False, vocabulary=[names[i] for i in keep], token_pattern=None)
+    c = vocabulary.transform(texts).toarray().astype(float)
+    c[c > 0] = 1 + np.log(c[c > 0])
+    return unit(c * (np.log((1 + len(corpus_texts)) / (1 + df[keep])) + 1))
+
+
 for variant in sys.argv[2:] or ["product"]:
     if variant == "product":
         run("the product's form and folds")
@@ -137,3 +167,5 @@ for variant in sys.argv[2:] or ["product"]:
         run("the vote in 128 dimensions", space=pca(EMBEDDINGS, 128))
         run("the vote sharper (30)", sharpness=30)
         run("the vote over the embeddings and the words", space=pca(np.hstack([EMBEDDINGS, unit(words)]), 128))
+    elif variant == "later_turns":
+        run("the words of the user's later turns as a fourth block", standardised(np.hstack([F, later_turns_block()])))
