@@ -29,24 +29,14 @@ fn gaussian(rng: &mut SplitMix) -> f64 {
 /// The default study compiled without its held-out fifth, and the held-out examples' labels and
 /// classifier probabilities.
 fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
-    let dir = workspace_root().join("studies/default");
-    let examples: Vec<LabelledExample> = std::fs::read_to_string(dir.join("examples.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     // The first of the five folds `chorus study evaluate` holds out, so that every copy of a
     // request (as the classifier reads it) is on one side.
     let shipped = default_study();
     let taxonomy = shipped.categories.iter().map(|c| c.examples.len()).sum::<usize>();
     let folds = fold_assignment(&shipped, 5);
-    assert_eq!(
-        folds.len(),
-        taxonomy + examples.len(),
-        "the study's examples are examples.jsonl's"
-    );
-    let held: Vec<bool> = folds[taxonomy..].iter().map(|f| *f == Some(0)).collect();
-    let is_held_out = |i: usize| held[i];
+    let examples = &shipped.examples;
+    let is_held_out = |i: usize| folds[taxonomy + i] == Some(0);
+    let dir = workspace_root().join("studies/default");
     let temp = std::env::temp_dir().join(format!("chorus-debias-{}", std::process::id()));
     std::fs::create_dir_all(&temp).unwrap();
     for file in ["study.toml", "codebook.json"] {
