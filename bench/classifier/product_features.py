@@ -13,9 +13,11 @@ VARIANTs: product (the product's form and folds), split_copies (folds drawn at r
 split the copies of a request), words_raw (the words' blocks unstandardised, scaled),
 vocabulary (word blocks rebuilt in Python: the vocabulary also from the replies, 2,000 words,
 the replies' own vocabulary), votes (the neighbours' vote in more dimensions, sharper, or
-also over the words), later_turns (the words of the user's turns after the first as a fourth
-block, from the public corpus `cargo xtask fetch` caches). Each prints the regression's held-out accuracy and the blend's with the
-vote at each weight the product tries.
+also over the words), words_and_vote (2,000 words and the vote over the words, together),
+later_turns (the words of the user's turns after the first as a fourth block, from the public
+corpus `cargo xtask fetch` caches), encoders (other sentence encoders that ship their weights
+in a package, in place of the pinned one: see `encoders.py`). Each prints the regression's
+held-out accuracy and the blend's with the vote at each weight the product tries.
 """
 import json, os, re, sys
 import numpy as np
@@ -74,15 +76,19 @@ def standardised(X):
 
 
 def run(label, build=standardised(F), folds=None, space=PRODUCT_SPACE, sharpness=20):
-    probs, votes, truth = [], [], []
+    """Prints the held-out accuracies; returns whether each held-out row was right with the
+    vote at 0.4, and the rows."""
+    probs, votes, rows = [], [], []
     for train, test in folds or product_folds():
         xtr, xte = build(train, test)
         probs.append(LogisticRegression(C=C, max_iter=2000).fit(xtr, y[train]).predict_proba(xte))
         votes.append(vote(space, train, test, sharpness))
-        truth.append(y[test])
-    p, v, t = map(np.concatenate, (probs, votes, truth))
+        rows.append(test)
+    p, v, r = map(np.concatenate, (probs, votes, rows))
+    t = y[r]
     blends = " ".join(f"{w}: {(((1 - w) * p + w * v).argmax(1) == t).mean():.4f}" for w in (0.2, 0.4, 0.6))
     print(f"{label}: regression {(p.argmax(1) == t).mean():.4f}, with the vote {blends}", flush=True)
+    return (0.6 * p + 0.4 * v).argmax(1) == t, r
 
 
 def word_blocks(vocabulary_texts, size, replies_vocabulary_texts=None):
@@ -167,5 +173,27 @@ for variant in sys.argv[2:] or ["product"]:
         run("the vote in 128 dimensions", space=pca(EMBEDDINGS, 128))
         run("the vote sharper (30)", sharpness=30)
         run("the vote over the embeddings and the words", space=pca(np.hstack([EMBEDDINGS, unit(words)]), 128))
+    elif variant == "words_and_vote":
+        X = np.hstack([dense, word_blocks(["request", "opening", "replies"], 2000)])
+        run("2,000 words, also from the replies", standardised(X))
+        run("the same, the vote over the embeddings and the words", standardised(X), space=pca(np.hstack([EMBEDDINGS, unit(words)]), 128))
     elif variant == "later_turns":
         run("the words of the user's later turns as a fourth block", standardised(np.hstack([F, later_turns_block()])))
+    elif variant == "encoders":
+        import encoders
+        own = {"pinned (tract)": (F[:, :384], F[:, 384:768])}
+        own.update(encoders.embed_all(DIR, meta["texts"], meta["replies"]))
+        agreement = (unit(F[:, :384]) * own["all-MiniLM-L6-v2 int8 (onnxruntime)"][0]).sum(1)
+        print(f"tract against onnxruntime, the pinned model: least cosine {agreement.min():.5f}", flush=True)
+        letters = [[c for c in t if c.isalpha()] for t in meta["texts"]]
+        non_latin = np.array([bool(l) and sum(ord(c) > 127 for c in l) >= 0.2 * len(l) for l in letters])
+        for name, (request, reply) in own.items():
+            pair = np.hstack([unit(request), unit(reply)])
+            space = pca(unit(pair), 64)
+            run(f"{name}: the two embeddings", standardised(pair), space=space)
+            right, rows = run(f"{name}: the two embeddings and the words", standardised(np.hstack([pair, words])), space=space)
+            script = non_latin[rows]
+            print(f"  requests mostly outside the Latin script ({script.sum()}): {right[script].mean():.4f}, "
+                  f"the others: {right[~script].mean():.4f}", flush=True)
+        request, reply = own["multilingual-e5-small"]
+        run("the product's form and multilingual-e5-small's embeddings", standardised(np.hstack([F, unit(request), unit(reply)])))

@@ -5,7 +5,7 @@
 
 use crate::analysis::Analysis;
 use crate::conversation::Conversation;
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::{EmbedError, Embedder, MAX_TOKENS};
 use crate::facets;
 use crate::study::{argmax, CategoryInput, CategoryTexts, CompiledStudy, COMPILED_FORMAT};
 
@@ -15,6 +15,8 @@ pub enum AnalyzerError {
     ModelMismatch { study: String, pinned: String },
     #[error("the compiled study has format {found}, this code reads format {COMPILED_FORMAT}; compile it again")]
     FormatMismatch { found: u32 },
+    #[error("the compiled study was trained on texts read to {found} tokens, this code reads {MAX_TOKENS}; compile it again")]
+    ReadingLengthMismatch { found: usize },
     #[error("the compiled study is malformed: {0}")]
     Malformed(String),
 }
@@ -35,6 +37,11 @@ impl Analyzer {
         }
         if study.format != COMPILED_FORMAT {
             return Err(AnalyzerError::FormatMismatch { found: study.format });
+        }
+        if study.max_tokens != MAX_TOKENS {
+            return Err(AnalyzerError::ReadingLengthMismatch {
+                found: study.max_tokens,
+            });
         }
         study.check_shapes().map_err(AnalyzerError::Malformed)?;
         let embedder = match &study.tuned_layers {

@@ -1,5 +1,6 @@
 //! The default study's classifier inputs exactly as `chorus study evaluate` builds them (the
-//! embeddings with their layers' means, then the words), for reference fits outside the product.
+//! embeddings with their layers' means, then the words), for reference fits outside the product;
+//! meta.json also holds each row's texts as the embedder reads them (request, reply opening).
 //!
 //! ```text
 //! classifier_features OUT_DIR   # writes features.f32 (row-major, little-endian) and meta.json
@@ -35,6 +36,8 @@ fn main() {
         "labels": set.labels,
         "fold_of": fold_assignment(&study, 5),
         "vocabulary": words.vocabulary,
+        "texts": set.texts,
+        "replies": set.replies,
     });
     std::fs::write(out.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
 }

@@ -2,10 +2,13 @@
 //! a batch always holds exactly `m` reports in random order; a drawn report is re-used, never
 //! redrawn; a sent batch is frozen and its cost is in the device's ledger; a new study version
 //! re-sends the values whose mechanism did not change and pays only for the others; the study's
-//! lifetime cap is enforced; and the version is the meaning of the study, not its formatting.
+//! lifetime cap is enforced; a study made at another reading length is refused and nothing drawn
+//! under it is re-sent; and the version is the meaning of the study, not its formatting.
 
 use chorus_messages::Channel;
+use chorus_shared::device::mechanisms::mechanisms;
 use chorus_shared::device::{digest, DeviceError, Memo};
+use chorus_shared::embed::MAX_TOKENS;
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::oracle::{Oracle, OracleChoice};
 use chorus_shared::study::{CompiledStudy, Study, StudyContents};
@@ -239,6 +242,37 @@ fn a_new_version_pays_only_for_the_mechanisms_it_changed_up_to_the_lifetime_cap(
         "{refused:?}"
     );
     assert!((memo.lifetime(&study.id).epsilon - spent).abs() < 1e-9);
+}
+
+/// A study made at another reading length (`MAX_TOKENS`) fitted its classifiers to other
+/// embeddings: a device refuses it by name, and a value drawn under it is never re-sent as if
+/// this code had computed it (every fingerprint names the length).
+#[test]
+fn a_study_made_at_another_reading_length_is_refused_and_nothing_drawn_under_it_is_reused() {
+    let (study, _) = setup();
+    assert_eq!(
+        study.max_tokens, MAX_TOKENS,
+        "the shipped study records its reading length"
+    );
+    let mut longer = study.clone();
+    longer.max_tokens = 2 * MAX_TOKENS;
+    let refused = Analyzer::new(embedder(), longer.clone())
+        .err()
+        .expect("refused")
+        .to_string();
+    let expected = format!("read to {} tokens, this code reads {MAX_TOKENS}", 2 * MAX_TOKENS);
+    assert!(refused.contains(&expected), "{refused}");
+
+    let (now, then) = (mechanisms(study), mechanisms(&longer));
+    for (channel, fingerprint) in &now.channels {
+        assert_ne!(
+            then.channels.get(channel),
+            Some(fingerprint),
+            "{channel:?} would be re-sent"
+        );
+    }
+    assert!(now.embedding.is_some());
+    assert_ne!(now.embedding, then.embedding, "the embedding would be re-sent");
 }
 
 #[test]

@@ -29,10 +29,11 @@ fn fingerprint<T: Serialize + ?Sized>(value: &T) -> String {
 /// The fingerprints of every channel, the embedding and the pools of `study`. Everything that
 /// computes a channel's value on the device is part of it, so a value is re-used only when the
 /// device would compute the same thing today: the compiled format (the analysis code), the
-/// model, and the classifier, concern scale or codebook the channel reads.
+/// model and how much of a text it reads, and the classifier, concern scale or codebook the
+/// channel reads.
 pub fn mechanisms(study: &CompiledStudy) -> Mechanisms {
     let plan = &study.privacy;
-    let base: (&u32, &String) = (&study.format, &study.model_sha256);
+    let base = (&study.format, &study.model_sha256, &study.max_tokens);
     let channels = plan
         .channels
         .iter()

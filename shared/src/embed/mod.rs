@@ -23,10 +23,11 @@ pub const DIM: usize = 384;
 /// Longest input, in tokens. The model was fine-tuned for sentence similarity at 128 (its
 /// tokenizer file says 128 too; sentence-transformers runs it at 256, and reading 256 made the
 /// analysis 1.6× slower). At 64 the category classifier is as accurate on unseen requests as at
-/// 128 (0.742 against 0.740 in reference fits of its inputs and folds): what a long request says
-/// past its first 64 tokens reaches it through the request's words, which are counted over the
-/// whole kept text. 64 cuts a fifth of the tokens the page embeds per conversation (a request
-/// and a reply opening: 71 against 88 on average over 1,000 public conversations).
+/// 128 (held out, 0.743 against 0.744): what a long request says past its first 64 tokens
+/// reaches it through the request's words, which are counted over the whole kept text. 64 cuts
+/// a fifth of the tokens the page embeds per conversation (a request and a reply opening: 71
+/// against 88 on average over 1,000 public conversations). A compiled study records the length
+/// it was made at ([`crate::study::CompiledStudy::max_tokens`]); a device refuses another.
 pub const MAX_TOKENS: usize = 64;
 /// The pinned layers after which [`Embedder::embed_layers`] also pools the hidden states. The
 /// category classifier reads them besides the last layer's: the middle layers keep more of what

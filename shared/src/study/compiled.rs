@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 /// Changes whenever compiled studies from older code must not be reused (9: the access mode;
 /// 10: the concern scale's descriptions; 11: the steward; 12: what the category classifier reads;
 /// 13: fine-tuned upper layers; 14: the pinned layers' means; 15: the texts' words; 16: the
-/// replies' words).
-pub const COMPILED_FORMAT: u32 = 16;
+/// replies' words; 17: the request's reading length, [`CompiledStudy::max_tokens`]).
+pub const COMPILED_FORMAT: u32 = 17;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -38,6 +38,12 @@ pub struct CompiledStudy {
     pub version: String,
     /// SHA-256 of the model file the classifiers were trained with.
     pub model_sha256: String,
+    /// How many tokens of each text the embedder read when the classifiers, the concern
+    /// prototypes and the embedding channel's projection were made ([`embed::MAX_TOKENS`]): a
+    /// device reading another length would feed them inputs they were not fitted to. (Absent
+    /// from studies of older formats, which are refused by their format first.)
+    #[serde(default)]
+    pub max_tokens: usize,
     pub categories: Vec<Category>,
     /// What the category classifier reads.
     pub category_input: CategoryInput,
@@ -154,6 +160,7 @@ impl CompiledStudy {
             description: study.description.clone(),
             version: study.version.clone(),
             model_sha256: pinned.clone(),
+            max_tokens: embed::MAX_TOKENS,
             categories: study.categories.clone(),
             category_input,
             tuned_layers: tuning.map(|t| t.layers),
