@@ -102,6 +102,27 @@ def embed_all(folder, requests, replies):
     return out
 
 
+def l3_layer_means(folder, requests, replies):
+    """paraphrase-MiniLM-L3-v2's hidden states after its first and second layers, each
+    mean-pooled to unit length (as the product pools the pinned model's), per (request, reply)."""
+    import onnx, onnxruntime
+    def embed_many(texts):
+        model = onnx.load(L3)
+        # LayerNormalization 0 closes the embeddings; layer k (1-based) ends with number 2k.
+        norms = [n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization"]
+        pooled = [norms[2], norms[4]]
+        model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in pooled)
+        session, tokenizer = onnxruntime.InferenceSession(model.SerializeToString()), Onnx(L3).tokenizer
+        out = []
+        for text in texts:
+            ids = np.array([tokenizer.encode(text).ids], dtype=np.int64)
+            states = session.run(pooled, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+            out.append(np.concatenate([s[0].mean(0) / np.linalg.norm(s[0].mean(0)) for s in states]))
+        return out
+    texts = list(requests) + [r for r in replies if r is not None]
+    return split(cached(folder, "l3-means", texts, embed_many), requests, replies)
+
+
 def split(vectors, requests, replies):
     request = vectors[: len(requests)]
     rest = iter(vectors[len(requests):])

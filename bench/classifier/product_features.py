@@ -195,5 +195,10 @@ for variant in sys.argv[2:] or ["product"]:
             script = non_latin[rows]
             print(f"  requests mostly outside the Latin script ({script.sum()}): {right[script].mean():.4f}, "
                   f"the others: {right[~script].mean():.4f}", flush=True)
+        request, reply = own["paraphrase-MiniLM-L3-v2"]
+        pair = np.hstack([unit(request), unit(reply)])
+        means = np.hstack(encoders.l3_layer_means(DIR, meta["texts"], meta["replies"]))
+        run("paraphrase-MiniLM-L3-v2: the two embeddings, its layers' means and the words",
+            standardised(np.hstack([pair, means, words])), space=pca(unit(pair), 64))
         request, reply = own["multilingual-e5-small"]
         run("the product's form and multilingual-e5-small's embeddings", standardised(np.hstack([F, unit(request), unit(reply)])))
