@@ -123,6 +123,31 @@ def l3_layer_means(folder, requests, replies):
     return split(cached(folder, "l3-means", texts, embed_many), requests, replies)
 
 
+def pinned_poolings(folder, requests, replies):
+    """The pinned model's hidden states after each of its six layers pooled three ways (mean, the
+    largest value of each dimension, the first token's), per text: (texts, 6, 384) arrays by
+    name, cached in the features' folder (`pinned-NAME.npy`), split as (request, reply)."""
+    import onnx, onnxruntime
+    texts = list(requests) + [r for r in replies if r is not None]
+    paths = {k: f"{folder}/pinned-{k}.npy" for k in ("mean", "max", "first")}
+    if not all(os.path.exists(p) for p in paths.values()):
+        model = onnx.load(f"{PINNED}/model.onnx")
+        # LayerNormalization 0 closes the embeddings; layer k (1-based) ends with number 2k.
+        norms = [n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization"]
+        layers = norms[2::2]
+        model.graph.output.extend(onnx.ValueInfoProto(name=name) for name in layers[:-1])
+        session, tokenizer = onnxruntime.InferenceSession(model.SerializeToString()), Onnx(f"{PINNED}/model.onnx").tokenizer
+        pooled = {k: np.zeros((len(texts), len(layers), 384), np.float32) for k in paths}
+        for i, text in enumerate(texts):
+            ids = np.array([tokenizer.encode(text).ids], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+            for k, states in enumerate(session.run(layers, feeds)):
+                pooled["mean"][i, k], pooled["max"][i, k], pooled["first"][i, k] = states[0].mean(0), states[0].max(0), states[0][0]
+        for k, p in paths.items():
+            np.save(p, pooled[k])
+    return {k: split(np.load(p), requests, replies) for k, p in paths.items()}
+
+
 def split(vectors, requests, replies):
     request = vectors[: len(requests)]
     rest = iter(vectors[len(requests):])

@@ -16,7 +16,12 @@ the replies' own vocabulary), votes (the neighbours' vote in more dimensions, sh
 also over the words), words_and_vote (2,000 words and the vote over the words, together),
 later_turns (the words of the user's turns after the first as a fourth block, from the public
 corpus `cargo xtask fetch` caches), encoders (other sentence encoders that ship their weights
-in a package, in place of the pinned one: see `encoders.py`). Each prints the regression's
+in a package, in place of the pinned one: see `encoders.py`), tuned (the embeddings of two
+upper layers tuned without fold 0, `TUNED_DUMP=DIR/tuned-fold0.f32 cargo run --release -p
+chorus-tests --example finetune_fold -- 0 2 2`, in the pinned ones' place or beside them, scored
+on fold 0), pooling (the pinned layers' hidden states pooled other ways: the largest value
+of each dimension, the first token's, the means of the lower layers; see `encoders.py`). Each
+prints the regression's
 held-out accuracy and the blend's with the vote at each weight the product tries.
 """
 import json, os, re, sys
@@ -179,6 +184,24 @@ for variant in sys.argv[2:] or ["product"]:
         run("the same, the vote over the embeddings and the words", standardised(X), space=pca(np.hstack([EMBEDDINGS, unit(words)]), 128))
     elif variant == "later_turns":
         run("the words of the user's later turns as a fourth block", standardised(np.hstack([F, later_turns_block()])))
+    elif variant == "tuned":
+        T = np.fromfile(f"{DIR}/tuned-fold0.f32", dtype="<f4").reshape(2 * n, 384)
+        pair = np.hstack([unit(T[:n]), unit(T[n:])])
+        fold0, space = [(np.where(fold_of != 0)[0], np.where(fold_of == 0)[0])], pca(unit(pair), 64)
+        run("fold 0: the product's form", folds=fold0)
+        G = F.copy()
+        G[:, :768] = pair
+        run("fold 0: the tuned embeddings in the pinned ones' place, the vote in their space", standardised(G), folds=fold0, space=space)
+        run("fold 0: the product's input and the tuned embeddings, the vote in their space", standardised(np.hstack([F, pair])), folds=fold0, space=space)
+    elif variant == "pooling":
+        import encoders
+        pooled = encoders.pinned_poolings(DIR, meta["texts"], meta["replies"])
+        blocks = lambda way, layers: np.hstack([unit(text[:, k]) for text in pooled[way] for k in layers])
+        run("the product's form", standardised(F))
+        run("and the largest values after the last layer", standardised(np.hstack([F, blocks("max", [5])])))
+        run("and the largest values after layers 4, 5 and 6", standardised(np.hstack([F, blocks("max", [3, 4, 5])])))
+        run("and the first token's state after the last layer", standardised(np.hstack([F, blocks("first", [5])])))
+        run("and the means after layers 1, 2 and 3", standardised(np.hstack([F, blocks("mean", [0, 1, 2])])))
     elif variant == "encoders":
         import encoders
         own = {"pinned (tract)": (F[:, :384], F[:, 384:768])}

@@ -1,13 +1,17 @@
 //! `chorus codebook build --corpus PUBLIC_EXPORT`: the public topic codebook of a study, from
 //! the request texts and embeddings of a public corpus (never from contributions).
 //! `chorus codebook name CODEBOOK NAMES`: the names and descriptions a person wrote for its topics.
+//! `chorus codebook recentre --corpus PUBLIC_EXPORT CODEBOOK`: its centroids from the same public
+//! requests as this code embeds them, its topics and their names kept.
 
 use crate::exports::analyze_exports;
 use crate::files::load_analyzer;
+use crate::files::load_embedder;
 use crate::StudyArgs;
-use chorus_shared::codebook::{apply_names, build, Codebook};
-use chorus_shared::embed::pins::pins;
+use chorus_shared::codebook::{apply_names, build, recentre, Codebook, EmbeddedBy};
+use chorus_shared::embed::{pins::pins, MAX_TOKENS};
 use chorus_shared::facets::request_text;
+use chorus_shared::import::read_export;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,21 +42,36 @@ pub enum Command {
         /// The names (tab-separated).
         names: PathBuf,
     },
+    /// Compute a codebook's centroids again from the public requests it was built from, as this
+    /// code embeds them (after the embedder reads more or less of each request): each request
+    /// joins its nearest leaf, each topic moves to its requests' mean; the topics, their
+    /// parents, names and descriptions stay.
+    Recentre {
+        #[command(flatten)]
+        study: StudyArgs,
+        /// The public export the codebook was built from.
+        #[arg(long, required = true, value_name = "PUBLIC_EXPORT")]
+        corpus: Vec<PathBuf>,
+        /// The codebook (JSON), rewritten in place.
+        codebook: PathBuf,
+    },
 }
 
 pub fn run(command: Command) -> Result<ExitCode, String> {
-    if let Command::Name { codebook, names } = command {
-        return name(&codebook, &names);
-    }
-    let Command::Build {
-        study,
-        corpus,
-        levels,
-        seed,
-        out,
-    } = command
-    else {
-        unreachable!("handled above")
+    let (study, corpus, levels, seed, out) = match command {
+        Command::Name { codebook, names } => return name(&codebook, &names),
+        Command::Recentre {
+            study,
+            corpus,
+            codebook,
+        } => return recentre_in_place(&study, &corpus, &codebook),
+        Command::Build {
+            study,
+            corpus,
+            levels,
+            seed,
+            out,
+        } => (study, corpus, levels, seed, out),
     };
     let analyzer = Arc::new(load_analyzer(&study)?);
     let (mut texts, mut embeddings) = (Vec::new(), Vec::new());
@@ -78,7 +97,10 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
         &embeddings,
         &levels,
         seed,
-        &pins().model.sha256,
+        EmbeddedBy {
+            model_sha256: &pins().model.sha256,
+            max_tokens: MAX_TOKENS,
+        },
         &format!("{} public requests from {}", texts.len(), source.join(", ")),
     )
     .map_err(|e| e.to_string())?;
@@ -101,12 +123,45 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `codebook recentre`: the public requests of `corpus` embedded by the pinned embedder alone
+/// (a study's analyzer would refuse a codebook made at another reading length).
+fn recentre_in_place(study: &StudyArgs, corpus: &[PathBuf], path: &std::path::Path) -> Result<ExitCode, String> {
+    let codebook = read_codebook(path)?;
+    let embedder = load_embedder(study)?;
+    let mut texts = Vec::new();
+    for export in corpus {
+        let file = std::fs::File::open(export).map_err(|e| format!("cannot open {}: {e}", export.display()))?;
+        read_export(file, &export.display().to_string(), &mut |conversation| {
+            texts.push(request_text(&conversation));
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    texts.retain(|t| !t.trim().is_empty());
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let embeddings = embedder.embed_many(&refs, |_| {}).map_err(|e| e.to_string())?;
+    let recentred = recentre(&codebook, &texts, &embeddings, MAX_TOKENS).map_err(|e| e.to_string())?;
+    let changed = (embeddings.iter())
+        .filter(|e| codebook.leaf(e) != recentred.leaf(e))
+        .count();
+    let json = serde_json::to_string_pretty(&recentred).expect("a codebook serialises");
+    std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!(
+        "chorus: recentred {} on {} public requests read to {MAX_TOKENS} tokens; {changed} of them are nearest another leaf than before",
+        path.display(),
+        texts.len(),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_codebook(path: &std::path::Path) -> Result<Codebook, String> {
+    let json = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&json).map_err(|e| format!("{} is not a codebook: {e}", path.display()))
+}
+
 fn name(path: &std::path::Path, names: &std::path::Path) -> Result<ExitCode, String> {
-    let read =
-        |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let mut codebook: Codebook =
-        serde_json::from_str(&read(path)?).map_err(|e| format!("{} is not a codebook: {e}", path.display()))?;
-    apply_names(&mut codebook, &read(names)?).map_err(|e| format!("{}: {e}", names.display()))?;
+    let mut codebook = read_codebook(path)?;
+    let names_tsv = std::fs::read_to_string(names).map_err(|e| format!("cannot read {}: {e}", names.display()))?;
+    apply_names(&mut codebook, &names_tsv).map_err(|e| format!("{}: {e}", names.display()))?;
     let json = serde_json::to_string_pretty(&codebook).expect("a codebook serialises");
     std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!(

@@ -5,11 +5,14 @@
 //! ```text
 //! finetune_fold FOLD [EPOCHS] [LAYERS]
 //! POOL_EXPORT=EXPORT POOL_SIZE=N finetune_fold FOLD [EPOCHS] [LAYERS]
+//! TUNED_DUMP=FILE finetune_fold FOLD [EPOCHS] [LAYERS]
 //! ```
 //! With `POOL_EXPORT`, it also measures distilling the tuned classifier into the pinned one: the
 //! tuned classifier labels the export's first N conversations that are not labelled examples,
 //! and the shipped classifier (pinned embeddings and layers' means) is trained on the fold's
-//! labelled examples and those it labelled with a probability of at least a half.
+//! labelled examples and those it labelled with a probability of at least a half. With
+//! `TUNED_DUMP`, it writes every text's tuned embedding there (f32, little-endian, the requests
+//! and then the replies, each [`DIM`] floats).
 
 use chorus_shared::embed::{pins::pins, Embedder, DIM};
 use chorus_shared::study::finetune::{embed_all, fine_tune, FineTuneOptions, Item};
@@ -110,6 +113,14 @@ fn main() {
         }
     });
     score(&tuned, &format!("fine-tuned ({epochs} epochs)"));
+    if let Ok(path) = std::env::var("TUNED_DUMP") {
+        // Every text's tuned embedding (requests, then replies), for reference fits beside the
+        // product's other inputs (`bench/classifier/product_features.py DIR tuned`).
+        let bytes: Vec<u8> = (embed_all(&tuned, &states).iter().flatten())
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(&path, bytes).unwrap();
+    }
     if let Ok(export) = std::env::var("POOL_EXPORT") {
         let size = std::env::var("POOL_SIZE").map_or(20_000, |n| n.parse().expect("POOL_SIZE is a number"));
         let labelled = labelled_conversations(&read("examples.jsonl"));

@@ -1,9 +1,13 @@
 //! `chorus codebook build` on public conversations: a three-level hierarchy whose every topic
 //! has a parent one level up, a name and an example from the public text, shares that add up,
-//! the same codebook from the same corpus and seed, and leaves a device can assign.
+//! the same codebook from the same corpus and seed, and leaves a device can assign; recorded at
+//! the length this code reads a request to, which `chorus codebook recentre` gives back
+//! unchanged, and which compiling a study checks.
 
 use chorus_shared::codebook::Codebook;
-use chorus_tests::{cached, chorus_bin, write_sharegpt_sample};
+use chorus_shared::embed::MAX_TOKENS;
+use chorus_shared::study::{CompileError, CompiledStudy, TrainOptions};
+use chorus_tests::{cached, chorus_bin, default_study, embedder, write_sharegpt_sample};
 use std::process::Command;
 
 #[test]
@@ -56,5 +60,50 @@ fn builds_a_deterministic_three_level_codebook_from_public_text() {
         assert_eq!(path[2], leaf);
         assert_eq!(codebook.leaf(&codebook.leaves()[leaf].centroid), leaf);
     }
+    assert_eq!(codebook.max_tokens, MAX_TOKENS);
+
+    // Recentring on the requests it was built from, read as it read them, moves nothing.
+    let status = Command::new(chorus_bin())
+        .args(["codebook", "recentre", "--corpus"])
+        .arg(&corpus)
+        .arg(dir.join("b.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let recentred: Codebook = serde_json::from_slice(&std::fs::read(dir.join("b.json")).unwrap()).unwrap();
+    for (built, again) in codebook.levels.iter().flatten().zip(recentred.levels.iter().flatten()) {
+        let cosine: f32 = built.centroid.iter().zip(&again.centroid).map(|(a, b)| a * b).sum();
+        assert!(cosine > 0.9999, "{} moved to a cosine of {cosine}", built.id);
+        assert_eq!(
+            (&built.id, built.parent, &built.name),
+            (&again.id, again.parent, &again.name)
+        );
+        assert!(
+            (built.public_share - again.public_share).abs() < 1e-9,
+            "{}'s share",
+            built.id
+        );
+    }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A device finds its request's topic by comparing its embedding with the codebook's centroids,
+/// so the shipped codebook's centroids come from requests read to the length this code reads,
+/// and a codebook made at another length is refused by name before anything is trained.
+#[test]
+fn a_codebook_made_at_another_reading_length_is_refused_and_the_shipped_one_reads_as_devices_do() {
+    let mut study = default_study();
+    let codebook = study.codebook.as_mut().expect("the default study has a codebook");
+    assert_eq!(
+        codebook.max_tokens, MAX_TOKENS,
+        "recentre studies/default/codebook.json"
+    );
+    codebook.max_tokens = 128;
+    let refused = CompiledStudy::compile(&study, &embedder(), TrainOptions::default(), None, |_, _| {});
+    match refused {
+        Err(e @ CompileError::CodebookReadingLength { codebook: 128, .. }) => {
+            assert!(e.to_string().contains("chorus codebook recentre"), "{e}");
+        }
+        other => panic!("a 128-token codebook was not refused: {:?}", other.err()),
+    }
 }

@@ -7,8 +7,10 @@
 
 pub mod kmeans;
 pub mod names;
+mod recentre;
 
 use kmeans::spherical_kmeans;
+pub use recentre::recentre;
 use serde::{Deserialize, Serialize};
 
 pub const CODEBOOK_FORMAT: u32 = 1;
@@ -20,6 +22,11 @@ pub struct Codebook {
     pub format: u32,
     /// The model whose embeddings the centroids live in.
     pub model_sha256: String,
+    /// How much of each public request was embedded (pieces, the embedder's `MAX_TOKENS` when it
+    /// was built or [`recentre`]d): a device's embeddings are comparable with the centroids only
+    /// when it reads as much. 0 in codebooks from before it was recorded.
+    #[serde(default)]
+    pub max_tokens: usize,
     /// The public corpus it was built from.
     pub source: String,
     /// `levels[0]` is the top of the hierarchy, the last level the leaves.
@@ -88,6 +95,8 @@ pub enum CodebookError {
     Mismatch { texts: usize, embeddings: usize },
     #[error("{0} public requests are too few for {1} leaves (at least five per leaf)")]
     TooFew(usize, usize),
+    #[error("no public request is nearest topic {0} any more; build the codebook again")]
+    EmptyTopic(String),
 }
 
 impl Codebook {
@@ -148,6 +157,12 @@ impl Codebook {
     }
 }
 
+/// Where a codebook's embeddings come from: the model and how much of each request it read.
+pub struct EmbeddedBy<'a> {
+    pub model_sha256: &'a str,
+    pub max_tokens: usize,
+}
+
 /// Builds a codebook from public request texts and their embeddings; `sizes` are the numbers
 /// of topics per level from the leaves up (e.g. `[48, 12, 4]`).
 pub fn build(
@@ -155,7 +170,7 @@ pub fn build(
     embeddings: &[Vec<f32>],
     sizes: &[usize],
     seed: u64,
-    model_sha256: &str,
+    embedded_by: EmbeddedBy<'_>,
     source: &str,
 ) -> Result<Codebook, CodebookError> {
     if sizes.len() < 3 || sizes.windows(2).any(|w| w[0] <= w[1]) || sizes.last() < Some(&2) {
@@ -178,7 +193,8 @@ pub fn build(
         .collect();
     Ok(Codebook {
         format: CODEBOOK_FORMAT,
-        model_sha256: model_sha256.to_owned(),
+        model_sha256: embedded_by.model_sha256.to_owned(),
+        max_tokens: embedded_by.max_tokens,
         source: source.to_owned(),
         levels,
     })

@@ -115,6 +115,14 @@ impl CompiledStudy {
                 pinned: pinned.clone(),
             });
         }
+        // A device finds its request's topic by comparing its embedding with the centroids: both
+        // must come from requests read to the same length.
+        if let Some(codebook) = study.codebook.as_ref().filter(|c| c.max_tokens != embed::MAX_TOKENS) {
+            return Err(CompileError::CodebookReadingLength {
+                codebook: codebook.max_tokens,
+                reads: embed::MAX_TOKENS,
+            });
+        }
         let training = training_set(study);
         let concern_texts: Vec<(u8, String)> = study
             .concerns

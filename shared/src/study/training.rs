@@ -23,6 +23,8 @@ pub enum CompileError {
     Tuning(String),
     #[error("the codebook was built with model {codebook}, not the pinned model {pinned}; build it again with `chorus codebook build`")]
     CodebookModel { codebook: String, pinned: String },
+    #[error("the codebook's centroids were computed from public requests read to {codebook} tokens (0: not recorded), but this code reads {reads}; recentre it with `chorus codebook recentre --corpus PUBLIC_EXPORT CODEBOOK`")]
+    CodebookReadingLength { codebook: usize, reads: usize },
 }
 
 /// The text of a labelled example as the classifier sees it: prepared exactly like a
