@@ -85,13 +85,6 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
         }
         Ok(())
     })?;
-    let source: Vec<String> = corpus
-        .iter()
-        .map(|p| {
-            p.file_name()
-                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
-        })
-        .collect();
     let codebook = build(
         &texts,
         &embeddings,
@@ -101,7 +94,7 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
             model_sha256: &pins().model.sha256,
             max_tokens: MAX_TOKENS,
         },
-        &format!("{} public requests from {}", texts.len(), source.join(", ")),
+        &source(texts.len(), &corpus),
     )
     .map_err(|e| e.to_string())?;
     let json = serde_json::to_string_pretty(&codebook).expect("a codebook serialises");
@@ -127,6 +120,13 @@ pub fn run(command: Command) -> Result<ExitCode, String> {
 /// (a study's analyzer would refuse a codebook made at another reading length).
 fn recentre_in_place(study: &StudyArgs, corpus: &[PathBuf], path: &std::path::Path) -> Result<ExitCode, String> {
     let codebook = read_codebook(path)?;
+    if codebook.model_sha256 != pins().model.sha256 {
+        return Err(format!(
+            "{} was built with model {}, not the pinned model; recentring moves centroids within one model's space: build it again with `chorus codebook build`",
+            path.display(),
+            codebook.model_sha256
+        ));
+    }
     let embedder = load_embedder(study)?;
     let mut texts = Vec::new();
     for export in corpus {
@@ -139,7 +139,10 @@ fn recentre_in_place(study: &StudyArgs, corpus: &[PathBuf], path: &std::path::Pa
     texts.retain(|t| !t.trim().is_empty());
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let embeddings = embedder.embed_many(&refs, |_| {}).map_err(|e| e.to_string())?;
-    let recentred = recentre(&codebook, &texts, &embeddings, MAX_TOKENS).map_err(|e| e.to_string())?;
+    let recentred = Codebook {
+        source: source(texts.len(), corpus),
+        ..recentre(&codebook, &texts, &embeddings, MAX_TOKENS).map_err(|e| e.to_string())?
+    };
     let changed = (embeddings.iter())
         .filter(|e| codebook.leaf(e) != recentred.leaf(e))
         .count();
@@ -151,6 +154,17 @@ fn recentre_in_place(study: &StudyArgs, corpus: &[PathBuf], path: &std::path::Pa
         texts.len(),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a codebook says it was made from: the number of public requests and the files' names.
+fn source(requests: usize, corpus: &[PathBuf]) -> String {
+    let files: Vec<String> = (corpus.iter())
+        .map(|p| {
+            p.file_name()
+                .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    format!("{requests} public requests from {}", files.join(", "))
 }
 
 fn read_codebook(path: &std::path::Path) -> Result<Codebook, String> {

@@ -84,6 +84,22 @@ fn builds_a_deterministic_three_level_codebook_from_public_text() {
             built.id
         );
     }
+    assert_eq!(recentred.source, codebook.source);
+
+    // Another model's centroids live in another space: recentring them is refused.
+    let other_model = Codebook {
+        model_sha256: "0".repeat(64),
+        ..codebook.clone()
+    };
+    std::fs::write(dir.join("c.json"), serde_json::to_vec(&other_model).unwrap()).unwrap();
+    let refused = Command::new(chorus_bin())
+        .args(["codebook", "recentre", "--corpus"])
+        .arg(&corpus)
+        .arg(dir.join("c.json"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("build it again"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
