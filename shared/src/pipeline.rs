@@ -17,6 +17,8 @@ pub enum AnalyzerError {
     FormatMismatch { found: u32 },
     #[error("the compiled study was trained on texts read to {found} tokens, this code reads {MAX_TOKENS}; compile it again")]
     ReadingLengthMismatch { found: usize },
+    #[error("the compiled study's codebook was made from requests read to {found} tokens, this code reads {MAX_TOKENS}; recentre it (`chorus codebook recentre`) and compile the study again")]
+    CodebookReadingLengthMismatch { found: usize },
     #[error("the compiled study is malformed: {0}")]
     Malformed(String),
 }
@@ -41,6 +43,12 @@ impl Analyzer {
         if study.max_tokens != MAX_TOKENS {
             return Err(AnalyzerError::ReadingLengthMismatch {
                 found: study.max_tokens,
+            });
+        }
+        // The device's request embeddings are compared with the codebook's centroids.
+        if let Some(codebook) = study.codebook.as_ref().filter(|c| c.max_tokens != MAX_TOKENS) {
+            return Err(AnalyzerError::CodebookReadingLengthMismatch {
+                found: codebook.max_tokens,
             });
         }
         study.check_shapes().map_err(AnalyzerError::Malformed)?;

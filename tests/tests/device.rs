@@ -248,7 +248,7 @@ fn a_new_version_pays_only_for_the_mechanisms_it_changed_up_to_the_lifetime_cap(
 /// embeddings: a device refuses it by name, and a value drawn under it is never re-sent as if
 /// this code had computed it (every fingerprint names the length).
 #[test]
-fn a_study_made_at_another_reading_length_is_refused_and_nothing_drawn_under_it_is_reused() {
+fn a_study_or_codebook_made_at_another_reading_length_is_refused_and_nothing_drawn_under_it_is_reused() {
     let (study, _) = setup();
     assert_eq!(
         study.max_tokens, MAX_TOKENS,
@@ -261,6 +261,18 @@ fn a_study_made_at_another_reading_length_is_refused_and_nothing_drawn_under_it_
         .expect("refused")
         .to_string();
     let expected = format!("read to {} tokens, this code reads {MAX_TOKENS}", 2 * MAX_TOKENS);
+    assert!(refused.contains(&expected), "{refused}");
+    let mut old_topics = study.clone();
+    old_topics
+        .codebook
+        .as_mut()
+        .expect("the shipped study has a codebook")
+        .max_tokens = 2 * MAX_TOKENS;
+    let refused = Analyzer::new(embedder(), old_topics)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(refused.contains("codebook was made from requests read to"), "{refused}");
     assert!(refused.contains(&expected), "{refused}");
 
     let (now, then) = (mechanisms(study), mechanisms(&longer));
