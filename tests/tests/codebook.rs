@@ -63,13 +63,16 @@ fn builds_a_deterministic_three_level_codebook_from_public_text() {
     assert_eq!(codebook.max_tokens, MAX_TOKENS);
 
     // Recentring on the requests it was built from, read as it read them, moves nothing.
-    let status = Command::new(chorus_bin())
-        .args(["codebook", "recentre", "--corpus"])
-        .arg(&corpus)
-        .arg(dir.join("b.json"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let recentre = |file: &str| {
+        Command::new(chorus_bin())
+            .args(["codebook", "recentre", "--corpus"])
+            .arg(&corpus)
+            .arg(dir.join(file))
+            .output()
+            .unwrap()
+    };
+    let output = recentre("b.json");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let recentred: Codebook = serde_json::from_slice(&std::fs::read(dir.join("b.json")).unwrap()).unwrap();
     for (built, again) in codebook.levels.iter().flatten().zip(recentred.levels.iter().flatten()) {
         let cosine: f32 = built.centroid.iter().zip(&again.centroid).map(|(a, b)| a * b).sum();
@@ -92,12 +95,7 @@ fn builds_a_deterministic_three_level_codebook_from_public_text() {
         ..codebook.clone()
     };
     std::fs::write(dir.join("c.json"), serde_json::to_vec(&other_model).unwrap()).unwrap();
-    let refused = Command::new(chorus_bin())
-        .args(["codebook", "recentre", "--corpus"])
-        .arg(&corpus)
-        .arg(dir.join("c.json"))
-        .output()
-        .unwrap();
+    let refused = recentre("c.json");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("build it again"));
     std::fs::remove_dir_all(&dir).ok();

@@ -4,15 +4,16 @@
 //! their centroids, shares, keywords and examples become those of their public requests
 //! embedded anew. A device finds its topic in the space its own embeddings live in.
 
-use super::kmeans::nearest;
+use super::kmeans::{nearest, normalised};
 use super::{name_level, Codebook, CodebookError, LevelBuild};
 
 /// `codebook` recentred on `embeddings` of the public requests `texts` (the corpus it was built
 /// from, embedded by this code, read to `max_tokens` pieces): the spherical k-means that built
 /// its leaves, run again from where they stood until no request changes leaf (each request
 /// joins the leaf nearest it, a leaf's centroid is its members' mean at unit length), so that
-/// every request is in the leaf a device would find for it; each topic above is the mean of its children's centroids
-/// weighted by their members, as [`super::build`] weighs them, and holds its children's members.
+/// every request is in the leaf a device would find for it; each topic above is the mean of its
+/// children's centroids weighted by their members, as [`super::build`] weighs them, and holds
+/// its children's members.
 /// A topic that no request is nearest is an error: build the codebook again.
 pub fn recentre(
     codebook: &Codebook,
@@ -110,9 +111,7 @@ fn unit_sum<'a>(vectors: impl Iterator<Item = (&'a [f32], f32)>) -> Vec<f32> {
         sum.resize(v.len(), 0.0);
         sum.iter_mut().zip(v).for_each(|(s, x)| *s += w * x);
     }
-    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
-    sum.iter_mut().for_each(|x| *x /= norm.max(f32::MIN_POSITIVE));
-    sum
+    normalised(sum)
 }
 
 #[cfg(test)]
@@ -125,7 +124,7 @@ mod tests {
         max_tokens: 128,
     };
 
-    /// Six tight groups of two-dimensional points around the axes and a diagonal.
+    /// Six tight groups of points on the unit circle, 1.2 radians apart, turned by `shift`.
     fn points(shift: f32) -> (Vec<String>, Vec<Vec<f32>>) {
         let mut texts = Vec::new();
         let mut embeddings = Vec::new();
