@@ -20,8 +20,10 @@ in a package, in place of the pinned one: see `encoders.py`), tuned (the embeddi
 upper layers tuned without fold 0, `TUNED_DUMP=DIR/tuned-fold0.f32 cargo run --release -p
 chorus-tests --example finetune_fold -- 0 2 2`, in the pinned ones' place or beside them, scored
 on fold 0), pooling (the pinned layers' hidden states pooled other ways: the largest value
-of each dimension, the first token's, the means of the lower layers; see `encoders.py`). Each
-prints the regression's
+of each dimension, the first token's, the means of the lower layers; see `encoders.py`),
+stacking (a regression over the held-out probabilities of the regression and the vote, in
+place of the fixed blend), characters (the request's and opening's character 3- to 5-grams as
+two more tf-idf blocks, hashed, beside the product's input). Each prints the regression's
 held-out accuracy and the blend's with the vote at each weight the product tries.
 """
 import json, os, re, sys
@@ -80,25 +82,30 @@ def standardised(X):
     return build
 
 
-def run(label, build=standardised(F), folds=None, space=PRODUCT_SPACE, sharpness=20):
-    """Prints the held-out accuracies; returns whether each held-out row was right with the
-    vote at 0.4, and the rows."""
+def held_out(build=standardised(F), folds=None, space=PRODUCT_SPACE, sharpness=20):
+    """The regression's and the vote's probabilities for every held-out row, and the rows."""
     probs, votes, rows = [], [], []
     for train, test in folds or product_folds():
         xtr, xte = build(train, test)
         probs.append(LogisticRegression(C=C, max_iter=2000).fit(xtr, y[train]).predict_proba(xte))
         votes.append(vote(space, train, test, sharpness))
         rows.append(test)
-    p, v, r = map(np.concatenate, (probs, votes, rows))
+    return tuple(map(np.concatenate, (probs, votes, rows)))
+
+
+def run(label, build=standardised(F), folds=None, space=PRODUCT_SPACE, sharpness=20):
+    """Prints the held-out accuracies; returns whether each held-out row was right with the
+    vote at 0.4, and the rows."""
+    p, v, r = held_out(build, folds, space, sharpness)
     t = y[r]
     blends = " ".join(f"{w}: {(((1 - w) * p + w * v).argmax(1) == t).mean():.4f}" for w in (0.2, 0.4, 0.6))
     print(f"{label}: regression {(p.argmax(1) == t).mean():.4f}, with the vote {blends}", flush=True)
     return (0.6 * p + 0.4 * v).argmax(1) == t, r
 
 
-def word_blocks(vocabulary_texts, size, replies_vocabulary_texts=None):
-    """The product's three word blocks rebuilt from the study's examples (the taxonomy's own
-    examples, first in the training set, get empty texts)."""
+def example_texts():
+    """The request, reply opening and replies of every row as the product reads them (the
+    taxonomy's own examples, first in the training set, get empty texts)."""
     examples = [json.loads(l) for l in open("studies/default/examples.jsonl")]
     empty = [""] * (n - len(examples))
     request = empty + [e["text"][:1500] for e in examples]
@@ -106,7 +113,12 @@ def word_blocks(vocabulary_texts, size, replies_vocabulary_texts=None):
     replies = empty + [e.get("replies") or "" for e in examples]
     opening = [o or r for o, r in zip(opening, request)]
     replies = [r or o for r, o in zip(replies, opening)]
-    texts = {"request": request, "opening": opening, "replies": replies}
+    return {"request": request, "opening": opening, "replies": replies}
+
+
+def word_blocks(vocabulary_texts, size, replies_vocabulary_texts=None):
+    """The product's three word blocks rebuilt from the study's examples."""
+    texts = example_texts()
     tokens = lambda t: [w for w in re.split(r"[^\w]", t.lower()) if len(w) >= 2]
 
     def fit(keys, size):
@@ -184,6 +196,36 @@ for variant in sys.argv[2:] or ["product"]:
         run("the same, the vote over the embeddings and the words", standardised(X), space=pca(np.hstack([EMBEDDINGS, unit(words)]), 128))
     elif variant == "later_turns":
         run("the words of the user's later turns as a fourth block", standardised(np.hstack([F, later_turns_block()])))
+    elif variant == "stacking":
+        p, v, rows = held_out()
+        t, fold = y[rows], fold_of[rows]
+        print(f"the blend at 0.3: {((0.7 * p + 0.3 * v).argmax(1) == t).mean():.4f}", flush=True)
+        for name, Z in (("probabilities", np.hstack([p, v])), ("log-probabilities", np.log(np.maximum(np.hstack([p, v]), 1e-6)))):
+            for c in (0.03, 0.3, 3.0):
+                right = np.zeros(len(t), bool)
+                for f in range(5):
+                    fit = LogisticRegression(C=c, max_iter=2000).fit(Z[fold != f], t[fold != f])
+                    right[fold == f] = fit.predict(Z[fold == f]) == t[fold == f]
+                print(f"a regression over the held-out {name}, C = {c}: {right.mean():.4f}", flush=True)
+    elif variant == "characters":
+        from scipy import sparse
+        from sklearn.feature_extraction.text import HashingVectorizer
+        from sklearn.preprocessing import normalize
+        hashed = HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), n_features=2**15, alternate_sign=False, norm=None)
+        texts = example_texts()
+        counts = [hashed.transform(texts[k]).tocsr() for k in ("request", "opening")]
+        for c in counts:
+            c.data = 1 + np.log(c.data)
+
+        def with_characters(train, test, scale=5.0):
+            s = StandardScaler().fit(F[train])
+            blocks = []
+            for c in counts:
+                df = np.asarray((c[train] > 0).sum(0)).ravel()
+                blocks.append(normalize(c.multiply(np.where(df >= 2, np.log((1 + len(train)) / (1 + df)) + 1, 0)).tocsr()))
+            side = lambda rows, x: sparse.hstack([sparse.csr_matrix(x)] + [scale * b[rows] for b in blocks]).tocsr()
+            return side(train, s.transform(F[train])), side(test, s.transform(F[test]))
+        run("and the request's and opening's character 3-5-grams (tf-idf, 32,768 hashed)", with_characters)
     elif variant == "tuned":
         T = np.fromfile(f"{DIR}/tuned-fold0.f32", dtype="<f4").reshape(2 * n, 384)
         pair = np.hstack([unit(T[:n]), unit(T[n:])])
