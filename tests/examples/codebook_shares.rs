@@ -36,6 +36,8 @@ fn main() {
     }
     let (mut least_cosine, mut largest_gap) = (1f32, 0f64);
     for ((topic, sum), count) in leaves.iter().zip(&sums).zip(&counts) {
+        // An empty leaf has no mean to compare with (its cosine would be NaN, which `min` drops).
+        assert!(*count > 0, "no public request falls in leaf {}", topic.id);
         let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
         least_cosine = least_cosine.min(sum.iter().zip(&topic.centroid).map(|(s, c)| s / norm * c).sum());
         largest_gap = largest_gap.max((*count as f64 / embeddings.len() as f64 - topic.public_share).abs());
