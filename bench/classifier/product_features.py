@@ -18,8 +18,8 @@ later_turns (the words of the user's turns after the first as a fourth block, fr
 corpus `cargo xtask fetch` caches), encoders (other sentence encoders that ship their weights
 in a package, in place of the pinned one: see `encoders.py`), tuned (the embeddings of two
 upper layers tuned without fold 0, `TUNED_DUMP=DIR/tuned-fold0.f32 cargo run --release -p
-chorus-tests --example finetune_fold -- 0 2 2`, in the pinned ones' place or beside them, scored
-on fold 0), pooling (the pinned layers' hidden states pooled other ways: the largest value
+chorus-tests --example finetune_fold -- 0 2 2`, in the pinned ones' place or beside them, or
+the request's alone beside them with the vote in three spaces, scored on fold 0), pooling (the pinned layers' hidden states pooled other ways: the largest value
 of each dimension, the first token's, the means of the lower layers; see `encoders.py`),
 stacking (a regression over the held-out probabilities of the regression and the vote, in
 place of the fixed blend), characters (the request's and opening's character 3- to 5-grams as
@@ -235,6 +235,15 @@ for variant in sys.argv[2:] or ["product"]:
         G[:, :768] = pair
         run("fold 0: the tuned embeddings in the pinned ones' place, the vote in their space", standardised(G), folds=fold0, space=space)
         run("fold 0: the product's input and the tuned embeddings, the vote in their space", standardised(np.hstack([F, pair])), folds=fold0, space=space)
+        # What a device computes without running the pinned upper layers for the reply: the
+        # reply's pinned embedding and its mean after layer 5 (columns 384-768, 2688-3072) go.
+        lean = np.delete(F, np.r_[384:768, 2688:3072], axis=1)
+        run("fold 0: the same without the reply's pinned upper layers", standardised(np.hstack([lean, pair])), folds=fold0, space=space)
+        with_request = standardised(np.hstack([F, unit(T[:n])]))
+        run("fold 0: the product's input and the tuned request alone", with_request, folds=fold0, space=space)
+        run("fold 0: the same, the vote in the product's space", with_request, folds=fold0)
+        mixed = pca(unit(np.hstack([unit(T[:n]), unit(F[:, 384:768])])), 64)
+        run("fold 0: the same, the vote over the tuned request and the pinned reply", with_request, folds=fold0, space=mixed)
     elif variant == "pooling":
         import encoders
         pooled = encoders.pinned_poolings(DIR, meta["texts"], meta["replies"])

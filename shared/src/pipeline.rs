@@ -73,19 +73,23 @@ impl Analyzer {
     pub fn analyze(&self, conversation: &Conversation, keep_embedding: bool) -> Result<Analysis, EmbedError> {
         let text = facets::text_facets(conversation);
         let request = facets::request_text(conversation);
-        // With the study's tuned layers: the pinned embedding (topics, concern, the embedding
-        // channel) and the tuned one (the category) from one run of the lower layers.
-        // With the layered input, the request's embedding followed by its layers' means.
+        // With the layered input, the request's embedding followed by its layers' means; with
+        // the study's tuned layers, its tuned embedding before them, from the same run of the
+        // lower layers. The pinned embedding is what topics, concern and the embedding channel read.
         let layered = self.study.category_input.layered();
-        let (request_for_category, tuned) = match self.embedder.embed_tuned(&[&request])? {
+        let request_for_category = match self.embedder.embed_tuned(&[&request])? {
             Some(mut both) => {
                 let both = both.remove(0);
-                (both.tuned, Some(both.pinned))
+                [both.tuned, both.pinned].concat()
             }
-            None if layered => (self.embedder.embed_layers(&[&request])?.remove(0), None),
-            None => (self.embedder.embed(&[&request])?.remove(0), None),
+            None if layered => self.embedder.embed_layers(&[&request])?.remove(0),
+            None => self.embedder.embed(&[&request])?.remove(0),
         };
-        let embedding = tuned.unwrap_or_else(|| request_for_category[..crate::embed::DIM].to_vec());
+        let pinned_from = match self.study.category_input {
+            CategoryInput::TunedRequestAndLayers => crate::embed::DIM,
+            _ => 0,
+        };
+        let embedding = request_for_category[pinned_from..pinned_from + crate::embed::DIM].to_vec();
         // Embedded apart from the request: in one batch the shorter text would be padded.
         let reply_text = match self.study.category_input {
             CategoryInput::Request => None,
@@ -94,7 +98,7 @@ impl Analyzer {
         let reply = match reply_text.as_deref() {
             None => None,
             Some(reply) if layered => Some(self.embedder.embed_layers(&[reply])?.remove(0)),
-            Some(reply) => Some(self.embedder.embed_through_tuned(&[reply])?.remove(0)),
+            Some(reply) => Some(self.embedder.embed(&[reply])?.remove(0)),
         };
         let user_text: String = conversation.user_texts().collect::<Vec<_>>().join("\n");
         // Only a classifier that reads the replies' words needs them cut and scrubbed.

@@ -360,18 +360,22 @@ fn a_malformed_compiled_study_is_refused() {
             "{error}"
         );
     }
-    // Tuned layers replace the pinned upper ones that the layers' means are read from: the
-    // check names that, before any weight of the tuned layers is looked at.
-    let mut tuned_and_layered = shipped;
-    tuned_and_layered.tuned_layers = Some(chorus_shared::embed::weights::TunedLayers {
+    // Tuned layers sent with a classifier that does not read them (or a classifier that reads
+    // them without the layers): the check names that, before any of their weights is looked at.
+    let mut tuned_unread = shipped.clone();
+    tuned_unread.tuned_layers = Some(chorus_shared::embed::weights::TunedLayers {
         first: 4,
         tensors: Vec::new(),
     });
-    let error = Analyzer::new(embedder(), tuned_and_layered).err().expect("refused");
-    assert!(
-        error
-            .to_string()
-            .contains("reads both tuned layers and the pinned layers' means"),
-        "{error}"
-    );
+    let mut tuned_missing = shipped;
+    tuned_missing.category_input = chorus_shared::study::CategoryInput::TunedRequestAndLayers;
+    for malformed in [tuned_unread, tuned_missing] {
+        let error = Analyzer::new(embedder(), malformed).err().expect("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("reads tuned layers, but the study has none (or the reverse)"),
+            "{error}"
+        );
+    }
 }

@@ -67,16 +67,14 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
         None => embedder(),
     };
     let (embedded, _) = embed_training_set(&embedder, &set, study.category_input, &[], |_, _| {}).unwrap();
-    let category_embedding = |text: &str, pinned: &[f32]| match study.tuned_layers {
-        Some(_) => embedder.embed_through_tuned(&[text]).unwrap().remove(0),
-        None => pinned.to_vec(),
-    };
+    // With tuned layers, the request's tuned embedding before its pinned one and means.
     let requests: Vec<Vec<f32>> = (set.texts.iter().zip(&embedded.requests))
-        .map(|(t, e)| category_embedding(t, e))
+        .map(|(t, pinned)| match embedder.embed_tuned(&[t]).unwrap() {
+            Some(mut both) => [both.remove(0).tuned, pinned.clone()].concat(),
+            None => pinned.clone(),
+        })
         .collect();
-    let replies: Vec<Option<Vec<f32>>> = (set.replies.iter().zip(&embedded.replies))
-        .map(|(t, e)| t.as_deref().zip(e.as_deref()).map(|(t, e)| category_embedding(t, e)))
-        .collect();
+    let replies = embedded.replies;
     let labels = test
         .iter()
         .map(|e| study.categories.iter().position(|c| c.id == e.category).unwrap())

@@ -237,3 +237,46 @@ fn the_upper_layers_in_plain_arrays_compute_what_the_pinned_graph_computes() {
         }
     }
 }
+
+/// An embedder with a study's tuned layers cuts the pinned graph below them, yet its pinned
+/// embedding and layers' means (what topics, concern, the embedding channel and the category's
+/// pinned half read) are the whole model's, wherever the cut falls among the pooled layers; and
+/// tuned layers that are the pinned ones give the pinned embedding.
+#[test]
+fn an_embedder_with_tuned_layers_pools_the_pinned_layers_as_the_whole_model_does() {
+    let texts = [
+        "How do I sort a list in Python?",
+        "Écris un poème sur la mer, en alexandrins, avec des rimes croisées.",
+        "x",
+    ];
+    let whole = embedder().embed_layers(&texts).unwrap();
+    let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    // Cut below, at and above the pooled layers (3, 4, 5).
+    for first in [2, 4, 5] {
+        let plain = embedder();
+        let pinned = plain.pinned_layers(first).unwrap();
+        let (tuned, _) = plain.quantized_layers(first, &pinned).unwrap();
+        let cut = plain.with_tuned_layers(&tuned).unwrap();
+        let both = cut.embed_tuned(&texts).unwrap().expect("tuned layers");
+        let layered = cut.embed_layers(&texts).unwrap();
+        for ((expected, both), layered) in whole.iter().zip(&both).zip(&layered) {
+            assert_eq!(both.pinned.len(), (1 + POOLED_LAYERS.len()) * DIM);
+            assert!(
+                worst(expected, &both.pinned) < 1e-5,
+                "cut after {first}: {}",
+                worst(expected, &both.pinned)
+            );
+            assert!(
+                worst(expected, layered) < 1e-5,
+                "cut after {first}: {}",
+                worst(expected, layered)
+            );
+            assert!(cosine(&expected[..DIM], &both.tuned) > 0.999, "cut after {first}");
+        }
+    }
+    let lower = embedder().lower_layers(4).unwrap();
+    assert!(
+        lower.embed_layers(&texts).is_err(),
+        "the lower layers alone cannot pool the upper ones"
+    );
+}

@@ -4,8 +4,8 @@
 //! weights that do not fit the pinned model.
 
 use chorus_shared::conversation::{Conversation, Role, Turn};
-use chorus_shared::embed::{pins::pins, weights};
-use chorus_shared::facets::{reply_text, request_text};
+use chorus_shared::embed::{pins::pins, weights, DIM};
+use chorus_shared::facets::{replies_text, reply_text, request_text};
 use chorus_shared::pipeline::Analyzer;
 use chorus_shared::study::{finetune, CategoryTexts, CompiledStudy};
 use chorus_tests::{cached, compile_study, embedder, workspace_root};
@@ -86,23 +86,33 @@ fn a_tuned_study_ships_its_layers_and_devices_classify_through_them_as_trained()
     for e in examples.iter().take(12) {
         let c = conversation(e["text"].as_str().unwrap(), e["reply"].as_str());
         let analysis = analyzer.analyze(&c, true).unwrap();
-        let request = trained_embedding(&request_text(&c));
-        let reply = reply_text(&c).map(|r| trained_embedding(&r));
-        let texts = (request_text(&c), reply_text(&c));
+        // The request's tuned embedding before its pinned one and means; the reply's pinned
+        // embedding and means; the words.
+        let (request, reply) = (request_text(&c), reply_text(&c));
+        let pinned = base.embed_layers(&[&request]).unwrap().remove(0);
+        let reply_layered = reply.as_ref().map(|r| base.embed_layers(&[r]).unwrap().remove(0));
+        let replies = (compiled.words.as_ref())
+            .filter(|w| w.replies)
+            .and_then(|_| replies_text(&c));
         let texts = CategoryTexts {
-            request: &texts.0,
-            reply: texts.1.as_deref(),
-            replies: None,
+            request: &request,
+            reply: reply.as_deref(),
+            replies: replies.as_deref(),
         };
-        let expected = compiled.category_probabilities(&request, reply.as_deref(), texts);
+        let category_input = [trained_embedding(&request), pinned.clone()].concat();
+        let expected = compiled.category_probabilities(&category_input, reply_layered.as_deref(), texts);
         let got = analysis.category_probabilities.unwrap();
         let worst = got.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(worst < 1e-3, "device {got:?}, as trained {expected:?}");
         // The embedding channel and topics still read the pinned embedding.
-        let pinned_embedding = base.embed(&[&request_text(&c)]).unwrap().remove(0);
-        assert_eq!(analysis.embedding.unwrap(), pinned_embedding);
-        let untuned = compiled.category_probabilities(&pinned_embedding, None, CategoryTexts { reply: None, ..texts });
-        differs += usize::from(untuned != expected);
+        let embedding = analysis.embedding.unwrap();
+        let off = embedding
+            .iter()
+            .zip(&pinned[..DIM])
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(off < 1e-5, "the pinned embedding is {off} off");
+        let untuned = [&pinned[..DIM], &pinned[..]].concat();
+        differs += usize::from(compiled.category_probabilities(&untuned, reply_layered.as_deref(), texts) != expected);
     }
     assert_eq!(differs, 12, "the classifier reads the tuned embeddings");
 }

@@ -57,7 +57,7 @@ pub struct Embedder {
     tokenizer: Tokenizer,
     /// Where the planned graph ends: the whole pinned model without a cut; with a study's tuned
     /// layers, the hidden states below them, which both `tuned` plans take.
-    cut: Option<String>,
+    cut: Option<Cut>,
     /// The graph up to `cut`, planned at its first use, so that an embedder that is given tuned
     /// layers before it runs never plans the whole model for nothing.
     plan: OnceLock<Stage>,
@@ -66,6 +66,15 @@ pub struct Embedder {
     tokenizer_json: Arc<[u8]>,
     /// The pinned model's upper layers and a study's own, when it has them.
     tuned: Option<TunedPlans>,
+}
+
+/// The hidden states between two layers at which the graph is cut.
+#[derive(Clone)]
+struct Cut {
+    /// The tensor that holds them.
+    name: String,
+    /// How many layers are below it.
+    layer: usize,
 }
 
 /// A graph planned for batches of any size and length, and what each of its inputs takes.
@@ -85,8 +94,16 @@ struct Encoded {
     lengths: Vec<usize>,
 }
 
-/// The pinned model's outputs for a batch, and each text's token count.
-type PinnedOutputs = (TVec<TValue>, Vec<usize>);
+/// The pinned model's outputs for a batch, and the batch.
+struct PinnedRun {
+    /// Without a cut, or with the pinned upper layers above it: the last layer's hidden states,
+    /// then those after each of [`POOLED_LAYERS`] (what the whole graph's plan outputs). Below
+    /// a cut without upper layers ([`Embedder::lower_layers`]): the hidden states at the cut.
+    outputs: TVec<TValue>,
+    encoded: Encoded,
+    /// With tuned layers, the hidden states at the cut, which they take.
+    boundary: Option<TValue>,
+}
 
 impl Embedder {
     /// Loads the model and tokenizer from their bytes, refusing any file that is not the pinned one.
@@ -125,18 +142,15 @@ impl Embedder {
         if let Some(stage) = self.plan.get() {
             return Ok(stage);
         }
+        // The pooled layers' hidden states (those below the cut, with one) as outputs after the
+        // last layer's: computed anyway, so an embedding that ignores them costs nothing more.
         let stage = load_plan(&self.model, |graph| {
             match &self.cut {
-                Some(cut) => *graph = split::below(graph, cut),
-                // The pooled layers' hidden states as outputs after the last layer's: computed
-                // anyway, so an embedding that ignores them costs nothing more.
-                None => {
-                    let pooled = (POOLED_LAYERS.iter())
-                        .map(|&l| split::hidden_state_after(graph, l))
-                        .collect::<Option<Vec<_>>>()
-                        .ok_or_else(|| "the model has fewer layers than the pooled ones".to_string())?;
-                    *graph = split::with_outputs(graph, &pooled);
+                Some(cut) => {
+                    let pooled = pooled_states(graph, |l| l < cut.layer)?;
+                    *graph = split::with_outputs(&split::below(graph, &cut.name), &pooled);
                 }
+                None => *graph = split::with_outputs(graph, &pooled_states(graph, |_| true)?),
             }
             Ok(None)
         })?;
@@ -153,45 +167,64 @@ impl Embedder {
     /// the texts run as one batch padded to the longest.
     pub fn token_states(&self, texts: &[&str]) -> Result<Vec<Array2<f32>>, EmbedError> {
         match self.run_pinned(texts)? {
-            Some((outputs, lengths)) => token_states_of(&outputs[0], &lengths),
+            Some(run) => token_states_of(&run.outputs[0], &run.encoded.lengths),
             None => Ok(Vec::new()),
         }
     }
 
     /// Each text's embedding followed by the mean of its hidden states after each of
     /// [`POOLED_LAYERS`], each at unit length: `(1 + POOLED_LAYERS.len()) × DIM` floats. Needs
-    /// the whole pinned model: an embedder with tuned layers refuses.
+    /// the pinned model's every layer: [`Embedder::lower_layers`] refuses.
     pub fn embed_layers(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        if self.cut.is_some() {
+        if self.cut.is_some() && self.tuned.is_none() {
             return Err(EmbedError::Run(
-                "an embedder with tuned layers does not pool the pinned layers".into(),
+                "an embedder of the lower layers does not pool the upper ones".into(),
             ));
         }
-        let Some((outputs, lengths)) = self.run_pinned(texts)? else {
-            return Ok(Vec::new());
-        };
-        let mut layered = vec![Vec::with_capacity(outputs.len() * DIM); texts.len()];
-        for output in &outputs {
-            for (text, states) in layered.iter_mut().zip(token_states_of(output, &lengths)?) {
-                text.extend(pool(&states.view()));
-            }
+        match self.run_pinned(texts)? {
+            Some(run) => layered(&run.outputs, &run.encoded.lengths),
+            None => Ok(Vec::new()),
         }
-        Ok(layered)
     }
 
-    /// The pinned model's outputs for a batch of texts (the last layer's hidden states first;
-    /// with tuned layers, the pinned upper layers run on the cut's output) and each text's
-    /// token count; `None` for no texts.
-    fn run_pinned(&self, texts: &[&str]) -> Result<Option<PinnedOutputs>, EmbedError> {
+    /// The pinned model's outputs for a batch of texts, with tuned layers the pinned upper
+    /// layers run on the cut's output ([`PinnedRun`]); `None` for no texts.
+    fn run_pinned(&self, texts: &[&str]) -> Result<Option<PinnedRun>, EmbedError> {
         if texts.is_empty() {
             return Ok(None);
         }
         let encoded = self.encode(texts)?;
-        let mut outputs = self.plan()?.run(&encoded, None)?;
-        if let Some(tuned) = &self.tuned {
-            outputs = tuned.pinned.run(&encoded, Some(outputs.remove(0)))?;
+        let lower = self.plan()?.run(&encoded, None)?;
+        let (Some(tuned), Some(cut)) = (&self.tuned, &self.cut) else {
+            return Ok(Some(PinnedRun {
+                outputs: lower,
+                encoded,
+                boundary: None,
+            }));
+        };
+        let boundary = lower[0].clone();
+        let upper = tuned.pinned.run(&encoded, Some(boundary.clone()))?;
+        // In the whole graph's order: the last layer's states, then each pooled layer's, from
+        // below the cut (after the cut's own states), at the cut, or above it.
+        let (mut below, mut above) = (lower[1..].iter(), upper[1..].iter());
+        let mut outputs: TVec<TValue> = tvec![upper[0].clone()];
+        for &l in &POOLED_LAYERS {
+            let states = match l.cmp(&cut.layer) {
+                std::cmp::Ordering::Less => below.next(),
+                std::cmp::Ordering::Equal => Some(&boundary),
+                std::cmp::Ordering::Greater => above.next(),
+            };
+            outputs.push(
+                states
+                    .ok_or_else(|| EmbedError::Run(format!("no hidden states after layer {l}")))?
+                    .clone(),
+            );
         }
-        Ok(Some((outputs, encoded.lengths)))
+        Ok(Some(PinnedRun {
+            outputs,
+            encoded,
+            boundary: Some(boundary),
+        }))
     }
 
     fn encode(&self, texts: &[&str]) -> Result<Encoded, EmbedError> {
@@ -264,6 +297,25 @@ fn token_states_of(output: &TValue, lengths: &[usize]) -> Result<Vec<Array2<f32>
                 .to_owned()
         })
         .collect())
+}
+
+/// Each text's pooled outputs, one after the other ([`Embedder::embed_layers`]).
+fn layered(outputs: &[TValue], lengths: &[usize]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let mut layered = vec![Vec::with_capacity(outputs.len() * DIM); lengths.len()];
+    for output in outputs {
+        for (text, states) in layered.iter_mut().zip(token_states_of(output, lengths)?) {
+            text.extend(pool(&states.view()));
+        }
+    }
+    Ok(layered)
+}
+
+/// The tensors of the hidden states after each of [`POOLED_LAYERS`] that `keep` keeps.
+fn pooled_states(graph: &GraphProto, keep: impl Fn(usize) -> bool) -> Result<Vec<String>, String> {
+    (POOLED_LAYERS.iter().filter(|&&l| keep(l)))
+        .map(|&l| split::hidden_state_after(graph, l))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| "the model has fewer layers than the pooled ones".to_string())
 }
 
 /// The sentence embedding of one text's token states: their mean, scaled to unit length.

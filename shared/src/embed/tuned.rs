@@ -3,12 +3,16 @@
 //! with the study's, so that one run of the lower layers gives both the pinned embedding and
 //! the tuned one, and a text that needs only the tuned one runs no layer twice.
 
-use super::{layer, load_plan, pinned_graph, pool, split, token_states_of, weights, EmbedError, Embedder, Stage};
+use super::{
+    layer, layered, load_plan, pinned_graph, pool, pooled_states, split, token_states_of, weights, Cut, EmbedError,
+    Embedder, Stage,
+};
 use std::sync::OnceLock;
 use tract_onnx::pb::GraphProto;
 
 /// A text's embedding by the pinned model and through a study's tuned upper layers.
 pub struct TunedEmbedding {
+    /// The pinned model's embedding followed by its layers' means ([`Embedder::embed_layers`]).
     pub pinned: Vec<f32>,
     pub tuned: Vec<f32>,
 }
@@ -16,7 +20,8 @@ pub struct TunedEmbedding {
 /// The layers above the cut, each planned apart ([`split::above`]) to take the hidden states
 /// the lower layers output.
 pub(super) struct TunedPlans {
-    /// With the pinned weights: the lower layers and these compute the pinned model.
+    /// With the pinned weights: the lower layers and these compute the pinned model (and the
+    /// hidden states after the pooled layers above the cut, as more outputs).
     pub(super) pinned: Stage,
     /// With the study's weights.
     pub(super) tuned: Stage,
@@ -24,10 +29,11 @@ pub(super) struct TunedPlans {
 
 impl Embedder {
     /// This embedder with a study's own weights for its layers from `tuned.first` up, for
-    /// [`Embedder::embed_tuned`] and [`Embedder::embed_through_tuned`]; [`Embedder::embed`]
-    /// still gives the pinned model's embedding. Refuses weights that are not the shape of the
+    /// [`Embedder::embed_tuned`]; [`Embedder::embed`] and [`Embedder::embed_layers`] still
+    /// give the pinned model's embedding (and means). Refuses weights that are not the shape of the
     /// pinned ones they replace.
     pub fn with_tuned_layers(self, tuned: &weights::TunedLayers) -> Result<Embedder, EmbedError> {
+        let tuned_first = tuned.first;
         let graph = pinned_graph(&self.model)?;
         let boundary = split::hidden_state_after(&graph, tuned.first)
             .filter(|_| tuned.first > 0)
@@ -41,59 +47,44 @@ impl Embedder {
                 Ok(Some(boundary.clone()))
             })
         };
+        let pooled_above = pooled_states(&graph, |l| l > tuned.first).map_err(EmbedError::Load)?;
         let tuned = TunedPlans {
-            pinned: upper(&graph)?,
+            pinned: upper(&split::with_outputs(&graph, &pooled_above))?,
             tuned: upper(&tuned_graph)?,
         };
         // The lower layers are planned at their first use: the whole model never is.
         Ok(Embedder {
-            cut: Some(boundary),
+            cut: Some(Cut {
+                name: boundary,
+                layer: tuned_first,
+            }),
             plan: OnceLock::new(),
             tuned: Some(tuned),
             ..self
         })
     }
 
-    /// For each text, its pinned embedding and its embedding through the study's tuned upper
-    /// layers (both from one run of the lower layers). None without tuned layers
-    /// ([`Embedder::with_tuned_layers`]).
+    /// For each text, its pinned embedding with its layers' means and its embedding through the
+    /// study's tuned upper layers (both from one run of the lower layers). None without tuned
+    /// layers ([`Embedder::with_tuned_layers`]).
     pub fn embed_tuned(&self, texts: &[&str]) -> Result<Option<Vec<TunedEmbedding>>, EmbedError> {
         let Some(plans) = &self.tuned else { return Ok(None) };
-        if texts.is_empty() {
+        let Some(run) = self.run_pinned(texts)? else {
             return Ok(Some(Vec::new()));
-        }
-        let encoded = self.encode(texts)?;
-        let boundary = self.plan()?.run(&encoded, None)?.remove(0);
-        let pinned = plans.pinned.run(&encoded, Some(boundary.clone()))?;
-        let tuned = plans.tuned.run(&encoded, Some(boundary))?;
-        let pinned = token_states_of(&pinned[0], &encoded.lengths)?;
-        let tuned = token_states_of(&tuned[0], &encoded.lengths)?;
+        };
+        let boundary = run
+            .boundary
+            .ok_or_else(|| EmbedError::Run("the tuned layers need the cut's states".into()))?;
+        let tuned = plans.tuned.run(&run.encoded, Some(boundary))?;
+        let tuned = token_states_of(&tuned[0], &run.encoded.lengths)?;
         Ok(Some(
-            (pinned.iter().zip(&tuned))
-                .map(|(p, t)| TunedEmbedding {
-                    pinned: pool(&p.view()),
+            (layered(&run.outputs, &run.encoded.lengths)?.into_iter().zip(&tuned))
+                .map(|(pinned, t)| TunedEmbedding {
+                    pinned,
                     tuned: pool(&t.view()),
                 })
                 .collect(),
         ))
-    }
-
-    /// Each text's embedding through the study's tuned upper layers, or the pinned model's
-    /// without them: what a study's category classifier reads.
-    pub fn embed_through_tuned(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let Some(plans) = &self.tuned else {
-            return self.embed(texts);
-        };
-        if texts.is_empty() {
-            return Ok(Vec::new());
-        }
-        let encoded = self.encode(texts)?;
-        let boundary = self.plan()?.run(&encoded, None)?.remove(0);
-        let tuned = plans.tuned.run(&encoded, Some(boundary))?;
-        Ok(token_states_of(&tuned[0], &encoded.lengths)?
-            .iter()
-            .map(|t| pool(&t.view()))
-            .collect())
     }
 
     /// The pinned model's first `layers` transformer layers only: its [`Embedder::token_states`]
@@ -102,7 +93,10 @@ impl Embedder {
         let boundary = split::hidden_state_after(&pinned_graph(&self.model)?, layers)
             .ok_or_else(|| EmbedError::Load(format!("the model has fewer than {layers} layers")))?;
         Ok(Embedder {
-            cut: Some(boundary),
+            cut: Some(Cut {
+                name: boundary,
+                layer: layers,
+            }),
             ..Embedder::new(&self.model, &self.tokenizer_json)?
         })
     }

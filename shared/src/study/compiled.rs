@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 /// Changes whenever compiled studies from older code must not be reused (9: the access mode;
 /// 10: the concern scale's descriptions; 11: the steward; 12: what the category classifier reads;
 /// 13: fine-tuned upper layers; 14: the pinned layers' means; 15: the texts' words; 16: the
-/// replies' words; 17: the request's reading length, [`CompiledStudy::max_tokens`]).
-pub const COMPILED_FORMAT: u32 = 17;
+/// replies' words; 17: the request's reading length, [`CompiledStudy::max_tokens`]; 18: tuned
+/// layers read beside the pinned ones' embeddings, means and words).
+pub const COMPILED_FORMAT: u32 = 18;
 /// Folds of the cross-validation that measures the classifier's errors.
 pub const CONFUSION_FOLDS: usize = 5;
 /// With labelled examples, each category needs at least this many to train on.
@@ -133,8 +134,9 @@ impl CompiledStudy {
         let category_input = category_input(study);
         let (embedded, concern) = embed_training_set(embedder, &training, category_input, &concern_refs, progress)?;
         let folds = fold_assignment(study, CONFUSION_FOLDS);
-        let tuning = (tuning.map(|t| tuned_spaces(embedder, &training, category_input, t))).transpose()?;
         let words = fit_words(category_input, &training);
+        let tuning = (tuning.map(|t| tuned_spaces(embedder, &training, &embedded, words.as_ref(), category_input, t)))
+            .transpose()?;
         let features = match &tuning {
             Some(t) => t.features.clone(),
             None => with_words(embedded.features(category_input), words.as_ref(), &training),

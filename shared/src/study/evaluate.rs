@@ -127,7 +127,9 @@ pub fn cross_validate(
     let input = category_input(study);
     let (embedded, _) = embed_training_set(embedder, &training, input, &[], progress)?;
     let words = fit_words(input, &training);
-    let features = with_words(embedded.features(input), words.as_ref(), &training);
+    // The pinned layers' input (what ships for a study that tunes nothing).
+    let pinned_input = input.pinned();
+    let features = with_words(embedded.features(pinned_input), words.as_ref(), &training);
     let set = Labelled {
         vectors: &features,
         labels,
@@ -137,9 +139,10 @@ pub fn cross_validate(
         by_fold: None,
         regressions: &Regressions::default(),
     };
-    let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features, input.compared()));
+    let projection = (!study.examples.is_empty()).then(|| Projection::fit(&features, pinned_input.compared()));
     let pinned = cross_validate_vectors(&set, options, projection.as_ref());
-    let tuning = (tuning.map(|t| tuned_spaces(embedder, &training, input, t))).transpose()?;
+    let tuning =
+        (tuning.map(|t| tuned_spaces(embedder, &training, &embedded, words.as_ref(), input, t))).transpose()?;
     // What ships: the classifier on the tuned layers' embeddings when the study tunes them.
     let validated = match &tuning {
         Some(tuning) => {
@@ -169,13 +172,13 @@ pub fn cross_validate(
             .collect::<Vec<_>>();
         regression_on(&plain)
     });
-    let without_words = words.is_some().then(|| regression_on(&embedded.features(input)));
+    let without_words = words.is_some().then(|| regression_on(&embedded.features(pinned_input)));
     let without_replies_words = (words.as_ref().filter(|w| w.replies)).map(|w| {
         let fewer = Words {
             replies: false,
             ..w.clone()
         };
-        regression_on(&with_words(embedded.features(input), Some(&fewer), &training))
+        regression_on(&with_words(embedded.features(pinned_input), Some(&fewer), &training))
     });
     let steps = Steps {
         request_only,

@@ -3,7 +3,7 @@
 //! study from the server; a malformed one (a server's fault or an operator's malice) must be
 //! refused with an error, not panic the page's worker halfway through an export.
 
-use super::classifier::Classifier;
+use super::classifier::{CategoryInput, Classifier};
 use super::compiled::CompiledStudy;
 use super::neighbours::Neighbours;
 use crate::codebook::Codebook;
@@ -16,9 +16,9 @@ impl CompiledStudy {
         if classes == 0 {
             return Err("the study has no categories".into());
         }
-        if self.tuned_layers.is_some() && self.category_input.layered() {
-            // A device with tuned layers runs the pinned upper layers for the request alone.
-            return Err("the category classifier reads both tuned layers and the pinned layers' means".into());
+        // A device runs tuned layers for the category's request, and nothing else reads them.
+        if self.tuned_layers.is_some() != (self.category_input == CategoryInput::TunedRequestAndLayers) {
+            return Err("the category classifier reads tuned layers, but the study has none (or the reverse)".into());
         }
         if let Some(words) = &self.words {
             if words.idf.len() != words.len() || !words.vocabulary.is_sorted_by(|a, b| a < b) {

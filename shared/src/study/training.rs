@@ -91,14 +91,14 @@ impl TrainingSet {
 
 /// What a study's category classifier reads: the request and the reply's opening when most of
 /// its labelled examples carry their reply (a classifier trained on requests alone would meet
-/// replies it never learned from), else the request alone; with the pinned layers' means
-/// unless the study tunes its upper layers (whose embedding alone the classifier reads).
+/// replies it never learned from), else the request alone; with the pinned layers' means, and
+/// the request's embedding through the study's tuned upper layers when it tunes them.
 pub fn category_input(study: &Study) -> CategoryInput {
     let with_reply = study.examples.iter().filter(|e| e.reply.is_some()).count();
     match (with_reply * 2 > study.examples.len(), study.fine_tune_layers) {
         (false, _) => CategoryInput::Request,
         (true, 0) => CategoryInput::RequestAndReplyLayers,
-        (true, _) => CategoryInput::RequestAndReply,
+        (true, _) => CategoryInput::TunedRequestAndLayers,
     }
 }
 

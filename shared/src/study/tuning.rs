@@ -5,7 +5,8 @@
 
 use super::finetune::{embed_all, fine_tune, FineTuneOptions, Item};
 use super::neighbours::Projection;
-use super::training::{fold_assignment, training_set, FoldSpace, TrainingSet};
+use super::training::{fold_assignment, training_set, with_words, EmbeddedSet, FoldSpace, TrainingSet};
+use super::words::Words;
 use super::{CategoryInput, Study};
 use crate::embed::weights::TunedLayers;
 use crate::embed::{EmbedError, Embedder};
@@ -37,12 +38,18 @@ pub(crate) struct StudyTuning {
     pub by_fold: Vec<FoldSpace>,
 }
 
-/// The hidden states of every training item's request and reply (the request again when it has
-/// none) below the tuned layers: requests first, then replies.
-fn training_states(embedder: &Embedder, training: &TrainingSet, first: usize) -> Result<Vec<Array2<f32>>, EmbedError> {
-    let texts: Vec<&str> = (training.texts.iter().map(String::as_str))
-        .chain((training.replies.iter().zip(&training.texts)).map(|(r, t)| r.as_deref().unwrap_or(t)))
-        .collect();
+/// The hidden states below the tuned layers of every training item's request and, with
+/// `replies`, its reply (the request again when it has none): requests first, then replies.
+fn training_states(
+    embedder: &Embedder,
+    training: &TrainingSet,
+    first: usize,
+    replies: bool,
+) -> Result<Vec<Array2<f32>>, EmbedError> {
+    let replies = (training.replies.iter().zip(&training.texts))
+        .map(|(r, t)| r.as_deref().unwrap_or(t))
+        .filter(|_| replies);
+    let texts: Vec<&str> = training.texts.iter().map(String::as_str).chain(replies).collect();
     embedder.lower_layers(first)?.token_states_many(&texts, |_| {})
 }
 
@@ -62,7 +69,7 @@ pub fn tune(
     let fold_of = fold_assignment(study, folds);
     let first = embedder.layer_count()?.saturating_sub(study.fine_tune_layers);
     let pinned = embedder.pinned_layers(first)?;
-    let states = training_states(embedder, &training, first)?;
+    let states = training_states(embedder, &training, first, true)?;
     let n = training.texts.len();
     let fit = |held_out: Option<usize>| -> Result<TunedLayers, EmbedError> {
         let items: Vec<Item<'_>> = (0..n)
@@ -115,21 +122,24 @@ pub(crate) fn check_tuning(study: &Study, tuning: Option<&Tuning>, folds: usize,
     }
 }
 
-/// Applies a study's tuning to its training items: each item's classifier input through the
-/// shipped layers and through each fold's.
+/// Applies a study's tuning to its training items: each item's classifier input (`input`,
+/// which reads the request through the tuned layers beside the pinned `embedded` set and the
+/// `words`) through the shipped layers and through each fold's.
 pub(crate) fn tuned_spaces(
     embedder: &Embedder,
     training: &TrainingSet,
+    embedded: &EmbeddedSet,
+    words: Option<&Words>,
     input: CategoryInput,
     tuning: &Tuning,
 ) -> Result<StudyTuning, EmbedError> {
-    let states = training_states(embedder, training, tuning.shipped.first)?;
-    let n = training.texts.len();
+    let states = training_states(embedder, training, tuning.shipped.first, false)?;
     let features_through = |layers: &TunedLayers| -> Result<Vec<Vec<f32>>, EmbedError> {
-        let vectors = embed_all(&embedder.tuned_weights(layers)?, &states);
-        Ok((0..n)
-            .map(|i| input.features(&vectors[i], training.replies[i].as_ref().map(|_| &vectors[n + i][..])))
-            .collect())
+        let tuned = embed_all(&embedder.tuned_weights(layers)?, &states);
+        let features = (tuned.into_iter().zip(&embedded.requests).zip(&embedded.replies))
+            .map(|((tuned, pinned), reply)| input.features(&[tuned, pinned.clone()].concat(), reply.as_deref()))
+            .collect();
+        Ok(with_words(features, words, training))
     };
     let mut by_fold = Vec::with_capacity(tuning.folds);
     for layers in &tuning.by_fold {
