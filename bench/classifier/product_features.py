@@ -116,6 +116,11 @@ def example_texts():
     return {"request": request, "opening": opening, "replies": replies}
 
 
+def idf(df, texts):
+    """The product's smoothed inverse document frequency of words found in `df` of `texts` texts."""
+    return np.log((1 + texts) / (1 + df)) + 1
+
+
 def word_blocks(vocabulary_texts, size, replies_vocabulary_texts=None):
     """The product's three word blocks rebuilt from the study's examples."""
     texts = example_texts()
@@ -128,7 +133,7 @@ def word_blocks(vocabulary_texts, size, replies_vocabulary_texts=None):
         names = counts.get_feature_names_out()
         keep = sorted((i for i in range(len(names)) if df[i] >= 2), key=lambda i: (-df[i], names[i]))[:size]
         vocabulary = CountVectorizer(tokenizer=tokens, lowercase=False, vocabulary=[names[i] for i in keep], token_pattern=None)
-        return vocabulary, np.log((1 + len(corpus)) / (1 + df[keep])) + 1
+        return vocabulary, idf(df[keep], len(corpus))
 
     def block(fitted, key):
         vocabulary, idf = fitted
@@ -167,7 +172,7 @@ def later_turns_block(corpus="~/.cache/chorus/corpus/sharegpt.json", size=1000):
     vocabulary = CountVectorizer(tokenizer=tokens, lowercase=False, vocabulary=[names[i] for i in keep], token_pattern=None)
     c = vocabulary.transform(texts).toarray().astype(float)
     c[c > 0] = 1 + np.log(c[c > 0])
-    return unit(c * (np.log((1 + len(corpus_texts)) / (1 + df[keep])) + 1))
+    return unit(c * idf(df[keep], len(corpus_texts)))
 
 
 for variant in sys.argv[2:] or ["product"]:
@@ -222,7 +227,7 @@ for variant in sys.argv[2:] or ["product"]:
             blocks = []
             for c in counts:
                 df = np.asarray((c[train] > 0).sum(0)).ravel()
-                blocks.append(normalize(c.multiply(np.where(df >= 2, np.log((1 + len(train)) / (1 + df)) + 1, 0)).tocsr()))
+                blocks.append(normalize(c.multiply(np.where(df >= 2, idf(df, len(train)), 0)).tocsr()))
             side = lambda rows, x: sparse.hstack([sparse.csr_matrix(x)] + [scale * b[rows] for b in blocks]).tocsr()
             return side(train, s.transform(F[train])), side(test, s.transform(F[test]))
         run("and the request's and opening's character 3-5-grams (tf-idf, 32,768 hashed)", with_characters)
