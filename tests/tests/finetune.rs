@@ -151,3 +151,39 @@ fn tuned_weights_that_do_not_fit_the_pinned_model_are_refused() {
         assert!(error.starts_with("the compiled study is malformed"), "{error}");
     }
 }
+
+/// The tuned input's layout: the request's tuned embedding and the reply's pinned one first
+/// (the floats the labelled neighbours compare), then the request's pinned embedding and the
+/// two texts' means; without a reply, the request's pinned embedding and means stand for it.
+#[test]
+fn the_tuned_input_puts_the_compared_embeddings_first() {
+    use chorus_shared::embed::POOLED_LAYERS;
+    use chorus_shared::study::CategoryInput;
+    let input = CategoryInput::TunedRequestAndLayers;
+    let block = |v: f32, blocks: usize| vec![v; blocks * DIM];
+    let means = POOLED_LAYERS.len();
+    let request = [block(1.0, 1), block(2.0, 1), block(3.0, means)].concat();
+    let reply = [block(4.0, 1), block(5.0, means)].concat();
+    let x = input.features(&request, Some(&reply));
+    assert_eq!(x.len(), input.width());
+    assert_eq!(input.compared(), 2 * DIM);
+    let expected = [
+        block(1.0, 1),
+        block(4.0, 1),
+        block(2.0, 1),
+        block(3.0, means),
+        block(5.0, means),
+    ]
+    .concat();
+    assert_eq!(x, expected);
+    let alone = input.features(&request, None);
+    let expected = [
+        block(1.0, 1),
+        block(2.0, 1),
+        block(2.0, 1),
+        block(3.0, means),
+        block(3.0, means),
+    ]
+    .concat();
+    assert_eq!(alone, expected);
+}
