@@ -5,9 +5,9 @@
 
 use crate::analysis::Analysis;
 use crate::conversation::Conversation;
-use crate::embed::{EmbedError, Embedder, MAX_TOKENS};
+use crate::embed::{EmbedError, Embedder, DIM, MAX_TOKENS};
 use crate::facets;
-use crate::study::{argmax, CategoryInput, CategoryTexts, CompiledStudy, COMPILED_FORMAT};
+use crate::study::{argmax, tuned_request, CategoryInput, CategoryTexts, CompiledStudy, COMPILED_FORMAT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzerError {
@@ -77,19 +77,21 @@ impl Analyzer {
         // the study's tuned layers, its tuned embedding before them, from the same run of the
         // lower layers. The pinned embedding is what topics, concern and the embedding channel read.
         let layered = self.study.category_input.layered();
-        let request_for_category = match self.embedder.embed_tuned(&[&request])? {
+        let (request_for_category, embedding) = match self.embedder.embed_tuned(&[&request])? {
             Some(mut both) => {
                 let both = both.remove(0);
-                [both.tuned, both.pinned].concat()
+                (tuned_request(&both.tuned, &both.pinned), both.pinned[..DIM].to_vec())
             }
-            None if layered => self.embedder.embed_layers(&[&request])?.remove(0),
-            None => self.embedder.embed(&[&request])?.remove(0),
+            None => {
+                let embedded = if layered {
+                    self.embedder.embed_layers(&[&request])?.remove(0)
+                } else {
+                    self.embedder.embed(&[&request])?.remove(0)
+                };
+                let embedding = embedded[..DIM].to_vec();
+                (embedded, embedding)
+            }
         };
-        let pinned_from = match self.study.category_input {
-            CategoryInput::TunedRequestAndLayers => crate::embed::DIM,
-            _ => 0,
-        };
-        let embedding = request_for_category[pinned_from..pinned_from + crate::embed::DIM].to_vec();
         // Embedded apart from the request: in one batch the shorter text would be padded.
         let reply_text = match self.study.category_input {
             CategoryInput::Request => None,

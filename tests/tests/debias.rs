@@ -16,7 +16,7 @@ use chorus_shared::facets::{replies_excerpt, reply_excerpt};
 use chorus_shared::privacy::noise::Noise;
 use chorus_shared::privacy::oracle::share_ci95;
 use chorus_shared::study::{
-    embed_training_set, example_text, fold_assignment, CompiledStudy, LabelledExample, TrainingSet,
+    embed_training_set, example_text, fold_assignment, tuned_request, CompiledStudy, LabelledExample, TrainingSet,
 };
 use chorus_tests::{compile_study, default_study, embedder, workspace_root};
 
@@ -60,6 +60,7 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
         replies: test.iter().map(|e| e.reply.as_deref().map(reply_excerpt)).collect(),
         all_replies: test.iter().map(|e| e.replies.as_deref().map(replies_excerpt)).collect(),
         labels: Vec::new(),
+        example: vec![None; test.len()],
     };
     let embedder = match &study.tuned_layers {
         // The category reads the study's tuned layers, as a device's does.
@@ -70,7 +71,7 @@ fn held_out() -> (CompiledStudy, Vec<usize>, Vec<Vec<f32>>) {
     // With tuned layers, the request's tuned embedding before its pinned one and means.
     let requests: Vec<Vec<f32>> = (set.texts.iter().zip(&embedded.requests))
         .map(|(t, pinned)| match embedder.embed_tuned(&[t]).unwrap() {
-            Some(mut both) => [both.remove(0).tuned, pinned.clone()].concat(),
+            Some(mut both) => tuned_request(&both.remove(0).tuned, pinned),
             None => pinned.clone(),
         })
         .collect();

@@ -7,7 +7,7 @@ use chorus_shared::conversation::{Conversation, Role, Turn};
 use chorus_shared::embed::{pins::pins, weights, DIM};
 use chorus_shared::facets::{replies_text, reply_text, request_text};
 use chorus_shared::pipeline::Analyzer;
-use chorus_shared::study::{finetune, CategoryTexts, CompiledStudy};
+use chorus_shared::study::{finetune, tuned_request, CategoryTexts, CompiledStudy};
 use chorus_tests::{cached, compile_study, embedder, workspace_root};
 use serde_json::Value;
 use tract_onnx::prelude::*;
@@ -99,7 +99,7 @@ fn a_tuned_study_ships_its_layers_and_devices_classify_through_them_as_trained()
             reply: reply.as_deref(),
             replies: replies.as_deref(),
         };
-        let category_input = [trained_embedding(&request), pinned.clone()].concat();
+        let category_input = tuned_request(&trained_embedding(&request), &pinned);
         let expected = compiled.category_probabilities(&category_input, reply_layered.as_deref(), texts);
         let got = analysis.category_probabilities.unwrap();
         let worst = got.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
@@ -111,7 +111,7 @@ fn a_tuned_study_ships_its_layers_and_devices_classify_through_them_as_trained()
             .zip(&pinned[..DIM])
             .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(off < 1e-5, "the pinned embedding is {off} off");
-        let untuned = [&pinned[..DIM], &pinned[..]].concat();
+        let untuned = tuned_request(&pinned[..DIM], &pinned);
         differs += usize::from(compiled.category_probabilities(&untuned, reply_layered.as_deref(), texts) != expected);
     }
     assert_eq!(differs, 12, "the classifier reads the tuned embeddings");
@@ -162,7 +162,7 @@ fn the_tuned_input_puts_the_compared_embeddings_first() {
     let input = CategoryInput::TunedRequestAndLayers;
     let block = |v: f32, blocks: usize| vec![v; blocks * DIM];
     let means = POOLED_LAYERS.len();
-    let request = [block(1.0, 1), block(2.0, 1), block(3.0, means)].concat();
+    let request = tuned_request(&block(1.0, 1), &[block(2.0, 1), block(3.0, means)].concat());
     let reply = [block(4.0, 1), block(5.0, means)].concat();
     let x = input.features(&request, Some(&reply));
     assert_eq!(x.len(), input.width());

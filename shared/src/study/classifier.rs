@@ -48,27 +48,28 @@ pub enum CategoryInput {
 impl CategoryInput {
     /// The classifier's input for a conversation with these embeddings: for the layered input,
     /// each text's [`crate::embed::Embedder::embed_layers`] (its embedding, then its means); for
-    /// the tuned one, the request's tuned embedding followed by that.
+    /// the tuned one, the request as [`tuned_request`] lays it out. Without a reply, the
+    /// request's (pinned) embedding and means stand for the reply's.
     pub fn features(self, request: &[f32], reply: Option<&[f32]>) -> Vec<f32> {
-        let given = reply;
-        let reply = reply.unwrap_or(request);
         match self {
             CategoryInput::Request => request.to_vec(),
-            CategoryInput::RequestAndReply => [request, reply].concat(),
+            CategoryInput::RequestAndReply => [request, reply.unwrap_or(request)].concat(),
             CategoryInput::RequestAndReplyLayers => {
-                let (request, request_means) = request.split_at(DIM.min(request.len()));
-                let (reply, reply_means) = reply.split_at(DIM.min(reply.len()));
+                let (request, request_means) = embedding_and_means(request);
+                let (reply, reply_means) = reply.map_or((request, request_means), embedding_and_means);
                 [request, reply, request_means, reply_means].concat()
             }
             CategoryInput::TunedRequestAndLayers => {
-                // The request's tuned embedding, then its pinned one with its means; an
-                // embedding alone stands for both.
-                let (tuned, pinned) = request.split_at(DIM.min(request.len()));
-                let pinned = if pinned.is_empty() { tuned } else { pinned };
-                let layered = CategoryInput::RequestAndReplyLayers.features(pinned, given);
-                let (pinned_request, rest) = layered.split_at(DIM.min(layered.len()));
-                let (reply, means) = rest.split_at(DIM.min(rest.len()));
-                [tuned, reply, pinned_request, means].concat()
+                // An embedding alone (a cluster's centroid) stands for both the tuned and the
+                // pinned request.
+                let (tuned, pinned) = embedding_and_means(request);
+                let (pinned, pinned_means) = if pinned.is_empty() {
+                    (tuned, pinned)
+                } else {
+                    embedding_and_means(pinned)
+                };
+                let (reply, reply_means) = reply.map_or((pinned, pinned_means), embedding_and_means);
+                [tuned, reply, pinned, pinned_means, reply_means].concat()
             }
         }
     }
@@ -110,6 +111,18 @@ impl CategoryInput {
             _ => 2 * DIM,
         }
     }
+}
+
+/// A layered text's embedding and its layers' means (none for an embedding alone).
+fn embedding_and_means(v: &[f32]) -> (&[f32], &[f32]) {
+    v.split_at(DIM.min(v.len()))
+}
+
+/// The request as [`CategoryInput::TunedRequestAndLayers`] reads it: its embedding through the
+/// study's tuned layers, then its pinned embedding and means
+/// ([`crate::embed::Embedder::embed_layers`]).
+pub fn tuned_request(tuned: &[f32], pinned: &[f32]) -> Vec<f32> {
+    [tuned, pinned].concat()
 }
 
 /// Settings of the logistic regression. The defaults were chosen by cross-validation on the

@@ -299,13 +299,7 @@ fn train_classifier(
         }
     }
     let validated = cross_validate_vectors(set, options, projection);
-    let (classifier, neighbours) = train_category_model(
-        (set.vectors, set.labels, set.classes),
-        set.regressions,
-        options,
-        projection,
-        &validated,
-    );
+    let (classifier, neighbours) = train_category_model(set, options, projection, &validated);
     Ok((classifier, neighbours, Some(validated.soft)))
 }
 

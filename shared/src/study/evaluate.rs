@@ -8,7 +8,7 @@ use super::neighbours::Projection;
 use super::regressions::Regressions;
 use super::training::{
     category_input, cross_validate_vectors, embed_training_set, fit_words, fold_assignment, training_set, with_words,
-    CompileError, Labelled,
+    CompileError, Labelled, TrainingSet,
 };
 use super::tuning::{check_tuning, tuned_spaces, Tuning};
 use super::words::Words;
@@ -195,7 +195,7 @@ pub fn cross_validate(
     let learning_curve = learning_curve(&set, &training.texts, options, projection.as_ref());
     let vectors = &requests;
     // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
-    let taxonomy_examples = study.categories.iter().map(|c| c.examples.len()).sum::<usize>();
+    let taxonomy_examples: Vec<usize> = (0..labels.len()).filter(|&i| training.example[i].is_none()).collect();
     let prototype_texts: Vec<String> = study
         .categories
         .iter()
@@ -203,9 +203,9 @@ pub fn cross_validate(
         .collect();
     let prototype_refs: Vec<&str> = prototype_texts.iter().map(String::as_str).collect();
     let mut prototype_xs = embedder.embed(&prototype_refs)?;
-    prototype_xs.extend_from_slice(&vectors[..taxonomy_examples]);
+    prototype_xs.extend(taxonomy_examples.iter().map(|&i| vectors[i].clone()));
     let prototype_ys: Vec<usize> = (0..classes)
-        .chain(labels[..taxonomy_examples].iter().copied())
+        .chain(taxonomy_examples.iter().map(|&i| labels[i]))
         .collect();
     let prototypes = Classifier::prototypes(&prototype_xs, &prototype_ys, classes);
     let prototype_correct = (0..labels.len())
@@ -236,7 +236,7 @@ pub fn cross_validate(
         accuracy: ratio(correct, held_out),
         steps,
         per_language: per_language(&validated.predictions, &training.texts, labels),
-        agreed: agreed(study, &validated.predictions, labels, taxonomy_examples),
+        agreed: agreed(study, &validated.predictions, &training),
         learning_curve,
         prototype_accuracy: ratio(prototype_correct, held_out),
         per_category,
@@ -248,17 +248,16 @@ pub fn cross_validate(
     })
 }
 
-/// Accuracy on the held-out examples whose two readings agreed; `first` is the index of the
-/// study's first labelled example in the training set (the taxonomy's examples come before).
-fn agreed(study: &Study, predictions: &[(usize, usize)], labels: &[usize], first: usize) -> Option<AgreedScore> {
+/// Accuracy on the held-out examples whose two readings agreed.
+fn agreed(study: &Study, predictions: &[(usize, usize)], training: &TrainingSet) -> Option<AgreedScore> {
     let agreed = |item: usize| {
-        let example = item.checked_sub(first).and_then(|i| study.examples.get(i));
+        let example = training.example[item].and_then(|i| study.examples.get(i));
         example.is_some_and(|e| e.agreed == Some(true))
     };
     let (mut held_out, mut right) = (0, 0);
     for &(item, predicted) in predictions.iter().filter(|(item, _)| agreed(*item)) {
         held_out += 1;
-        right += u32::from(predicted == labels[item]);
+        right += u32::from(predicted == training.labels[item]);
     }
     (held_out > 0).then(|| AgreedScore {
         held_out,

@@ -33,7 +33,7 @@ pub mod tuning;
 mod validation;
 pub mod words;
 
-pub use classifier::{argmax, CategoryInput, Classifier, TrainOptions};
+pub use classifier::{argmax, tuned_request, CategoryInput, Classifier, TrainOptions};
 pub use compiled::{CompiledStudy, ConcernPrototype, CATEGORY_MIN_EXAMPLES, COMPILED_FORMAT, CONFUSION_FOLDS};
 pub use evaluate::{cross_validate, CategoryScore, Evaluation, FineTunedSteps};
 pub use training::{

@@ -46,6 +46,9 @@ pub struct TrainingSet {
     pub all_replies: Vec<Option<String>>,
     /// Category indices.
     pub labels: Vec<usize>,
+    /// Which of the study's labelled examples each item is; none for the taxonomy's own
+    /// examples (and the categories' names and descriptions).
+    pub example: Vec<Option<usize>>,
 }
 
 /// Texts and category indices to train on: with labelled examples, those plus the taxonomy's
@@ -56,24 +59,38 @@ pub fn training_set(study: &Study) -> TrainingSet {
         replies: Vec::new(),
         all_replies: Vec::new(),
         labels: Vec::new(),
+        example: Vec::new(),
     };
-    let mut push = |text: String, reply: Option<&str>, replies: Option<&str>, label: usize| {
+    let mut push = |text: String, reply: Option<&str>, replies: Option<&str>, label: usize, example: Option<usize>| {
         set.texts.push(text);
         set.replies.push(reply.map(crate::facets::reply_excerpt));
         set.all_replies.push(replies.map(crate::facets::replies_excerpt));
         set.labels.push(label);
+        set.example.push(example);
     };
     for (c, category) in study.categories.iter().enumerate() {
         if study.examples.is_empty() {
-            push(format!("{}: {}", category.name, category.description), None, None, c);
+            push(
+                format!("{}: {}", category.name, category.description),
+                None,
+                None,
+                c,
+                None,
+            );
         }
         for e in &category.examples {
-            push(example_text(e), None, None, c);
+            push(example_text(e), None, None, c, None);
         }
     }
-    for e in &study.examples {
+    for (i, e) in study.examples.iter().enumerate() {
         let label = study.category_index(&e.category).expect("examples were validated");
-        push(example_text(&e.text), e.reply.as_deref(), e.replies.as_deref(), label);
+        push(
+            example_text(&e.text),
+            e.reply.as_deref(),
+            e.replies.as_deref(),
+            label,
+            Some(i),
+        );
     }
     set
 }
@@ -380,24 +397,30 @@ pub(crate) fn cross_validate_vectors(
     }
 }
 
-/// The category model trained on all of `xs`, calibrated as cross-validation found best.
+/// The category model trained on every item of `set` (its own vectors: not a fold's tuned
+/// space), calibrated as cross-validation found best.
 pub(crate) fn train_category_model(
-    set: (&[Vec<f32>], &[usize], usize),
-    regressions: &Regressions,
+    set: &Labelled<'_>,
     options: TrainOptions,
     projection: Option<&Projection>,
     validated: &CrossValidation,
 ) -> (Classifier, Option<Neighbours>) {
-    let (xs, ys, classes) = set;
-    let classifier = regressions
-        .train(xs, ys, classes, options)
+    let Labelled {
+        vectors,
+        labels,
+        classes,
+        ..
+    } = *set;
+    let classifier = set
+        .regressions
+        .train(vectors, labels, classes, options)
         .with_temperature(validated.temperature);
     let neighbours = projection
         .zip(validated.blend)
         .map(|(p, (weight, temperature))| Neighbours {
             weight,
             temperature,
-            ..Neighbours::index(p, xs, ys, classes)
+            ..Neighbours::index(p, vectors, labels, classes)
         });
     (classifier, neighbours)
 }

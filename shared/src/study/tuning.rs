@@ -7,7 +7,7 @@ use super::finetune::{embed_all, fine_tune, FineTuneOptions, Item};
 use super::neighbours::Projection;
 use super::training::{fold_assignment, training_set, with_words, EmbeddedSet, FoldSpace, TrainingSet};
 use super::words::Words;
-use super::{CategoryInput, Study};
+use super::{tuned_request, CategoryInput, Study};
 use crate::embed::weights::TunedLayers;
 use crate::embed::{EmbedError, Embedder};
 use serde::{Deserialize, Serialize};
@@ -137,7 +137,7 @@ pub(crate) fn tuned_spaces(
     let features_through = |layers: &TunedLayers| -> Result<Vec<Vec<f32>>, EmbedError> {
         let tuned = embed_all(&embedder.tuned_weights(layers)?, &states);
         let features = (tuned.into_iter().zip(&embedded.requests).zip(&embedded.replies))
-            .map(|((tuned, pinned), reply)| input.features(&[tuned, pinned.clone()].concat(), reply.as_deref()))
+            .map(|((tuned, pinned), reply)| input.features(&tuned_request(&tuned, pinned), reply.as_deref()))
             .collect();
         Ok(with_words(features, words, training))
     };

@@ -155,8 +155,7 @@ fn train_without(set: &Labelled<'_>, options: TrainOptions, projection: Option<&
     };
     // Trained and calibrated as the shipped classifier is, from its inner folds.
     let validated = cross_validate_vectors(&training, options, projection);
-    let (model, neighbours) =
-        train_category_model((&xs, &ys, classes), set.regressions, options, projection, &validated);
+    let (model, neighbours) = train_category_model(&training, options, projection, &validated);
     let confusion = validated.soft;
     Fold {
         probabilities: (test.iter())
@@ -351,7 +350,7 @@ mod tests {
         };
         let validated = cross_validate_vectors(&set, options, None);
         assert_eq!(regressions.len(), 5);
-        train_category_model((&xs, &ys, 3), &regressions, options, None, &validated);
+        train_category_model(&set, options, None, &validated);
         let validation = validate_debiasing(&set, options, None, None);
         assert!(validation.is_some());
         assert_eq!(regressions.len(), 1 + 5 + 10, "instead of 1 + 5 + 5 × (1 + 4)");
