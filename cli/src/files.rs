@@ -95,16 +95,16 @@ pub fn compiled_study(study: &Study, embedder: &Embedder) -> Result<CompiledStud
 
 /// The study's fine-tuned layers for `folds` folds (none when it tunes none), from the cache
 /// when they were tuned before: tuning is the slow part of compiling (minutes per fold), and
-/// `chorus study compile` and `chorus study evaluate` share it.
+/// `chorus study compile` and `chorus study evaluate` share it. Keyed by what the tuning reads
+/// ([`tuning::inputs_digest`]), not by the study's version: a study edited elsewhere (a
+/// description, its privacy settings) is not tuned again.
 pub fn study_tuning(study: &Study, embedder: &Embedder, folds: usize) -> Result<Option<Tuning>, String> {
     if study.fine_tune_layers == 0 {
         return Ok(None);
     }
     let model = &pins().model.sha256[..16];
-    let name = format!(
-        "{}-{}-{model}-t{TUNING_FORMAT}-k{folds}-{SOURCE_DIGEST}.json",
-        study.id, study.version
-    );
+    let inputs = tuning::inputs_digest(study, folds);
+    let name = format!("{inputs}-{model}-t{TUNING_FORMAT}-k{folds}-{SOURCE_DIGEST}.json");
     cached(&cache_dir().join("tuning").join(name), || {
         let mut progress = Progress::new("fine-tuning the upper layers", Some("runs"));
         let tuning = tuning::tune(study, embedder, folds, |done, total| {

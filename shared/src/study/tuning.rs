@@ -8,6 +8,7 @@ use super::neighbours::Projection;
 use super::training::{fold_assignment, training_set, with_words, EmbeddedSet, FoldSpace, TrainingSet};
 use super::words::Words;
 use super::{tuned_request, CategoryInput, Study};
+use crate::embed::pins::sha256_hex;
 use crate::embed::weights::TunedLayers;
 use crate::embed::{EmbedError, Embedder};
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,25 @@ fn training_states(
         .filter(|_| replies);
     let texts: Vec<&str> = training.texts.iter().map(String::as_str).chain(replies).collect();
     embedder.lower_layers(first)?.token_states_many(&texts, |_| {})
+}
+
+/// A digest of everything of `study` that [`tune`] reads with `folds` folds: the training
+/// items' texts, reply openings and labels, their folds, the number of categories and of tuned
+/// layers. A study that differs only elsewhere (its names and descriptions, privacy settings,
+/// codebook, concern scale) has the same tuning, so a cache keyed by this digest (with the
+/// model and the code) need not tune it again: minutes per fold.
+pub fn inputs_digest(study: &Study, folds: usize) -> String {
+    let training = training_set(study);
+    let inputs = serde_json::json!({
+        "texts": training.texts,
+        "replies": training.replies,
+        "labels": training.labels,
+        "folds": folds,
+        "fold_of": fold_assignment(study, folds),
+        "classes": study.categories.len(),
+        "fine_tune_layers": study.fine_tune_layers,
+    });
+    sha256_hex(inputs.to_string().as_bytes())[..16].to_owned()
 }
 
 /// Fine-tunes the study's upper layers (`fine_tune_layers` of them) once per fold of
@@ -152,4 +172,60 @@ pub(crate) fn tuned_spaces(
         features: features_through(&tuning.shipped)?,
         by_fold,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inputs_digest;
+    use crate::study::{Study, StudyContents};
+
+    const STUDY: &str = r#"
+id = "s1"
+title = "T"
+labelled_examples = "ex.jsonl"
+fine_tune_layers = 2
+[[category]]
+id = "code"
+name = "Code"
+description = "Programming"
+examples = ["fix my build"]
+[[category]]
+id = "poems"
+name = "Poems"
+description = "Poetry"
+"#;
+    const EXAMPLES: &str = "{\"text\":\"fix my loop\",\"category\":\"code\",\"source\":\"sample\"}\n\
+                            {\"text\":\"a sonnet\",\"category\":\"poems\",\"reply\":\"Roses\",\"source\":\"sample\"}\n";
+
+    fn parse(study: &str, examples: &str) -> Study {
+        let contents = StudyContents {
+            labelled_examples: Some(examples),
+            codebook: None,
+        };
+        Study::parse(study, contents).unwrap()
+    }
+
+    #[test]
+    fn a_tuning_is_keyed_by_what_it_reads_alone() {
+        let study = parse(STUDY, EXAMPLES);
+        let key = inputs_digest(&study, 5);
+        // A new version of the study that reads the same items: the same tuning.
+        let described = STUDY
+            .replace("\"Poetry\"", "\"Verse of every kind\"")
+            .replace("\"T\"", "\"Other\"");
+        let described = parse(&described, EXAMPLES);
+        assert_ne!(described.version, study.version);
+        assert_eq!(inputs_digest(&described, 5), key);
+        // Anything the tuning reads: a label, a reply, a taxonomy example, the layers, the folds.
+        let changed = [
+            inputs_digest(&parse(STUDY, &EXAMPLES.replace("\"code\"", "\"poems\"")), 5),
+            inputs_digest(&parse(STUDY, &EXAMPLES.replace("Roses", "Violets")), 5),
+            inputs_digest(&parse(&STUDY.replace("my build", "my test"), EXAMPLES), 5),
+            inputs_digest(&parse(&STUDY.replace("= 2", "= 3"), EXAMPLES), 5),
+            inputs_digest(&study, 4),
+        ];
+        for other in changed {
+            assert_ne!(other, key);
+        }
+    }
 }
