@@ -23,7 +23,8 @@ the request's alone beside them with the vote in three spaces, scored on fold 0)
 of each dimension, the first token's, the means of the lower layers; see `encoders.py`),
 stacking (a regression over the held-out probabilities of the regression and the vote, in
 place of the fixed blend), characters (the request's and opening's character 3- to 5-grams as
-two more tf-idf blocks, hashed, beside the product's input). Each prints the regression's
+two more tf-idf blocks, hashed, beside the product's input), readings (trained without the
+examples whose two readings disagreed, scored on every held-out example). Each prints the regression's
 held-out accuracy and the blend's with the vote at each weight the product tries.
 """
 import json, os, re, sys
@@ -178,6 +179,11 @@ def later_turns_block(corpus="~/.cache/chorus/corpus/sharegpt.json", size=1000):
 for variant in sys.argv[2:] or ["product"]:
     if variant == "product":
         run("the product's form and folds")
+    elif variant == "readings":
+        examples = [json.loads(l) for l in open("studies/default/examples.jsonl")]
+        agreed = np.array([True] * (n - len(examples)) + [e.get("agreed") is not False for e in examples])
+        cleaned = [(train[agreed[train]], test) for train, test in product_folds()]
+        run(f"trained without the {(~agreed).sum()} examples whose two readings disagreed", folds=cleaned)
     elif variant == "split_copies":
         run("folds drawn at random (copies of a request split)", folds=random_folds())
         run("the product's folds", folds=product_folds())
