@@ -11,7 +11,9 @@ use serde_json::Value;
 use std::collections::hash_map::Entry;
 
 /// The README's figures, to three decimals. Training and evaluation are deterministic, so the
-/// tolerance only absorbs the last digit of a different CPU's arithmetic.
+/// tolerance absorbs the rounding (0.0005) and a different CPU's last digits, which can move a
+/// handful of the 9,416 held-out predictions (0.001 is about nine). On this machine every
+/// figure lies within 0.0004 of the README's; a change that costs 0.15 points fails.
 const README: [(&str, f64); 6] = [
     ("request_only", 0.618),
     ("without_layers", 0.661),
@@ -20,7 +22,7 @@ const README: [(&str, f64); 6] = [
     ("regression", 0.731),
     ("with_neighbours", 0.743),
 ];
-const TOLERANCE: f64 = 0.005;
+const TOLERANCE: f64 = 0.0015;
 /// The README's learning curve: held-out accuracy with an eighth, a quarter and half of the
 /// sampled labels (the fourth point is the headline figure).
 const README_CURVE: [f64; 3] = [0.655, 0.686, 0.716];
