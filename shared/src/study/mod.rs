@@ -490,7 +490,8 @@ fn is_identifier(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    const STUDY: &str = r#"
+    /// A study of two categories with labelled examples, which other modules' tests vary.
+    pub(super) const STUDY: &str = r#"
 id = "s1"
 title = "T"
 labelled_examples = "ex.jsonl"
@@ -504,7 +505,7 @@ name = "Poems"
 description = "Poetry"
 "#;
 
-    fn examples(jsonl: &str) -> StudyContents<'_> {
+    pub(super) fn examples(jsonl: &str) -> StudyContents<'_> {
         StudyContents {
             labelled_examples: Some(jsonl),
             codebook: None,

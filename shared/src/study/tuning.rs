@@ -177,40 +177,31 @@ pub(crate) fn tuned_spaces(
 #[cfg(test)]
 mod tests {
     use super::inputs_digest;
-    use crate::study::{Study, StudyContents};
+    use crate::study::tests::{examples, STUDY};
+    use crate::study::Study;
 
-    const STUDY: &str = r#"
-id = "s1"
-title = "T"
-labelled_examples = "ex.jsonl"
-fine_tune_layers = 2
-[[category]]
-id = "code"
-name = "Code"
-description = "Programming"
-examples = ["fix my build"]
-[[category]]
-id = "poems"
-name = "Poems"
-description = "Poetry"
-"#;
     const EXAMPLES: &str = "{\"text\":\"fix my loop\",\"category\":\"code\",\"source\":\"sample\"}\n\
                             {\"text\":\"a sonnet\",\"category\":\"poems\",\"reply\":\"Roses\",\"source\":\"sample\"}\n";
 
-    fn parse(study: &str, examples: &str) -> Study {
-        let contents = StudyContents {
-            labelled_examples: Some(examples),
-            codebook: None,
-        };
-        Study::parse(study, contents).unwrap()
+    /// The study module's test study, tuning two layers, with an example in its taxonomy.
+    fn tuned_study() -> String {
+        STUDY
+            .replace("\"ex.jsonl\"", "\"ex.jsonl\"\nfine_tune_layers = 2")
+            .replace("\"Programming\"", "\"Programming\"\nexamples = [\"fix my build\"]")
+    }
+
+    fn parse(study: &str, jsonl: &str) -> Study {
+        Study::parse(study, examples(jsonl)).unwrap()
     }
 
     #[test]
     fn a_tuning_is_keyed_by_what_it_reads_alone() {
-        let study = parse(STUDY, EXAMPLES);
+        let tuned = tuned_study();
+        let study = parse(&tuned, EXAMPLES);
+        assert_eq!((study.fine_tune_layers, study.categories[0].examples.len()), (2, 1));
         let key = inputs_digest(&study, 5);
         // A new version of the study that reads the same items: the same tuning.
-        let described = STUDY
+        let described = tuned
             .replace("\"Poetry\"", "\"Verse of every kind\"")
             .replace("\"T\"", "\"Other\"");
         let described = parse(&described, EXAMPLES);
@@ -218,10 +209,10 @@ description = "Poetry"
         assert_eq!(inputs_digest(&described, 5), key);
         // Anything the tuning reads: a label, a reply, a taxonomy example, the layers, the folds.
         let changed = [
-            inputs_digest(&parse(STUDY, &EXAMPLES.replace("\"code\"", "\"poems\"")), 5),
-            inputs_digest(&parse(STUDY, &EXAMPLES.replace("Roses", "Violets")), 5),
-            inputs_digest(&parse(&STUDY.replace("my build", "my test"), EXAMPLES), 5),
-            inputs_digest(&parse(&STUDY.replace("= 2", "= 3"), EXAMPLES), 5),
+            inputs_digest(&parse(&tuned, &EXAMPLES.replace("\"code\"", "\"poems\"")), 5),
+            inputs_digest(&parse(&tuned, &EXAMPLES.replace("Roses", "Violets")), 5),
+            inputs_digest(&parse(&tuned.replace("my build", "my test"), EXAMPLES), 5),
+            inputs_digest(&parse(&tuned.replace("= 2", "= 3"), EXAMPLES), 5),
             inputs_digest(&study, 4),
         ];
         for other in changed {
