@@ -195,18 +195,18 @@ pub fn cross_validate(
     let learning_curve = learning_curve(&set, &training.texts, options, projection.as_ref());
     let vectors = &requests;
     // The fallback a study without labelled examples gets: names, descriptions, taxonomy examples.
+    // A study without labelled examples already trains on its names and descriptions: they are
+    // among its items that are no labelled example, and must not count twice.
     let taxonomy_examples: Vec<usize> = (0..labels.len()).filter(|&i| training.example[i].is_none()).collect();
-    let prototype_texts: Vec<String> = study
-        .categories
-        .iter()
+    let prototype_texts: Vec<String> = (study.categories.iter())
+        .filter(|_| !study.examples.is_empty())
         .map(|c| format!("{}: {}", c.name, c.description))
         .collect();
     let prototype_refs: Vec<&str> = prototype_texts.iter().map(String::as_str).collect();
     let mut prototype_xs = embedder.embed(&prototype_refs)?;
+    let mut prototype_ys: Vec<usize> = (0..prototype_texts.len()).collect();
     prototype_xs.extend(taxonomy_examples.iter().map(|&i| vectors[i].clone()));
-    let prototype_ys: Vec<usize> = (0..classes)
-        .chain(taxonomy_examples.iter().map(|&i| labels[i]))
-        .collect();
+    prototype_ys.extend(taxonomy_examples.iter().map(|&i| labels[i]));
     let prototypes = Classifier::prototypes(&prototype_xs, &prototype_ys, classes);
     let prototype_correct = (0..labels.len())
         .filter(|&i| fold_of[i].is_some() && prototypes.predict(&vectors[i]) == labels[i])
