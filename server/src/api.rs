@@ -435,16 +435,16 @@ async fn cut_release(
     Ok(HttpResponse::Created().json(summary))
 }
 
-/// A release that could not be cut: nothing to release yet, or a concurrent cut, is the
-/// admin's to retry (409); a failing store or mechanism is the server's (500), its database
-/// message left out.
+/// A release that could not be cut: nothing to release yet, a concurrent cut, or a spent
+/// budget over changed reports is the admin's to act on (409); a failing store or mechanism is
+/// the server's (500), its database message left out.
 fn release_rejection(e: release::ReleaseError) -> Rejection {
     use crate::storage::StorageError;
     use release::ReleaseError;
     match e {
-        ReleaseError::NoReports { .. } | ReleaseError::Storage(StorageError::ReleaseExists(_)) => {
-            Rejection::new(409, "release_failed", e.to_string())
-        }
+        ReleaseError::NoReports { .. }
+        | ReleaseError::BudgetSpent { .. }
+        | ReleaseError::Storage(StorageError::ReleaseExists(_)) => Rejection::new(409, "release_failed", e.to_string()),
         other => {
             tracing::error!(error = %other.redacted(), "a release failed");
             Rejection::new(500, "release_failed", other.redacted())

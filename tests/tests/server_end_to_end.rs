@@ -219,9 +219,6 @@ fn run(database: Option<&str>, name: &str, coverage: &mut Coverage) {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Releases 3, 4 and 5 of the same store: the version's central budget (ε = 3 at ε = 1 a
-/// release) is spent by the third release; the fourth and fifth re-publish its noisy counts and
-/// spend nothing; every release's ledger lists every spending of the version so far.
 /// The release is exactly what the document types describe: read as a typed `Release` (which
 /// refuses unknown fields) and written back, it is the same JSON.
 fn assert_typed(release: &Value) {
@@ -265,6 +262,10 @@ fn collect_refs(value: &Value, refs: &mut Vec<String>) {
     }
 }
 
+/// Releases 3, 4 and 5 of the same store: the version's central budget (ε = 3 at ε = 1 a
+/// release) is spent by the third release; the fourth and fifth re-publish its noisy counts and
+/// spend nothing; every release's ledger lists every spending of the version so far. After one
+/// more report, no release is cut.
 fn central_budget(server: &ServerProcess, study: &CompiledStudy) {
     let (per_cut, total) = (study.release.central_epsilon, study.release.central_epsilon_total);
     for _ in 0..3 {
@@ -326,6 +327,17 @@ fn central_budget(server: &ServerProcess, study: &CompiledStudy) {
             assert_eq!(later["counts"][key], all[2]["counts"][key], "{key}");
         }
     }
+    // Once a contributor more has reported, those counts are not this store's: a release
+    // would scale every share by another number of reports, so none is cut, and the admin is
+    // told why.
+    let batch = serde_json::to_string(&batch_for(study, &analyses()[0])).unwrap();
+    let (status, body) = server.post("/api/v1/studies/chorus-default/reports", &batch);
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.post("/api/v1/admin/studies/chorus-default/releases", "");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("budget") && body.contains("chorus-default-r5"), "{body}");
+    let list: Vec<Value> = serde_json::from_str(&server.get("/api/v1/releases").1).unwrap();
+    assert_eq!(list.len(), 5);
 }
 
 /// One after the other: the two servers would otherwise compete for the two cores (and, on a

@@ -99,9 +99,12 @@ fn contract(database: &str) {
         study_id: "s".into(),
         created: "2026-11-29T00:00:00Z".into(),
     };
-    store.insert_release(&summary, "{\"a\":1}").unwrap();
-    assert!(store.insert_release(&summary, "{\"a\":2}").is_err());
+    store.insert_release(&summary, "{\"a\":1}", "digest-1").unwrap();
+    assert!(store.insert_release(&summary, "{\"a\":2}", "digest-2").is_err());
     assert_eq!(store.release("s-r1").unwrap().as_deref(), Some("{\"a\":1}"));
+    // What it counted is kept beside it, and not replaced either.
+    assert_eq!(store.release_counted("s-r1").unwrap().as_deref(), Some("digest-1"));
+    assert_eq!(store.release_counted("nope").unwrap(), None);
     assert_eq!(store.releases().unwrap(), vec![summary]);
     assert_eq!(store.release_count("s").unwrap(), 1);
     assert_eq!(store.release("nope").unwrap(), None);

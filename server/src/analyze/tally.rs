@@ -13,6 +13,7 @@ use chorus_shared::privacy::oracle::Oracle;
 use chorus_shared::privacy::ChannelPlan;
 use chorus_shared::study::CompiledStudy;
 use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// Embeddings kept for discovery: a uniform sample of at most this many (discovery fits at
@@ -28,6 +29,10 @@ pub struct Tally {
     pub per_day: BTreeMap<i64, u64>,
     /// How many contributors stored how many reports (reports → contributors).
     pub contributors_by_reports: BTreeMap<u32, u64>,
+    /// A digest of the stored batches read, in the order read (hex SHA-256; empty for a tally
+    /// of reports not read from a store): two tallies with the same digest counted the same
+    /// reports from the same contributors on the same days.
+    pub counted: String,
     pub(super) channels: Vec<ChannelSums>,
     levels: Vec<AxisSums>,
     crosstabs: Vec<(AxisSums, AxisSums, Moments)>,
@@ -107,6 +112,7 @@ impl Tally {
             reports: 0,
             per_day: BTreeMap::new(),
             contributors_by_reports: BTreeMap::new(),
+            counted: String::new(),
             category: study
                 .category_confusion
                 .as_ref()
@@ -368,18 +374,23 @@ impl Reservoir {
 pub fn collect(storage: &dyn Storage, study: &CompiledStudy, seed: u64) -> Result<Tally, StorageError> {
     let mut tally = Tally::new(study, seed);
     let mut damaged = 0usize;
-    let contributors = storage.batches(
-        &study.id,
-        &study.version,
-        &mut |batch: StoredBatch| match serde_json::from_str::<Vec<Report>>(&batch.body) {
+    let mut counted = Sha256::new();
+    let contributors = storage.batches(&study.id, &study.version, &mut |batch: StoredBatch| {
+        // Each field's own digest, so that no two different batches hash alike by moving bytes
+        // from one field to the next.
+        counted.update(Sha256::digest(batch.contributor.as_bytes()));
+        counted.update(batch.day.to_le_bytes());
+        counted.update(Sha256::digest(batch.body.as_bytes()));
+        match serde_json::from_str::<Vec<Report>>(&batch.body) {
             Ok(reports) => reports.iter().for_each(|r| tally.add(r, batch.day)),
             Err(_) => damaged += 1,
-        },
-    )?;
+        }
+    })?;
     if damaged > 0 {
         return Err(StorageError::Other(format!("{damaged} stored batches cannot be read")));
     }
     tally.contributors_by_reports = contributors;
+    tally.counted = hex::encode(counted.finalize());
     Ok(tally)
 }
 

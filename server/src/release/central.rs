@@ -12,7 +12,10 @@
 //! The ledger is cumulative per study version: every release lists every central spending of
 //! the version so far. A release spends `central_epsilon` while the version's
 //! `central_epsilon_total` allows it; after that, releases re-publish the last noisy counts
-//! (post-processing, free) instead of drawing fresh noise that averaging would remove.
+//! (post-processing, free) instead of drawing fresh noise that averaging would remove, and only
+//! over the reports those counts were drawn for: a release scales its shares by the number of
+//! reports (cell counts, the threshold k / reports, the correction's verdict), so another set
+//! of reports under the old count would publish numbers of neither (see `release::cut`).
 
 use crate::storage::Storage;
 use chorus_shared::privacy::noise::Noise;
@@ -31,6 +34,9 @@ pub struct History {
     pub entries: Vec<LedgerEntry>,
     /// The latest release of the version: its id and its published counts.
     pub last: Option<(String, Counts)>,
+    /// The digest of the batches the latest release counted (kept by the server alone; `None`
+    /// when it was stored before servers kept it).
+    pub last_counted: Option<String>,
 }
 
 impl History {
@@ -63,12 +69,20 @@ impl History {
                 }
             }
             history.last = Some((summary.id.clone(), counts));
+            history.last_counted = storage.release_counted(&summary.id)?;
         }
         Ok(history)
     }
 
     pub fn spent(&self) -> f64 {
         self.entries.iter().map(|e| e.epsilon).sum()
+    }
+
+    /// Whether the version's central budget has no room for another release's spending: from
+    /// then on a release re-publishes the last noisy counts.
+    pub fn budget_spent(&self, study: &CompiledStudy) -> bool {
+        let config = &study.release;
+        self.spent() + config.central_epsilon > config.central_epsilon_total + 1e-9
     }
 }
 
@@ -104,7 +118,7 @@ pub fn central_counts(
 ) -> Result<Central, String> {
     let config = &study.release;
     let mut ledger = history.entries.clone();
-    if history.spent() + config.central_epsilon > config.central_epsilon_total + 1e-9 {
+    if history.budget_spent(study) {
         if let Some((id, counts)) = &history.last {
             // The release whose noise these counts carry (an earlier re-publication names it).
             let mut counts = counts.clone();

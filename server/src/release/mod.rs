@@ -34,6 +34,19 @@ pub enum ReleaseError {
     NoReports { study: String, version: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The version's central budget is spent, so a release would re-publish the noisy counts
+    /// of release `last`, but the stored reports are no longer those it counted.
+    #[error(
+        "the central budget of study `{study}` version {version} is spent, and its reports have changed since \
+         {last}, whose noisy counts a new release would re-publish: its shares would be scaled by the count of \
+         other reports. {last} stands; to publish the reports stored now, release a new version of the study \
+         (with a budget of its own)"
+    )]
+    BudgetSpent {
+        study: String,
+        version: String,
+        last: String,
+    },
     /// A mechanism or an earlier release document failed.
     #[error("{0}")]
     Failed(String),
@@ -81,6 +94,15 @@ pub fn cut(
         });
     }
     let history = History::read(storage, study)?;
+    if let Some((last, _)) = history.last.as_ref().filter(|_| history.budget_spent(study)) {
+        if history.last_counted.as_deref() != Some(tally.counted.as_str()) {
+            return Err(ReleaseError::BudgetSpent {
+                study: study.id.clone(),
+                version: study.version.clone(),
+                last: last.clone(),
+            });
+        }
+    }
     let release = build(
         study,
         &tally,
@@ -93,7 +115,7 @@ pub fn cut(
     .map_err(ReleaseError::Failed)?;
     let signed = signer.sign(serde_json::to_value(&release).expect("a release serialises"));
     let document = serde_json::to_string_pretty(&signed).expect("a release serialises");
-    storage.insert_release(&summary, &document)?;
+    storage.insert_release(&summary, &document, &tally.counted)?;
     Ok((summary, signed))
 }
 

@@ -139,10 +139,14 @@ pub trait Storage: Send + Sync {
     ) -> Result<ContributorsByReports, StorageError>;
     /// (batches, reports) stored for a study version.
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError>;
-    /// Stores a signed release; an existing id is an error (releases are immutable).
-    fn insert_release(&self, summary: &ReleaseSummary, document: &str) -> Result<(), StorageError>;
+    /// Stores a signed release and, kept by the server alone, the digest of the batches it
+    /// counted; an existing id is an error (releases are immutable).
+    fn insert_release(&self, summary: &ReleaseSummary, document: &str, counted: &str) -> Result<(), StorageError>;
     fn releases(&self) -> Result<Vec<ReleaseSummary>, StorageError>;
     fn release(&self, id: &str) -> Result<Option<String>, StorageError>;
+    /// The digest of the batches release `id` counted (`None` for a release stored before
+    /// servers kept it, or no such release).
+    fn release_counted(&self, id: &str) -> Result<Option<String>, StorageError>;
     /// How many releases a study has had (to number the next).
     fn release_count(&self, study_id: &str) -> Result<u64, StorageError>;
     /// A contributor's withdrawal of the batch stored under `idempotency_key`: its reports are

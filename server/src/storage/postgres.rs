@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_tokens.sql")),
     (3, include_str!("../../migrations/postgres/0003_retention.sql")),
+    (4, include_str!("../../migrations/postgres/0004_counted.sql")),
 ];
 
 pub struct PostgresStorage {
@@ -420,11 +421,11 @@ impl Storage for PostgresStorage {
         Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
     }
 
-    fn insert_release(&self, summary: &ReleaseSummary, document: &str) -> Result<(), StorageError> {
+    fn insert_release(&self, summary: &ReleaseSummary, document: &str, counted: &str) -> Result<(), StorageError> {
         let mut writer = self.writer.lock().expect("writer lock");
         let inserted = writer.0.execute(
-            "INSERT INTO releases (id, study_id, created, document) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-            &[&summary.id, &summary.study_id, &summary.created, &document],
+            "INSERT INTO releases (id, study_id, created, document, counted) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+            &[&summary.id, &summary.study_id, &summary.created, &document, &counted],
         )?;
         if inserted == 0 {
             return Err(StorageError::ReleaseExists(summary.id.clone()));
@@ -450,6 +451,13 @@ impl Storage for PostgresStorage {
         Ok(client
             .query_opt("SELECT document FROM releases WHERE id = $1", &[&id])?
             .map(|r| r.get(0)))
+    }
+
+    fn release_counted(&self, id: &str) -> Result<Option<String>, StorageError> {
+        let mut client = self.reader.lock().expect("reader lock");
+        Ok(client
+            .query_opt("SELECT counted FROM releases WHERE id = $1", &[&id])?
+            .and_then(|r| r.get(0)))
     }
 
     fn release_count(&self, study_id: &str) -> Result<u64, StorageError> {

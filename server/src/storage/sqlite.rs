@@ -15,6 +15,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_tokens.sql")),
     (3, include_str!("../../migrations/sqlite/0003_retention.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_counted.sql")),
 ];
 
 pub struct SqliteStorage {
@@ -212,11 +213,11 @@ impl Storage for SqliteStorage {
         )?)
     }
 
-    fn insert_release(&self, summary: &ReleaseSummary, document: &str) -> Result<(), StorageError> {
+    fn insert_release(&self, summary: &ReleaseSummary, document: &str, counted: &str) -> Result<(), StorageError> {
         let conn = self.writer.lock().expect("writer lock");
         let inserted = conn.execute(
-            "INSERT INTO releases (id, study_id, created, document) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-            params![summary.id, summary.study_id, summary.created, document],
+            "INSERT INTO releases (id, study_id, created, document, counted) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+            params![summary.id, summary.study_id, summary.created, document, counted],
         )?;
         if inserted == 0 {
             return Err(StorageError::ReleaseExists(summary.id.clone()));
@@ -242,6 +243,14 @@ impl Storage for SqliteStorage {
         Ok(conn
             .query_row("SELECT document FROM releases WHERE id = ?1", [id], |r| r.get(0))
             .optional()?)
+    }
+
+    fn release_counted(&self, id: &str) -> Result<Option<String>, StorageError> {
+        let conn = self.reader.lock().expect("reader lock");
+        Ok(conn
+            .query_row("SELECT counted FROM releases WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 
     fn release_count(&self, study_id: &str) -> Result<u64, StorageError> {
