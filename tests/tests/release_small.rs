@@ -7,6 +7,7 @@ use chorus_server::release::central::History;
 use chorus_server::release::{build, ReleaseOptions};
 use chorus_server::storage::ReleaseSummary;
 use chorus_shared::privacy::noise::Noise;
+use chorus_shared::release::Release;
 use chorus_tests::release_fields::{impossible_values, numeric_sources};
 use chorus_tests::{compile_study, synthetic_analyses};
 
@@ -40,6 +41,11 @@ fn a_release_of_a_few_reports_withholds_and_never_panics() {
         .unwrap_or_else(|e| panic!("{n} reports: {e}"));
         let published = release.publication.cells_published;
         let release = serde_json::to_value(&release).unwrap();
+        // What an auditor's typed reader makes of it: every number a number (JSON has no
+        // infinity; serde writes one as null).
+        if let Err(e) = serde_json::from_value::<Release>(release.clone()) {
+            panic!("{n} reports: the document does not read back as a release: {e}");
+        }
         assert_eq!(impossible_values(&release), Vec::<String>::new(), "{n} reports");
         if let Err(unknown) = numeric_sources(&release) {
             panic!("{n} reports: numbers of unknown source: {unknown:?}");

@@ -262,10 +262,12 @@ impl Tally {
         Some(category.debias(confusion, rms_error, seed))
     }
 
-    /// Mean of the noisy projected embeddings (unbiased for the mean of the clipped projections).
+    /// Mean of the noisy projected embeddings (unbiased for the mean of the clipped projections);
+    /// none from fewer than two.
     pub fn embedding_mean(&self) -> Option<MeanEstimate> {
         let estimate = self.embedding_mean.estimate();
-        (estimate.n > 0).then_some(estimate)
+        // One embedding has no standard error to publish (JSON has no infinity).
+        (estimate.n >= 2).then_some(estimate)
     }
 
     /// A uniform sample of the embeddings (in random order once there were more than the
