@@ -82,8 +82,8 @@ impl Axis {
 
 /// Shares of an axis's groups (a topic level's distribution), from the reports carrying its
 /// channel: the mean of each report's unbiased group indicators, with the standard error of
-/// that mean. Summing leaf indicators keeps every level consistent: a topic's estimate is the
-/// sum of its children's.
+/// that mean. Levels grouped from the leaves' channel are consistent (a topic's estimate is the
+/// sum of its children's); levels reported on channels of their own are independent estimates.
 #[derive(Debug, Clone)]
 pub struct GroupEstimate {
     pub n: usize,

@@ -210,8 +210,10 @@ impl Tally {
     }
 
     /// Every level of the codebook's hierarchy (top first); empty without a codebook, or when
-    /// a level has fewer than two reports. Summing leaf indicators keeps the levels consistent:
-    /// a topic's estimate is the sum of its children's.
+    /// a level has fewer than two reports. A level the study reports on a channel of its own
+    /// (as the default study reports all three) is estimated from that channel's reports alone,
+    /// so a child's estimate can exceed its parent's by their noise; a level made of the
+    /// reported leaves sums their indicators, and there a topic's estimate is its children's sum.
     pub fn topic_levels(&self) -> Vec<GroupEstimate> {
         let levels: Option<Vec<GroupEstimate>> = self
             .levels
