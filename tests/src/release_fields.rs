@@ -124,8 +124,8 @@ fn walk(value: &Value, path: String, number: &mut dyn FnMut(String)) {
 /// Every published share and interval bound of a release lies in [0, 1], every published cell's
 /// share within its interval, no published cell's count or interval below k (the rule publishes
 /// a cell because its count is reliably at least k), no published cell one whose estimate had to
-/// exceed a share of 1 to clear its bar (only noise could publish it), and a withheld cell
-/// carries no number.
+/// exceed a share of 1 to clear its bar (only noise could publish it), a withheld cell
+/// carries no number, and the numbers of cells tested and published are those of its tables.
 pub fn impossible_values(release: &Value) -> Vec<String> {
     let mut bad = Vec::new();
     let k = release["privacy"]["k"].as_f64().unwrap_or(f64::NAN);
@@ -152,6 +152,17 @@ pub fn impossible_values(release: &Value) -> Vec<String> {
     }
     for (name, tab) in release["crosstabs"].as_object().into_iter().flatten() {
         cells.extend(tab["cells"].as_array().into_iter().flatten().map(|c| (name.clone(), c)));
+    }
+    // The publication rule's family is the release's cells: a reader who counts the published
+    // cells and those withheld as below k finds the numbers the release states.
+    let published = cells.iter().filter(|(_, c)| c["suppressed"] != true).count();
+    let below_k = cells.iter().filter(|(_, c)| c["reason"] == "below k").count();
+    if publication["cells_published"].as_u64() != Some(published as u64)
+        || publication["cells_tested"].as_u64() != Some((published + below_k) as u64)
+    {
+        bad.push(format!(
+            "the publication says {publication}, the tables hold {published} published cells and {below_k} withheld below k"
+        ));
     }
     for (table, cell) in cells {
         if cell["suppressed"] == true {

@@ -141,7 +141,9 @@ pub fn build(
     )?;
     let total = central.reports.max(1.0);
     let seed = seed_from(&summary.id);
-    let facets = tally.facets();
+    // The topic channels are published as the hierarchy's levels (below), tested once there:
+    // the family Holm's procedure controls is exactly the release's cells.
+    let facets: Vec<FacetEstimate> = (tally.facets().into_iter()).filter(|f| !f.channel.is_topic()).collect();
     let levels = tally.topic_levels();
     let tabs = tally.crosstabs();
 
@@ -195,7 +197,7 @@ pub fn build(
     Ok(release)
 }
 
-/// One table per reported channel other than the topic levels; the category's with what its
+/// One table per facet (every reported channel but the topic levels'); the category's with what its
 /// validation found (and the corrected mix where it is published).
 fn facet_tables(
     study: &CompiledStudy,
@@ -206,7 +208,7 @@ fn facet_tables(
     total: f64,
 ) -> BTreeMap<String, Facet> {
     let mut tables = BTreeMap::new();
-    for (f, range) in facets.iter().zip(ranges).filter(|(f, _)| !f.channel.is_topic()) {
+    for (f, range) in facets.iter().zip(ranges) {
         let mut facet = write::facet(f, cells, *range, total);
         if f.channel == Channel::Category {
             write::category_mix(study, &mut facet, &f.labels, cells, debiased, total);
