@@ -1,7 +1,8 @@
 //! The device's promises, on the shipped default study: an excluded conversation is never sent;
 //! a batch always holds exactly `m` reports in random order; a drawn report is re-used, never
 //! redrawn; a sent batch is frozen and its cost is in the device's ledger; a new study version
-//! re-sends the values whose mechanism did not change and pays only for the others; the study's
+//! re-sends the values whose mechanism did not change and pays only for the others, and a sent
+//! batch leaves again unchanged even after the device's code changed; the study's
 //! lifetime cap is enforced; a study made at another reading length is refused and nothing drawn
 //! under it is re-sent; and the version is the meaning of the study, not its formatting.
 
@@ -165,6 +166,16 @@ fn a_sent_batch_is_frozen_and_its_cost_is_in_the_ledger() {
     assert_eq!(again.cost.epsilon, 0.0);
     assert!(memo.commit(study, &prepared.batch.idempotency_key).unwrap().is_none());
     assert_eq!(memo.studies[&study.id].ledger.len(), 1);
+    // After an upgrade of the device's code under the same study version (another compiled
+    // format: every mechanism's fingerprint changes), the batch leaves again as it left: a
+    // fresh draw of its conversation would reach the server unpaid for.
+    let mut upgraded = study.clone();
+    upgraded.format += 1;
+    assert_ne!(mechanisms(&upgraded), mechanisms(study));
+    let after_upgrade = memo.prepare(&upgraded, &all, &mut noise).unwrap();
+    assert!(after_upgrade.sent);
+    assert_eq!(after_upgrade.batch, prepared.batch);
+    assert_eq!(after_upgrade.cost.epsilon, 0.0);
     // Its conversation can no longer be left out of a batch that was sent.
     let sampled = ids(&prepared, &all)[0];
     let without = candidates(&memo, study, analysed, &[sampled]);
@@ -242,6 +253,45 @@ fn a_new_version_pays_only_for_the_mechanisms_it_changed_up_to_the_lifetime_cap(
         "{refused:?}"
     );
     assert!((memo.lifetime(&study.id).epsilon - spent).abs() < 1e-9);
+}
+
+/// An embedding drawn for a version that was never sent stays unpaid-for when a version
+/// without the embedding channel is sent, and is paid for when a version that carries it is.
+#[test]
+fn only_an_embedding_a_batch_carries_counts_as_sent() {
+    let (study, analysed) = setup();
+    assert!(
+        study.privacy.embedding.is_some(),
+        "the default study sends an embedding"
+    );
+    let mut noise = Noise::Secure;
+    let mut memo = Memo::new(&mut noise).unwrap();
+    // One conversation offered, so that every version samples it.
+    let others: Vec<&str> = analysed[1..].iter().map(|(_, a)| a.id.as_str()).collect();
+    let all = candidates(&memo, study, analysed, &others);
+    assert_eq!(all.len(), 1);
+    // Drawn, shown, never sent.
+    let shown = memo.prepare(study, &all, &mut noise).unwrap();
+    assert!(shown.batch.reports[0].embedding.is_some());
+    // A version without the embedding channel, sent.
+    let mut without = study.clone();
+    without.version = "without-embedding".into();
+    without.privacy.embedding = None;
+    let sent = memo.prepare(&without, &all, &mut noise).unwrap();
+    assert!(sent.batch.reports[0].embedding.is_none());
+    memo.commit(&without, &sent.batch.idempotency_key).unwrap().unwrap();
+    // The embedding again: the values the last batch carried are re-sent for nothing, the
+    // embedding, which never left the device, is paid for.
+    let mut again = study.clone();
+    again.version = "embedding-again".into();
+    let prepared = memo.prepare(&again, &all, &mut noise).unwrap();
+    assert_eq!(prepared.batch.reports[0].embedding, shown.batch.reports[0].embedding);
+    // The embedding's ρ is about ε 0.15 at the study's δ; the cheapest channel costs ε 0.35.
+    assert!(
+        prepared.cost.epsilon > 0.1 && prepared.cost.epsilon < 0.3,
+        "{:?}",
+        prepared.cost
+    );
 }
 
 /// A study made at another reading length (`MAX_TOKENS`) fitted its classifiers to other

@@ -237,7 +237,13 @@ impl Memo {
             let analysis = candidates[index[slot.key.as_str()]].1;
             let draw = memo.draw_mut(slot);
             let token = parsed.get(i);
-            reports.push(draw.report(&study.privacy, &mechanisms, analysis, &categories, token, noise)?);
+            // A sent batch is re-sent as it left: even when the device's code now computes its
+            // channels another way (a new compiled format, model or classifier under the same
+            // study version), a fresh draw of the same conversation must not leave the device.
+            reports.push(match sent {
+                true => draw.sent_report(&study.privacy)?,
+                false => draw.report(&study.privacy, &mechanisms, analysis, &categories, token, noise)?,
+            });
         }
         let cost = memo.cost(&study.privacy, &slots, study.privacy.delta);
         let mut batch = seal(&study.id, &study.version, &contributor, &batch_key, reports, noise)?;
@@ -291,7 +297,9 @@ impl Memo {
                     new_values += 1;
                 }
             }
-            if let Some(e) = draw.embedding.as_mut().filter(|e| !e.sent) {
+            // Only an embedding this study's reports carry leaves the device.
+            let embedding = draw.embedding.as_mut().filter(|_| study.privacy.embedding.is_some());
+            if let Some(e) = embedding.filter(|e| !e.sent) {
                 e.sent = true;
                 new_values += 1;
             }
@@ -537,6 +545,24 @@ impl Draw {
                 self.embedding.as_ref().map(|d| d.value.clone())
             }
             _ => None,
+        };
+        Ok(Report { channels, embedding })
+    }
+
+    /// The report this draw sent under `plan`: the values that left the device, as they were.
+    /// Refused when one of them is no longer kept (another version's round drew it again).
+    fn sent_report(&self, plan: &PrivacyPlan) -> Result<Report, DeviceError> {
+        let missing = || DeviceError::Damaged("a value of a batch that was sent is no longer kept".into());
+        let channels = (self.carried(plan).into_iter())
+            .map(|channel| match self.channels.get(&channel) {
+                Some(drawn) if drawn.sent => Ok((channel, drawn.value.clone())),
+                _ => Err(missing()),
+            })
+            .collect::<Result<_, _>>()?;
+        let embedding = match (&plan.embedding, &self.embedding) {
+            (None, _) => None,
+            (Some(_), Some(drawn)) if drawn.sent => Some(drawn.value.clone()),
+            (Some(_), _) => return Err(missing()),
         };
         Ok(Report { channels, embedding })
     }
