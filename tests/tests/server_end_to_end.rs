@@ -196,6 +196,13 @@ fn run(database: Option<&str>, name: &str, coverage: &mut Coverage) {
     assert_eq!(status, 200);
     assert!(csv.starts_with("table,row,column,share"), "{csv}");
     assert!(csv.lines().count() > 30);
+    // A spreadsheet's reader is told what the category's rows estimate, as the JSON's is.
+    let category_rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("category,")).collect();
+    assert_eq!(category_rows.len(), 16);
+    assert!(
+        category_rows.iter().all(|l| l.contains("not the true mix")),
+        "{category_rows:?}"
+    );
 
     // `chorus release` cuts the next release from the same store; the list shows both.
     let mut command = std::process::Command::new(chorus_bin());

@@ -12,10 +12,12 @@ fn field(v: &Value) -> String {
     }
 }
 
-/// `table,row,column,share,ci95_low,ci95_high,count,suppressed` (a topic's column is its name).
+/// `table,row,column,share,ci95_low,ci95_high,count,suppressed,about` (a topic's column is its
+/// name). `about` says, in the rows of the category's tables, what they estimate: without it a
+/// spreadsheet would show the classifier's mix as if it were the true one.
 pub fn to_csv(release: &Value) -> String {
-    let mut out = String::from("table,row,column,share,ci95_low,ci95_high,count,suppressed\n");
-    let mut row = |table: &str, r: &Value, c: &Value, cell: &Value| {
+    let mut out = String::from("table,row,column,share,ci95_low,ci95_high,count,suppressed,about\n");
+    let mut row = |table: &str, r: &Value, c: &Value, cell: &Value, about: &Value| {
         let ci = &cell["ci95"];
         out.push_str(
             &[
@@ -27,6 +29,7 @@ pub fn to_csv(release: &Value) -> String {
                 field(&ci[1]),
                 field(&cell["count"]),
                 cell["suppressed"].as_bool().unwrap_or(false).to_string(),
+                field(about),
             ]
             .join(","),
         );
@@ -34,11 +37,12 @@ pub fn to_csv(release: &Value) -> String {
     };
     if let Some(facets) = release["facets"].as_object() {
         for (name, facet) in facets {
+            let about = &facet["estimates"];
             for cell in facet["cells"].as_array().into_iter().flatten() {
-                row(name, &cell["value"], &Value::Null, cell);
+                row(name, &cell["value"], &Value::Null, cell, about);
             }
             for cell in facet["debiased"].as_array().into_iter().flatten() {
-                row(&format!("{name}_debiased"), &cell["value"], &Value::Null, cell);
+                row(&format!("{name}_debiased"), &cell["value"], &Value::Null, cell, about);
             }
         }
     }
@@ -49,13 +53,14 @@ pub fn to_csv(release: &Value) -> String {
                 &cell["value"],
                 &cell["name"],
                 cell,
+                &Value::Null,
             );
         }
     }
     if let Some(tabs) = release["crosstabs"].as_object() {
         for (name, tab) in tabs {
             for cell in tab["cells"].as_array().into_iter().flatten() {
-                row(name, &cell["row"], &cell["column"], cell);
+                row(name, &cell["row"], &cell["column"], cell, &Value::Null);
             }
         }
     }
