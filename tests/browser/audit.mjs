@@ -13,7 +13,8 @@ try {
   recordRequests(page, requests);
   await page.setBypassCSP(true);
   await page.goto(`${base}/audit.html`);
-  await page.waitForSelector('#signature[data-state]', { timeout: 120_000 });
+  // The release drawn whole, its signature checked (which can finish before the drawing).
+  await page.waitForSelector('#release[data-shown]', { timeout: 120_000 });
   const out = await page.evaluate(() => ({
     signature: document.querySelector('#signature').dataset.state,
     signature_text: document.querySelector('#signature').textContent,
@@ -46,7 +47,8 @@ try {
   await page.screenshot({ path: `${outDir}/audit-narrow.png` });
   // Opened on a phone: the charts are drawn for its width, and no text is under 12 px.
   await page.reload();
-  await page.waitForSelector('#signature[data-state]', { timeout: 120_000 });
+  // The release drawn whole, its signature checked (which can finish before the drawing).
+  await page.waitForSelector('#release[data-shown]', { timeout: 120_000 });
   out.narrow_small_text = await smallText(page);
   out.narrow_overflow_reloaded = await page.evaluate(
     () => document.documentElement.scrollWidth > window.innerWidth + 1,

@@ -43,7 +43,8 @@ try {
     await page.waitForSelector('#receipt[data-state=stored]', long);
     await shot(page, 'contribute-5-receipt', size.width, '#receipt-section');
     await page.goto(`${base}/audit.html`);
-    await page.waitForSelector('#signature[data-state]', { timeout: 120_000 });
+    // The release drawn whole, its signature checked (which can finish before the drawing).
+    await page.waitForSelector('#release[data-shown]', { timeout: 120_000 });
     await shot(page, 'audit', size.width, null, true);
     await context.close();
   }

@@ -420,6 +420,8 @@ window.addEventListener('resize', () => {
 async function show(id) {
   shown = id;
   drawnFor = chartWidth();
+  // Set once every section is drawn and the signature checked (the check can finish first).
+  delete $('release').dataset.shown;
   const text = await fetchText(`/api/v1/releases/${encodeURIComponent(id)}`);
   if (text === null) throw new Error(`no release ${id}`);
   const release = JSON.parse(text).release;
@@ -497,6 +499,7 @@ async function show(id) {
   plausibilitySection(release.plausibility);
   privacySection(release);
   await verifying;
+  $('release').dataset.shown = id;
 }
 
 async function start() {
