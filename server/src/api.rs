@@ -5,7 +5,7 @@
 use crate::ingest::ratelimit::Limited;
 use crate::ingest::{new_batch, today, validate::validate, Rejection};
 use crate::release::{self, csv::to_csv, ReleaseOptions};
-use crate::storage::StoreOutcome;
+use crate::storage::{Receipt, StoreOutcome};
 use crate::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse, ResponseError};
@@ -322,7 +322,13 @@ async fn ingest(
         .map_err(|e| Rejection::new(400, "bad_body", format!("the request body could not be read: {e}")))?;
     let batch: ReportBatch = serde_json::from_slice(&body)
         .map_err(|e| Rejection::new(400, "malformed", format!("the body is not a valid ReportBatch: {e}")))?;
-    validate(&batch, &entry.study, entry.issuer.as_ref().map(|k| k.public()))?;
+    let cap = entry.study.privacy.reports_per_contributor;
+    if let Err(refused) = validate(&batch, &entry.study, entry.issuer.as_ref().map(|k| k.public())) {
+        return match stored_before(state, &entry.study.id, &batch, cap, &refused).await? {
+            Some(r) => Ok((StatusCode::OK, receipt_json(&r, true))),
+            None => Err(refused),
+        };
+    }
     state
         .limiter
         .check_contributor(&batch.contributor)
@@ -338,18 +344,13 @@ async fn ingest(
                 "the server takes no more batches right now; retry later",
             ),
         })?;
-    let cap = entry.study.privacy.reports_per_contributor;
     let outcome = state.writer.store(new_batch(&batch, cap, today())).await?;
-    let receipt = |r: &crate::storage::Receipt, replayed: bool| {
-        json!({"receipt": crate::ingest::receipt_id(&r.idempotency_key), "study_id": r.study_id, "idempotency_key": r.idempotency_key,
-               "reports": r.reports, "day": release::date(r.day), "replayed": replayed})
-    };
     match outcome {
         StoreOutcome::Stored(r) => {
             state.metrics.count("chorus_reports_stored_total", "", r.reports as u64);
-            Ok((StatusCode::CREATED, receipt(&r, false)))
+            Ok((StatusCode::CREATED, receipt_json(&r, false)))
         }
-        StoreOutcome::Replayed(r) => Ok((StatusCode::OK, receipt(&r, true))),
+        StoreOutcome::Replayed(r) => Ok((StatusCode::OK, receipt_json(&r, true))),
         StoreOutcome::KeyConflict => Err(Rejection::new(
             409,
             "key_conflict",
@@ -364,6 +365,33 @@ async fn ingest(
             "a token of this batch was spent before; nothing of the batch was stored",
         )),
     }
+}
+
+fn receipt_json(r: &Receipt, replayed: bool) -> serde_json::Value {
+    json!({"receipt": crate::ingest::receipt_id(&r.idempotency_key), "study_id": r.study_id, "idempotency_key": r.idempotency_key,
+           "reports": r.reports, "day": release::date(r.day), "replayed": replayed})
+}
+
+/// The receipt of a batch the server stored before, when `batch` is its exact retry and was
+/// refused only for its study version: its acknowledgement was lost, and the study has had a
+/// new version since. The contributor gets the receipt (and with it the withdrawal code) they
+/// would have got; nothing is stored. Any other refusal stands.
+async fn stored_before(
+    state: &AppState,
+    study_id: &str,
+    batch: &ReportBatch,
+    cap: u32,
+    refused: &Rejection,
+) -> Result<Option<Receipt>, Rejection> {
+    if refused.code != "wrong_study_version" || batch.study_id != study_id {
+        return Ok(None);
+    }
+    let retried = new_batch(batch, cap, today());
+    let storage = state.storage.clone();
+    web::block(move || storage.stored_receipt(&retried.study_id, &retried.idempotency_key, &retried.digest))
+        .await
+        .map_err(internal)?
+        .map_err(|e| Rejection::new(500, "storage", e.redacted()))
 }
 
 #[get("/api/v1/releases")]

@@ -1,7 +1,11 @@
 //! A corpus of bad batches — malformed, oversized, non-finite, wrong dimension, wrong study,
 //! over the cap, replayed — each gets the right 4xx and a JSON error, nothing of it is stored,
-//! and the server keeps serving. Against SQLite and PostgreSQL.
+//! and the server keeps serving; a retry of a batch stored under an earlier study version gets
+//! its receipt. Against SQLite and PostgreSQL.
 
+use chorus_messages::ReportBatch;
+use chorus_server::ingest::{new_batch, receipt_id, today};
+use chorus_server::storage::{self, StoreOutcome};
 use chorus_shared::study::CompiledStudy;
 use chorus_tests::{analyses_of, batch_for, fixture, fresh_postgres_database, ServerProcess};
 use serde_json::{json, Value};
@@ -222,6 +226,30 @@ fn run(database: Option<&str>, name: &str) {
     );
     assert_eq!(first["receipt"], again["receipt"]);
     assert_eq!(again["replayed"], true);
+    // A batch stored under an earlier version of the study whose acknowledgement was lost: its
+    // exact retry gets its receipt (which carries the withdrawal code) though the study has a
+    // new version since; anything else made for that version is still refused.
+    let mut old = serde_json::to_value(batch_for(&study, &analyses[2])).unwrap();
+    old["study_version"] = json!("0000000000000000");
+    let old_batch: ReportBatch = serde_json::from_value(old.clone()).unwrap();
+    let store = database.map_or_else(
+        || server.data_dir.join("chorus.sqlite3").to_string_lossy().into_owned(),
+        str::to_owned,
+    );
+    let stored = storage::open(&store)
+        .unwrap()
+        .store(&[new_batch(&old_batch, 1, today())])
+        .unwrap();
+    assert!(matches!(stored[..], [StoreOutcome::Stored(_)]), "{stored:?}");
+    let (got, answer) = server.post(PATH, &old.to_string());
+    assert_eq!(got, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["replayed"], true);
+    assert_eq!(answer["receipt"], receipt_id(&old_batch.idempotency_key).as_str());
+    let mut edited = old.clone();
+    edited["reports"] = valid["reports"].clone();
+    let (got, answer) = server.post(PATH, &edited.to_string());
+    assert_eq!((got, answer.contains("wrong_study_version")), (409, true), "{answer}");
     // The same key for other content, and a second batch past the cap of one report.
     let other = batch_for(&study, &analyses[1]);
     let mut conflicting = serde_json::to_value(&other).unwrap();
@@ -271,7 +299,11 @@ fn run(database: Option<&str>, name: &str) {
             (batches, reports)
         }
     };
-    assert_eq!(stored, (1, 1), "only the valid batch is stored");
+    assert_eq!(
+        stored,
+        (2, 2),
+        "only the valid batch is stored (and the one stored under the old version)"
+    );
     // Logs name routes and statuses, never a pseudonym or a batch key.
     let log = std::fs::read_to_string(&server.log).unwrap();
     assert!(log.contains("\"status\":422"), "requests are logged");

@@ -137,6 +137,14 @@ pub trait Storage: Send + Sync {
         study_version: &str,
         visit: &mut dyn FnMut(StoredBatch),
     ) -> Result<ContributorsByReports, StorageError>;
+    /// The receipt of the batch stored under `idempotency_key` when its digest is `digest`
+    /// (an exact retry), whatever the study's version is now.
+    fn stored_receipt(
+        &self,
+        study_id: &str,
+        idempotency_key: &str,
+        digest: &str,
+    ) -> Result<Option<Receipt>, StorageError>;
     /// (batches, reports) stored for a study version.
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError>;
     /// Stores a signed release and, kept by the server alone, the digest of the batches it

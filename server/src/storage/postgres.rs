@@ -412,6 +412,26 @@ impl Storage for PostgresStorage {
         Ok(contributors)
     }
 
+    fn stored_receipt(
+        &self,
+        study_id: &str,
+        idempotency_key: &str,
+        digest: &str,
+    ) -> Result<Option<Receipt>, StorageError> {
+        let mut client = self.reader.lock().expect("reader lock");
+        let row = client.query_opt(
+            "SELECT id, reports, received_day FROM batches WHERE study_id = $1 AND idempotency_key = $2 AND digest = $3",
+            &[&study_id, &idempotency_key, &digest],
+        )?;
+        Ok(row.map(|r| Receipt {
+            receipt: r.get(0),
+            study_id: study_id.to_owned(),
+            idempotency_key: idempotency_key.to_owned(),
+            reports: r.get::<_, i32>(1) as u32,
+            day: r.get(2),
+        }))
+    }
+
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {
         let mut client = self.reader.lock().expect("reader lock");
         let row = client.query_one(

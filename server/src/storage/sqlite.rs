@@ -204,6 +204,30 @@ impl Storage for SqliteStorage {
         Ok(contributors)
     }
 
+    fn stored_receipt(
+        &self,
+        study_id: &str,
+        idempotency_key: &str,
+        digest: &str,
+    ) -> Result<Option<Receipt>, StorageError> {
+        let conn = self.reader.lock().expect("reader lock");
+        Ok(conn
+            .query_row(
+                "SELECT id, reports, received_day FROM batches WHERE study_id = ?1 AND idempotency_key = ?2 AND digest = ?3",
+                params![study_id, idempotency_key, digest],
+                |r| {
+                    Ok(Receipt {
+                        receipt: r.get(0)?,
+                        study_id: study_id.to_owned(),
+                        idempotency_key: idempotency_key.to_owned(),
+                        reports: r.get(1)?,
+                        day: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {
         let conn = self.reader.lock().expect("reader lock");
         Ok(conn.query_row(
