@@ -209,3 +209,30 @@ fn sqlite_storage_contract() {
 fn postgres_storage_contract() {
     contract(&fresh_postgres_database("storage"));
 }
+
+/// Two servers sharing one PostgreSQL database each run a retention pass at start: a
+/// contributor's count loses the expired reports once, not once per server. Each round stores
+/// one expired and one kept report for a contributor, then runs the two passes at once; a
+/// count subtracted twice would drop the contributor, whose kept report then no longer counts
+/// towards the cap. (Without one pass waiting for the other, rounds of this test failed.)
+#[test]
+fn concurrent_retention_passes_on_postgres_subtract_once() {
+    let database = fresh_postgres_database("retention_race");
+    let (first, second) = (storage::open(&database).unwrap(), storage::open(&database).unwrap());
+    for round in 0..60 {
+        let study = format!("s{round}");
+        let on = |key: &str, day: i64| NewBatch {
+            study_id: study.clone(),
+            day,
+            ..batch(key, "c", 1, key)
+        };
+        let outcomes = first.store(&[on("old", 20_700), on("new", 20_786)]).unwrap();
+        assert!(outcomes.iter().all(stored), "{outcomes:?}");
+        std::thread::scope(|s| {
+            s.spawn(|| first.forget_before(&study, 20_786).unwrap());
+            s.spawn(|| second.forget_before(&study, 20_786).unwrap());
+        });
+        let counts = first.batches(&study, "v1", &mut |_| {}).unwrap();
+        assert_eq!(counts, [(1, 1)].into_iter().collect(), "round {round}");
+    }
+}

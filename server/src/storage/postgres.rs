@@ -490,6 +490,7 @@ impl Storage for PostgresStorage {
     fn withdraw(&self, study_id: &str, idempotency_key: &str) -> Result<Option<u32>, StorageError> {
         let mut writer = self.writer.lock().expect("writer lock");
         let mut tx = writer.0.transaction()?;
+        one_forgetting_at_a_time(&mut tx, study_id)?;
         // FOR UPDATE: two withdrawals of one batch cannot both subtract its reports.
         let found = tx.query_opt(
             "SELECT study_version, contributor, reports FROM batches WHERE study_id = $1 AND idempotency_key = $2 FOR UPDATE",
@@ -520,6 +521,7 @@ impl Storage for PostgresStorage {
     fn forget_before(&self, study_id: &str, day: i64) -> Result<u64, StorageError> {
         let mut writer = self.writer.lock().expect("writer lock");
         let mut tx = writer.0.transaction()?;
+        one_forgetting_at_a_time(&mut tx, study_id)?;
         tx.execute(
             "UPDATE contributors SET reports = contributors.reports - old.n
              FROM (SELECT study_version, contributor, SUM(reports) AS n FROM batches
@@ -572,4 +574,17 @@ impl Storage for PostgresStorage {
             Some(_) => Redemption::Spent,
         })
     }
+}
+
+/// Withdrawals and retention passes of one study, from any of the servers sharing the database,
+/// one after the other. Each subtracts the reports it removes from the contributors' counts;
+/// under READ COMMITTED an UPDATE that waited for another's row locks re-reads the rows but not
+/// its own subquery, so two at once (two servers' retention passes at start, or a withdrawal
+/// during one) would subtract the same reports twice and let a contributor past the cap.
+fn one_forgetting_at_a_time(tx: &mut postgres::Transaction<'_>, study_id: &str) -> Result<(), StorageError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('chorus forget ' || $1))",
+        &[&study_id],
+    )?;
+    Ok(())
 }
