@@ -69,7 +69,9 @@ impl History {
                 }
             }
             history.last = Some((summary.id.clone(), counts));
-            history.last_counted = storage.release_counted(&summary.id)?;
+        }
+        if let Some((id, _)) = &history.last {
+            history.last_counted = storage.release_counted(id)?;
         }
         Ok(history)
     }

@@ -58,6 +58,23 @@ fn migrate(client: &mut Client) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The batch stored under a key: (id, digest, reports, day), read by [`stored_under`].
+const STORED_UNDER_KEY: &str =
+    "SELECT id, digest, reports, received_day FROM batches WHERE study_id = $1 AND idempotency_key = $2";
+
+/// A row of [`STORED_UNDER_KEY`] as its receipt and its digest: a retry's receipt when the
+/// digests agree.
+fn stored_under(row: &postgres::Row, study_id: &str, idempotency_key: &str) -> (Receipt, String) {
+    let receipt = Receipt {
+        receipt: row.get(0),
+        study_id: study_id.to_owned(),
+        idempotency_key: idempotency_key.to_owned(),
+        reports: row.get::<_, i32>(2) as u32,
+        day: row.get(3),
+    };
+    (receipt, row.get(1))
+}
+
 /// The writer's statements, prepared once per connection.
 struct Statements {
     existing: Statement,
@@ -69,9 +86,7 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut Client) -> Result<Statements, StorageError> {
         Ok(Statements {
-            existing: client.prepare(
-                "SELECT id, digest, reports, received_day FROM batches WHERE study_id = $1 AND idempotency_key = $2",
-            )?,
+            existing: client.prepare(STORED_UNDER_KEY)?,
             reserve: client.prepare(
                 "INSERT INTO contributors (study_id, study_version, contributor, reports) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (study_id, study_version, contributor)
@@ -97,9 +112,9 @@ impl Statements {
 fn store_one(tx: &mut postgres::Transaction, s: &Statements, b: &NewBatch) -> Result<StoreOutcome, StorageError> {
     let (reports, cap) = (b.reports as i32, b.cap as i32);
     if let Some(row) = tx.query_opt(&s.existing, &[&b.study_id, &b.idempotency_key])? {
-        let digest: String = row.get(1);
+        let (stored, digest) = stored_under(&row, &b.study_id, &b.idempotency_key);
         return Ok(if digest == b.digest {
-            StoreOutcome::Replayed(receipt(b, row.get(0), row.get::<_, i32>(2) as u32, row.get(3)))
+            StoreOutcome::Replayed(stored)
         } else {
             StoreOutcome::KeyConflict
         });
@@ -419,17 +434,9 @@ impl Storage for PostgresStorage {
         digest: &str,
     ) -> Result<Option<Receipt>, StorageError> {
         let mut client = self.reader.lock().expect("reader lock");
-        let row = client.query_opt(
-            "SELECT id, reports, received_day FROM batches WHERE study_id = $1 AND idempotency_key = $2 AND digest = $3",
-            &[&study_id, &idempotency_key, &digest],
-        )?;
-        Ok(row.map(|r| Receipt {
-            receipt: r.get(0),
-            study_id: study_id.to_owned(),
-            idempotency_key: idempotency_key.to_owned(),
-            reports: r.get::<_, i32>(1) as u32,
-            day: r.get(2),
-        }))
+        let row = client.query_opt(STORED_UNDER_KEY, &[&study_id, &idempotency_key])?;
+        let stored = row.map(|r| stored_under(&r, study_id, idempotency_key));
+        Ok(stored.filter(|(_, d)| d == digest).map(|(receipt, _)| receipt))
     }
 
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {

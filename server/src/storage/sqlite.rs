@@ -72,6 +72,29 @@ fn migrate(conn: &mut Connection) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The batch stored under a key, and its digest: a retry's receipt when the digests agree.
+fn stored_under(
+    conn: &rusqlite::Connection,
+    study_id: &str,
+    idempotency_key: &str,
+) -> Result<Option<(Receipt, String)>, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, digest, reports, received_day FROM batches WHERE study_id = ?1 AND idempotency_key = ?2",
+        )?
+        .query_row(params![study_id, idempotency_key], |r| {
+            let receipt = Receipt {
+                receipt: r.get(0)?,
+                study_id: study_id.to_owned(),
+                idempotency_key: idempotency_key.to_owned(),
+                reports: r.get(2)?,
+                day: r.get(3)?,
+            };
+            Ok((receipt, r.get(1)?))
+        })
+        .optional()?)
+}
+
 /// Stores one batch inside the group's transaction. The writer is the only one writing, so
 /// the key lookup and the insert cannot race.
 fn store_one(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, StorageError> {
@@ -82,17 +105,9 @@ fn store_one(tx: &rusqlite::Transaction, b: &NewBatch) -> Result<StoreOutcome, S
         reports,
         day,
     };
-    let existing: Option<(i64, String, u32, i64)> = tx
-        .prepare_cached(
-            "SELECT id, digest, reports, received_day FROM batches WHERE study_id = ?1 AND idempotency_key = ?2",
-        )?
-        .query_row(params![b.study_id, b.idempotency_key], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
-    if let Some((id, digest, reports, day)) = existing {
+    if let Some((stored, digest)) = stored_under(tx, &b.study_id, &b.idempotency_key)? {
         return Ok(if digest == b.digest {
-            StoreOutcome::Replayed(receipt(id, reports, day))
+            StoreOutcome::Replayed(stored)
         } else {
             StoreOutcome::KeyConflict
         });
@@ -211,21 +226,8 @@ impl Storage for SqliteStorage {
         digest: &str,
     ) -> Result<Option<Receipt>, StorageError> {
         let conn = self.reader.lock().expect("reader lock");
-        Ok(conn
-            .query_row(
-                "SELECT id, reports, received_day FROM batches WHERE study_id = ?1 AND idempotency_key = ?2 AND digest = ?3",
-                params![study_id, idempotency_key, digest],
-                |r| {
-                    Ok(Receipt {
-                        receipt: r.get(0)?,
-                        study_id: study_id.to_owned(),
-                        idempotency_key: idempotency_key.to_owned(),
-                        reports: r.get(1)?,
-                        day: r.get(2)?,
-                    })
-                },
-            )
-            .optional()?)
+        let stored = stored_under(&conn, study_id, idempotency_key)?;
+        Ok(stored.filter(|(_, d)| d == digest).map(|(receipt, _)| receipt))
     }
 
     fn totals(&self, study_id: &str, study_version: &str) -> Result<(u64, u64), StorageError> {
